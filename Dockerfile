@@ -1,0 +1,18 @@
+# spix-dsr: slim, non-root; migrates the configured database, then serves.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY migrations ./migrations
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 spix
+COPY --from=build /install /usr/local
+USER spix
+WORKDIR /home/spix
+ENV SPIX_DSR_ENV=production \
+    PYTHONUNBUFFERED=1
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"
+CMD ["sh", "-c", "spix-dsr migrate && exec spix-dsr serve --host 0.0.0.0 --port 8000"]

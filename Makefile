@@ -1,0 +1,55 @@
+# Two commands a new machine needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test lint typecheck openapi openapi-lint bench migrate seed clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install when the project's dependencies change.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(VENV)/.installed $@
+
+run: $(VENV)/.installed
+	$(BIN)/spix-dsr migrate
+	$(BIN)/spix-dsr seed
+	$(BIN)/spix-dsr serve --host 0.0.0.0 --port $(PORT)
+
+migrate: $(VENV)/.installed
+	$(BIN)/spix-dsr migrate
+
+seed: $(VENV)/.installed
+	$(BIN)/spix-dsr seed
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+openapi: $(VENV)/.installed-test
+	$(BIN)/spix-dsr openapi
+
+openapi-lint: $(VENV)/.installed-test
+	$(BIN)/spix-dsr openapi --check
+	PYTHON=$(BIN)/python openapi/lint.sh
+
+# SQLite always; PostgreSQL too when SPIX_DSR_TEST_POSTGRES_URL is set (.ci/run sets it).
+test: lint typecheck openapi-lint
+	$(BIN)/pytest --ignore=tests/benchmarks
+
+bench: $(VENV)/.installed-test
+	$(BIN)/pytest tests/benchmarks -s -q -p no:randomly
+
+clean:
+	rm -rf $(VENV) openapi/node_modules .spix-dsr spix-dsr.db spix-dsr.db-wal spix-dsr.db-shm

@@ -1,0 +1,213 @@
+"""The `spix-dsr` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from app.core.config import get_settings
+from app.core.db import Database
+
+T = TypeVar("T")
+
+cli = typer.Typer(help="spix-dsr: the data-subject-rights service of Spix.", no_args_is_help=True)
+keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+audit_cli = typer.Typer(help="The audit log.", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
+cli.add_typer(audit_cli, name="audit")
+
+OPENAPI_PATH = Path("openapi/openapi.json")
+
+
+def _with_session(work: Callable[..., Awaitable[T]]) -> T:
+    """Run `work(session)` in one committed transaction against the configured database."""
+
+    async def run() -> T:
+        database = Database.from_url(get_settings().database_url)
+        try:
+            async with database.sessionmaker() as session, session.begin():
+                return await work(session)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the configured database to the newest revision."""
+    from app.core.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    typer.echo("database is at the newest revision")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+) -> None:
+    """Serve the API."""
+    import uvicorn
+
+    settings = get_settings()
+    settings.resolve_subject_key()  # fail here, with the reason, rather than in a worker
+    uvicorn.run(
+        "app.main:create_default_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+@keys_cli.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, auditor, system or controller")],
+    system: Annotated[str | None, typer.Option(help="The system a system key writes")] = None,
+    controller: Annotated[
+        str | None, typer.Option(help="The controller id a controller key acts for")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="What the key is for")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line")] = False,
+) -> None:
+    """Create an API key; the key is shown once."""
+    from app.audit.service import OPERATOR, record
+    from app.auth.service import create_key
+    from app.core.errors import AppError
+
+    try:
+        controller_id = uuid.UUID(controller) if controller else None
+    except ValueError:
+        typer.echo("--controller must be a controller id (a UUID)", err=True)
+        raise typer.Exit(2) from None
+
+    async def work(session: object) -> tuple[str, str]:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        assert isinstance(session, AsyncSession)
+        created = await create_key(
+            session, role=role, name=name, system_key=system, controller_id=controller_id
+        )
+        record(
+            session,
+            OPERATOR,
+            "api_key.created",
+            "api_key",
+            created.api_key.id,
+            {"role": role, "system": system, "controller_id": controller},
+        )
+        return str(created.api_key.id), created.secret
+
+    try:
+        key_id, secret = _with_session(work)
+    except AppError as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps({"id": key_id, "key": secret, "role": role}))
+    else:
+        typer.echo(f"id:   {key_id}\nrole: {role}\nkey:  {secret}\n(shown once: store it now)")
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """List API keys (never their secrets)."""
+    from app.auth.service import list_keys
+
+    keys = _with_session(list_keys)
+    for key in keys:
+        state = "revoked" if key.revoked_at else "active"
+        binding = key.system_key or (str(key.controller_id) if key.controller_id else "-")
+        typer.echo(f"{key.id}  {key.role:<10} {binding:<36} {state:<7} {key.name or ''}")
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")]) -> None:
+    """Revoke an API key (other processes stop accepting it within the key cache time)."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.audit.service import OPERATOR, record
+    from app.auth.service import revoke_key
+    from app.core.errors import AppError
+
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError:
+        typer.echo("not a key id", err=True)
+        raise typer.Exit(2) from None
+
+    async def work(session: AsyncSession) -> None:
+        await revoke_key(session, parsed)
+        record(session, OPERATOR, "api_key.revoked", "api_key", parsed)
+
+    try:
+        _with_session(work)
+    except AppError as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked {parsed}")
+
+
+@audit_cli.command("verify")
+def audit_verify() -> None:
+    """Walk the hash chain end to end and name the first broken link."""
+    from app.audit.service import verify_chain
+
+    report = _with_session(verify_chain)
+    if report.ok:
+        typer.echo(f"audit chain intact: {report.checked} events")
+        return
+    typer.echo(
+        f"audit chain broken at seq {report.broken_at_seq} "
+        f"(event {report.broken_event_id}): {report.reason}; {report.checked} events before it "
+        "are intact",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+def render_openapi() -> str:
+    from app.core.config import Settings
+    from app.main import create_app
+
+    # The document depends only on the code: build it with an in-memory configuration.
+    app = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:", subject_key="x" * 32))
+    return json.dumps(app.openapi(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+@cli.command()
+def openapi(
+    check: Annotated[
+        bool, typer.Option("--check", help="Fail when the committed file differs from the code")
+    ] = False,
+    path: Annotated[Path, typer.Option(help="Where the spec lives")] = OPENAPI_PATH,
+) -> None:
+    """Write openapi/openapi.json, or check it against the code."""
+    rendered = render_openapi()
+    if check:
+        if not path.exists() or path.read_text(encoding="utf-8") != rendered:
+            typer.echo(
+                f"{path} differs from the code: run `spix-dsr openapi` and commit it", err=True
+            )
+            raise typer.Exit(1)
+        typer.echo(f"{path} matches the code")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rendered, encoding="utf-8")
+    typer.echo(f"wrote {path}")
+
+
+def main() -> None:
+    sys.exit(cli())

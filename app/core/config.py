@@ -1,0 +1,76 @@
+"""Settings from the environment (prefix SPIX_DSR_)."""
+
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class ConfigurationError(RuntimeError):
+    """The service cannot start with these settings; the message says why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPIX_DSR_", extra="ignore")
+
+    env: Environment = Environment.development
+    database_url: str = "sqlite+aiosqlite:///spix-dsr.db"
+    # Folder for files a development install creates for itself (the subject key).
+    data_dir: Path = Path(".spix-dsr")
+    # HMAC key of the identity blind index; hex or any string of at least 32 characters.
+    subject_key: str | None = None
+    subject_key_id: str = "k1"
+    default_phone_region: str = "US"
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = 5 * 1024 * 1024
+    # Verified API keys are cached this long per process; revocation elsewhere shows after it.
+    api_key_cache_seconds: float = 10.0
+    log_level: str = "INFO"
+    db_pool_size: int = 10
+    db_echo: bool = False
+
+    @field_validator("subject_key")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("SPIX_DSR_SUBJECT_KEY must be at least 32 characters")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def resolve_subject_key(self) -> bytes:
+        """The blind-index key: configured, or (development only) created once in data_dir."""
+        if self.subject_key:
+            return self.subject_key.encode()
+        if self.env is Environment.production:
+            raise ConfigurationError(
+                "SPIX_DSR_SUBJECT_KEY is not set: production refuses to start without the "
+                "blind-index key (generate one with `python -c 'import secrets; "
+                "print(secrets.token_hex(32))'` and keep it in your secret store)"
+            )
+        path = self.data_dir / "subject.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Exclusive create: two processes starting together keep one key.
+            try:
+                with open(path, "x", encoding="ascii") as handle:
+                    handle.write(secrets.token_hex(32))
+                path.chmod(0o600)
+            except FileExistsError:
+                pass
+        return path.read_text(encoding="ascii").strip().encode()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,26 @@
+"""The request's database session: one transaction, committed before the response leaves."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import Database
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    database: Database = request.app.state.db
+    async with database.sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        # A failing commit raises here, inside the request, so the client sees a 5xx.
+        await session.commit()
+
+
+# scope="function": the code after `yield` runs when the endpoint returns, before the
+# response is sent, so nothing is answered 2xx that was not committed.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -1,0 +1,81 @@
+"""The FastAPI application."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
+
+import app.audit.service  # noqa: F401  (registers the audit chain's commit hook)
+from app.audit.router import router as audit_router
+from app.core.config import Settings, get_settings
+from app.core.db import Database
+from app.core.errors import install_error_handlers
+from app.core.idempotency import IdempotentReplay
+from app.core.logging import configure_logging
+from app.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.health.router import router as health_router
+from app.openapi import build_openapi
+
+VERSION = "0.1.0"
+
+
+async def _replay(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IdempotentReplay)
+    return exc.response
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    subject_key = settings.resolve_subject_key()  # refuses a production start without one
+    database = database or Database.from_url(
+        settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await database.dispose()
+
+    application = FastAPI(
+        title="spix-dsr",
+        version=VERSION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    application.state.settings = settings
+    application.state.db = database
+    application.state.subject_key = subject_key
+
+    install_error_handlers(application)
+    application.add_exception_handler(IdempotentReplay, _replay)
+
+    application.include_router(health_router)
+    application.include_router(audit_router)
+
+    if settings.cors_origins:
+        application.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+            expose_headers=["ETag", "X-Request-ID", "Location"],
+        )
+    application.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    application.add_middleware(RequestContextMiddleware)
+
+    def openapi() -> dict[str, Any]:
+        return build_openapi(application)
+
+    application.openapi = openapi  # type: ignore[method-assign]
+    return application
+
+
+def create_default_app() -> FastAPI:
+    """Factory for `uvicorn --factory app.main:create_default_app`."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,50 @@
+"""Test databases: a fresh SQLite file or a fresh PostgreSQL database, built by the migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.core.migrate import upgrade
+
+POSTGRES_URL = os.environ.get("SPIX_DSR_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
+
+
+async def _admin_execute(statement: str) -> None:
+    assert POSTGRES_URL is not None
+    engine = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def fresh_database(backend: str, folder: Path, *, migrate: bool = True) -> AsyncIterator[str]:
+    """Yield the URL of an empty database of this backend; drop it afterwards."""
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{folder / f'{uuid.uuid4().hex}.db'}"
+        if migrate:
+            await asyncio.to_thread(upgrade, url)
+        yield url
+        return
+    assert POSTGRES_URL is not None, "set SPIX_DSR_TEST_POSTGRES_URL to test on PostgreSQL"
+    name = f"spix_dsr_test_{uuid.uuid4().hex[:12]}"
+    await _admin_execute(f'CREATE DATABASE "{name}"')
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        if migrate:
+            await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
