@@ -10,10 +10,19 @@ from fastapi.responses import Response
 
 import app.audit.service  # noqa: F401  (registers the audit chain's commit hook)
 from app.audit.router import router as audit_router
+from app.controllers.router import router as controllers_router
+from app.data_categories.router import router as data_categories_router
+from app.legal_holds.router import router as legal_holds_router
+from app.purposes.router import router as purposes_router
+from app.retention_rules.router import router as retention_rules_router
+from app.ropa.router import router as ropa_router
+from app.systems.router import router as systems_router
 from app.core.config import Settings, get_settings
+from app.core.crypto import SecretBox
 from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.idempotency import IdempotentReplay
+from app.core.identity import BlindIndexer
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.health.router import router as health_router
@@ -48,13 +57,26 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     application.state.settings = settings
     application.state.db = database
-    application.state.subject_key = subject_key
+    application.state.indexer = BlindIndexer(
+        subject_key, settings.subject_key_id, settings.default_phone_region
+    )
+    application.state.secret_box = SecretBox(subject_key, settings.subject_key_id)
 
     install_error_handlers(application)
     application.add_exception_handler(IdempotentReplay, _replay)
 
     application.include_router(health_router)
-    application.include_router(audit_router)
+    for router in (
+        controllers_router,
+        systems_router,
+        data_categories_router,
+        purposes_router,
+        retention_rules_router,
+        legal_holds_router,
+        ropa_router,
+        audit_router,
+    ):
+        application.include_router(router)
 
     if settings.cors_origins:
         application.add_middleware(

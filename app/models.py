@@ -2,9 +2,29 @@
 
 from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import ApiKey
+from app.controllers.models import Controller
 from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
+from app.data_categories.models import DataCategory
+from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
+from app.purposes.models import Purpose
+from app.retention_rules.models import RetentionRule
+from app.systems.models import System
 
 metadata = Base.metadata
 
-__all__ = ["ApiKey", "AuditChainHead", "AuditEvent", "IdempotencyRecord", "metadata"]
+__all__ = [
+    "ApiKey",
+    "AuditChainHead",
+    "AuditEvent",
+    "Controller",
+    "DataCategory",
+    "IdempotencyRecord",
+    "LegalHold",
+    "LegalHoldIdentity",
+    "LegalHoldRecord",
+    "Purpose",
+    "RetentionRule",
+    "System",
+    "metadata",
+]

@@ -1,7 +1,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, String, Uuid
+from sqlalchemy import CheckConstraint, ForeignKey, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UTCDateTime, utcnow
@@ -26,7 +26,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
-    system_key: Mapped[str | None] = mapped_column(String(100))
-    controller_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    system_key: Mapped[str | None] = mapped_column(String(100), ForeignKey("systems.key"))
+    controller_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("controllers.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 5 * 1024 * 1024
     # Verified API keys are cached this long per process; revocation elsewhere shows after it.
     api_key_cache_seconds: float = 10.0
+    # The longest maximum period a customer's own retention setting may name (ISO 8601).
+    customer_retention_cap: str = "P10Y"
     log_level: str = "INFO"
     db_pool_size: int = 10
     db_echo: bool = False

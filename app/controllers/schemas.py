@@ -1,0 +1,77 @@
+import uuid
+from datetime import date, datetime
+from typing import Literal, Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from app.core.schemas import InputModel, Name, OutputModel, Url
+
+
+class DsrRouting(BaseModel):
+    """How requests forwarded to this controller reach it."""
+
+    mode: Literal["webhook", "dashboard"] = Field("dashboard", examples=["webhook"])
+    webhook_url: Url | None = Field(None, examples=["https://privacy.acme.example/spix-dsr"])
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> Self:
+        if self.mode == "webhook" and self.webhook_url is None:
+            raise ValueError("webhook routing needs a webhook_url")
+        return self
+
+
+class ControllerCreate(InputModel):
+    name: Name = Field(examples=["Acme Inc."])
+    kind: Literal["customer"] = Field(
+        "customer", description="Only customers are created; `seed` creates the platform"
+    )
+    external_ref: Name | None = Field(None, examples=["cus_8Jd2"])
+    agreement_ref: Name | None = Field(None, examples=["DPA-2026-014"])
+    effective_from: date | None = None
+    effective_until: date | None = None
+    dsr_routing: DsrRouting = Field(default_factory=lambda: DsrRouting(mode="dashboard"))
+    auto_execute: bool = Field(
+        False, description="Approved in advance: forwarded requests run without waiting"
+    )
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Self:
+        if (
+            self.effective_from
+            and self.effective_until
+            and self.effective_until < self.effective_from
+        ):
+            raise ValueError("effective_until is before effective_from")
+        return self
+
+
+class ControllerUpdate(InputModel):
+    name: Name | None = None
+    external_ref: Name | None = None
+    agreement_ref: Name | None = None
+    effective_from: date | None = None
+    effective_until: date | None = None
+    dsr_routing: DsrRouting | None = None
+    auto_execute: bool | None = None
+
+
+class ControllerOut(OutputModel):
+    id: uuid.UUID
+    kind: Literal["platform", "customer"]
+    name: str
+    external_ref: str | None
+    agreement_ref: str | None
+    effective_from: date | None
+    effective_until: date | None
+    dsr_routing: DsrRouting
+    has_signing_secret: bool
+    auto_execute: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class ControllerCreated(ControllerOut):
+    webhook_signing_secret: str | None = Field(
+        None, description="Signs webhook deliveries; shown once, with the change that made it"
+    )

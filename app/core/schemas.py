@@ -1,0 +1,47 @@
+"""Pieces every domain's schemas share."""
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+
+class InputModel(BaseModel):
+    """Request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OutputModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+_DOTTED = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+_SYSTEM = re.compile(r"^[a-z0-9-]+$")
+
+
+def _dotted(value: str) -> str:
+    if not _DOTTED.match(value):
+        raise ValueError("must be dotted lower-case words: `communications.recording`")
+    return value
+
+
+def _system_key(value: str) -> str:
+    if not _SYSTEM.match(value):
+        raise ValueError("must match [a-z0-9-]+")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/$.?#].[^\s]*$", value):
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+DottedKey = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_dotted)]
+SystemKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=100), AfterValidator(_system_key)
+]
+Url = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_http_url)]
+Text = Annotated[str, StringConstraints(max_length=10_000)]

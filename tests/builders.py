@@ -1,0 +1,89 @@
+"""Typed builders for test data, written straight to the database (no HTTP)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.controllers.models import Controller
+from app.data_categories.models import DataCategory
+from app.purposes.models import Purpose
+from app.retention_rules.models import RetentionRule
+from app.systems.models import System
+
+
+async def make_controller(
+    session: AsyncSession, *, kind: str = "customer", name: str | None = None, **fields: Any
+) -> Controller:
+    controller = Controller(
+        kind=kind, name=name or f"Customer {uuid.uuid4().hex[:6]}", **fields
+    )
+    session.add(controller)
+    await session.commit()
+    return controller
+
+
+async def make_system(session: AsyncSession, key: str | None = None, **fields: Any) -> System:
+    system = System(key=key or f"sys-{uuid.uuid4().hex[:8]}", name=fields.pop("name", "A system"),
+                    **fields)
+    session.add(system)
+    await session.commit()
+    return system
+
+
+async def make_category(
+    session: AsyncSession, key: str, *, sensitivity: str = "medium", **fields: Any
+) -> DataCategory:
+    """Creates the missing ancestors too."""
+    parts = key.split(".")
+    category = None
+    for depth in range(1, len(parts) + 1):
+        current = ".".join(parts[:depth])
+        category = await session.get(DataCategory, current)
+        if category is None:
+            category = DataCategory(
+                key=current,
+                parent_key=".".join(parts[: depth - 1]) or None,
+                name=current,
+                sensitivity=sensitivity,
+                **(fields if depth == len(parts) else {}),
+            )
+            session.add(category)
+            await session.flush()
+    await session.commit()
+    assert category is not None
+    return category
+
+
+async def make_purpose(
+    session: AsyncSession, key: str, *, legal_basis: str = "contract", **fields: Any
+) -> Purpose:
+    purpose = Purpose(key=key, name=fields.pop("name", key), legal_basis=legal_basis, **fields)
+    session.add(purpose)
+    await session.commit()
+    return purpose
+
+
+async def make_rule(
+    session: AsyncSession,
+    *,
+    kind: str = "maximum",
+    period: str = "P1Y",
+    anchor: str = "collected_at",
+    source: str = "platform_default",
+    **fields: Any,
+) -> RetentionRule:
+    rule = RetentionRule(
+        name=fields.pop("name", f"rule {uuid.uuid4().hex[:6]}"),
+        kind=kind,
+        period=period,
+        anchor=anchor,
+        source=source,
+        action=fields.pop("action", "delete"),
+        **fields,
+    )
+    session.add(rule)
+    await session.commit()
+    return rule
