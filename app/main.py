@@ -11,12 +11,6 @@ from fastapi.responses import Response
 import app.audit.service  # noqa: F401  (registers the audit chain's commit hook)
 from app.audit.router import router as audit_router
 from app.controllers.router import router as controllers_router
-from app.data_categories.router import router as data_categories_router
-from app.legal_holds.router import router as legal_holds_router
-from app.purposes.router import router as purposes_router
-from app.retention_rules.router import router as retention_rules_router
-from app.ropa.router import router as ropa_router
-from app.systems.router import router as systems_router
 from app.core.config import Settings, get_settings
 from app.core.crypto import SecretBox
 from app.core.db import Database
@@ -25,8 +19,14 @@ from app.core.idempotency import IdempotentReplay
 from app.core.identity import BlindIndexer
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
+from app.legal_holds.router import router as legal_holds_router
 from app.openapi import build_openapi
+from app.purposes.router import router as purposes_router
+from app.retention_rules.router import router as retention_rules_router
+from app.ropa.router import router as ropa_router
+from app.systems.router import router as systems_router
 
 VERSION = "0.1.0"
 

@@ -17,17 +17,16 @@ from app.systems.models import System
 async def make_controller(
     session: AsyncSession, *, kind: str = "customer", name: str | None = None, **fields: Any
 ) -> Controller:
-    controller = Controller(
-        kind=kind, name=name or f"Customer {uuid.uuid4().hex[:6]}", **fields
-    )
+    controller = Controller(kind=kind, name=name or f"Customer {uuid.uuid4().hex[:6]}", **fields)
     session.add(controller)
     await session.commit()
     return controller
 
 
 async def make_system(session: AsyncSession, key: str | None = None, **fields: Any) -> System:
-    system = System(key=key or f"sys-{uuid.uuid4().hex[:8]}", name=fields.pop("name", "A system"),
-                    **fields)
+    system = System(
+        key=key or f"sys-{uuid.uuid4().hex[:8]}", name=fields.pop("name", "A system"), **fields
+    )
     session.add(system)
     await session.commit()
     return system

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.models import AuditEvent
 from app.audit.service import OPERATOR, record, verify_chain
 from app.auth.service import create_key, revoke_key
+from tests.builders import make_controller, make_system
 from tests.conftest import bearer
 from tests.databases import fresh_database
 
@@ -33,8 +34,10 @@ class TestRoles:
     async def test_system_and_controller_keys_are_403(
         self, client: AsyncClient, session: AsyncSession
     ) -> None:
-        system = await bearer(session, "system", system_key="voice")
-        controller = await bearer(session, "controller", controller_id=uuid.uuid4())
+        system = await bearer(session, "system", system_key=(await make_system(session)).key)
+        controller = await bearer(
+            session, "controller", controller_id=(await make_controller(session)).id
+        )
         for headers in (system, controller):
             response = await client.get("/v1/audit-events", headers=headers)
             assert response.status_code == 403
@@ -51,17 +54,27 @@ class TestRoles:
 
     @pytest.mark.parametrize(
         ("role", "system_key", "controller"),
-        [("admin", "voice", False), ("system", None, False), ("controller", None, False),
-         ("auditor", None, True), ("root", None, False)],
+        [
+            ("admin", "voice", False),
+            ("system", None, False),
+            ("controller", None, False),
+            ("auditor", None, True),
+            ("root", None, False),
+            ("system", "no-such-system", False),
+            ("controller", None, True),
+        ],
     )
     async def test_bindings_must_fit_the_role(
         self, session: AsyncSession, role: str, system_key: str | None, controller: bool
     ) -> None:
         from app.core.errors import Unprocessable
 
+        # A random controller id names no controller, so even the controller role fails.
         with pytest.raises(Unprocessable):
             await create_key(
-                session, role=role, system_key=system_key,
+                session,
+                role=role,
+                system_key=system_key,
                 controller_id=uuid.uuid4() if controller else None,
             )
 
@@ -114,8 +127,11 @@ class TestAuditChain:
             record(session, OPERATOR, "probe.step", "probe", str(index))
         await session.commit()
         target = await session.scalar(
-            select(AuditEvent).where(AuditEvent.event_type == "probe.step")
-            .order_by(AuditEvent.seq.desc()).limit(1).offset(1)
+            select(AuditEvent)
+            .where(AuditEvent.event_type == "probe.step")
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+            .offset(1)
         )
         assert target is not None
         await session.execute(
@@ -130,18 +146,24 @@ class TestAuditChain:
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SPIX_DSR_DATABASE_URL": url}
     return subprocess.run(
-        [sys.executable, "-m", "app", *args], env=env, capture_output=True, text=True,
-        timeout=120, check=False,
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 async def test_cli_keys_and_audit_verify(backend: str, tmp_path: Path) -> None:
     async with fresh_database(backend, tmp_path) as url:
-        created = _cli(url, "keys", "create", "--role", "system", "--system", "voice",
-                       "--name", "voice service", "--json")
+        unknown = _cli(url, "keys", "create", "--role", "system", "--system", "voice")
+        assert unknown.returncode == 2 and "No system with key 'voice'" in unknown.stderr
+        assert "Traceback" not in unknown.stderr
+        created = _cli(url, "keys", "create", "--role", "admin", "--name", "privacy team", "--json")
         assert created.returncode == 0, created.stderr
         key = json.loads(created.stdout)
-        assert key["role"] == "system" and key["key"].startswith("sdsr_")
+        assert key["role"] == "admin" and key["key"].startswith("sdsr_")
         uuid.UUID(key["id"])
 
         listed = _cli(url, "keys", "list")

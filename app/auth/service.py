@@ -14,8 +14,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import ROLES, ApiKey
+from app.controllers.models import Controller
 from app.core.db import utcnow
 from app.core.errors import NotFound, Unprocessable
+from app.systems.models import System
 
 KEY_PREFIX = "sdsr"
 
@@ -63,6 +65,10 @@ async def create_key(
             "a controller key, and only a controller key, names its controller",
             loc=["controller_id"],
         )
+    if system_key is not None and await session.get(System, system_key) is None:
+        raise Unprocessable(f"No system with key {system_key!r}", loc=["system"])
+    if controller_id is not None and await session.get(Controller, controller_id) is None:
+        raise Unprocessable("No controller with this id", loc=["controller_id"])
     prefix = secrets.token_hex(6)
     secret = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey(

@@ -58,9 +58,9 @@ class TestCreate:
         assert stored is not None and body["webhook_signing_secret"] not in (
             stored.webhook_secret_sealed or ""
         )
-        events = (await session.scalars(
-            select(AuditEvent).where(AuditEvent.entity_id == body["id"])
-        )).all()
+        events = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.entity_id == body["id"]))
+        ).all()
         assert [e.event_type for e in events] == ["controller.created"]
         assert body["webhook_signing_secret"] not in str(events[0].details)
 
@@ -76,7 +76,10 @@ class TestCreate:
         ],
     )
     async def test_bad_bodies_are_422(
-        self, client: AsyncClient, admin: dict[str, str], change: dict[str, object],
+        self,
+        client: AsyncClient,
+        admin: dict[str, str],
+        change: dict[str, object],
         field: str | None,
     ) -> None:
         response = await client.post("/v1/controllers", json={**ACME, **change}, headers=admin)
@@ -116,9 +119,11 @@ class TestReadAndTenancy:
         only = await client.get("/v1/controllers?kind=platform", headers=admin)
         assert [c["id"] for c in only.json()["items"]] == [str(platform.id)]
         first = (await client.get("/v1/controllers?limit=2", headers=admin)).json()
-        second = (await client.get(
-            f"/v1/controllers?limit=2&cursor={first['next_cursor']}", headers=admin
-        )).json()
+        second = (
+            await client.get(
+                f"/v1/controllers?limit=2&cursor={first['next_cursor']}", headers=admin
+            )
+        ).json()
         assert len(first["items"]) == 2 and len(second["items"]) == 2
         assert second["next_cursor"] is None
         assert {c["id"] for c in first["items"]}.isdisjoint({c["id"] for c in second["items"]})
@@ -138,7 +143,9 @@ class TestReadAndTenancy:
     async def test_unknown_and_malformed_ids(
         self, client: AsyncClient, admin: dict[str, str]
     ) -> None:
-        assert (await client.get(f"/v1/controllers/{uuid.uuid4()}", headers=admin)).status_code == 404
+        assert (
+            await client.get(f"/v1/controllers/{uuid.uuid4()}", headers=admin)
+        ).status_code == 404
         assert (await client.get("/v1/controllers/not-a-uuid", headers=admin)).status_code == 422
 
 
@@ -155,9 +162,7 @@ class TestUpdate:
         assert changed.status_code == 200
         assert changed.json()["auto_execute"] is True and changed.json()["version"] == 2
         assert changed.headers["etag"] == '"2"'
-        stale = await client.patch(
-            url, json={"name": "Other"}, headers={**admin, "If-Match": etag}
-        )
+        stale = await client.patch(url, json={"name": "Other"}, headers={**admin, "If-Match": etag})
         assert stale.status_code == 412
         assert (await client.get(url, headers=admin)).json()["name"] == controller.name
 
