@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -98,7 +99,7 @@ class TestAuditChain:
             if cursor is None:
                 break
         assert [item["entity_id"] for item in seen] == ["0", "1", "2", "3", "4"]
-        for before, after in zip(seen, seen[1:], strict=False):
+        for before, after in itertools.pairwise(seen):
             assert after["prev_hash"] == before["hash"]
         assert (await verify_chain(session)).ok
 
