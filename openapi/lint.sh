@@ -120,8 +120,8 @@ rc=0
 PATH="$(dirname -- "$python"):$PATH" "$python" -m openapi_python_client generate \
     --path "$spec" --output-path "$tmp/py" --overwrite --fail-on-warning \
     >"$tmp/py.out" 2>&1 || rc=$?
-if [[ $rc -eq 0 ]] \
-    && ! grep -v '^Generating ' -- "$tmp/py.out" | grep -Eqi 'warning|error|skipping|not in path'; then
+grep -v '^Generating ' -- "$tmp/py.out" >"$tmp/py.said" || true
+if [[ $rc -eq 0 ]] && ! grep -Eqi 'warning|error|skipping|not in path' -- "$tmp/py.said"; then
     echo "openapi-python-client: ok"
 else
     fail "openapi-python-client" "exit $rc" "$tmp/py.out"

@@ -348,18 +348,8 @@ def resolve(
         for rule in group.outranked
     ]
 
-    status: Status
-    if held:
-        status = "held"
-    elif keep_indefinitely or (keep_until is not None and keep_until > now):
-        status = "retain"
-    elif delete_by is not None and delete_by <= now:
-        status = "due"
-    else:
-        status = "eligible"
-
     return Decision(
-        status=status,
+        status=status_at(held, keep_until, keep_indefinitely, delete_by, now),
         keep_until=keep_until,
         keep_indefinitely=keep_indefinitely,
         delete_by=delete_by,
@@ -367,6 +357,23 @@ def resolve(
         holds=active_holds,
         rules=outcomes,
     )
+
+
+def status_at(
+    held: bool,
+    keep_until: datetime | None,
+    keep_indefinitely: bool,
+    delete_by: datetime | None,
+    now: datetime,
+) -> Status:
+    """The status a stored decision has at `now`: dates stay fixed, the status moves."""
+    if held:
+        return "held"
+    if keep_indefinitely or (keep_until is not None and keep_until > now):
+        return "retain"
+    if delete_by is not None and delete_by <= now:
+        return "due"
+    return "eligible"
 
 
 def decide(
