@@ -24,8 +24,10 @@ from app.health.router import router as health_router
 from app.legal_holds.router import router as legal_holds_router
 from app.openapi import build_openapi
 from app.purposes.router import router as purposes_router
+from app.records.router import router as records_router
 from app.retention_rules.router import router as retention_rules_router
 from app.ropa.router import router as ropa_router
+from app.subjects.router import router as subjects_router
 from app.systems.router import router as systems_router
 
 VERSION = "0.1.0"
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         retention_rules_router,
         legal_holds_router,
         ropa_router,
+        records_router,
+        subjects_router,
         audit_router,
     ):
         application.include_router(router)

@@ -8,6 +8,13 @@ from app.core.idempotency import IdempotencyRecord
 from app.data_categories.models import DataCategory
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.purposes.models import Purpose
+from app.records.models import (
+    Record,
+    RecordIdentity,
+    RecordProfile,
+    RecordProfileCategory,
+    RecordProfilePurpose,
+)
 from app.retention_rules.models import RetentionRule
 from app.systems.models import System
 
@@ -24,6 +31,11 @@ __all__ = [
     "LegalHoldIdentity",
     "LegalHoldRecord",
     "Purpose",
+    "Record",
+    "RecordIdentity",
+    "RecordProfile",
+    "RecordProfileCategory",
+    "RecordProfilePurpose",
     "RetentionRule",
     "System",
     "metadata",

@@ -24,6 +24,12 @@ TAGS = [
     {"name": "retention-rules", "description": "How long each data category is kept, and why."},
     {"name": "legal-holds", "description": "Holds that suspend deletion while they apply."},
     {"name": "ropa", "description": "The record of processing activities (GDPR Art. 30)."},
+    {
+        "name": "records",
+        "description": "The inventory: pointers to personal data in Spix systems, with identities "
+        "as keyed hashes only, and each record's retention decision.",
+    },
+    {"name": "subjects", "description": "Finding a data subject's records by identity."},
     {"name": "audit", "description": "The append-only, hash-chained audit log."},
 ]
 

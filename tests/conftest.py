@@ -64,7 +64,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         subject_key="test-subject-key-" + "0" * 32,
         data_dir=tmp_path,
-        max_body_bytes=64 * 1024,
+        max_body_bytes=1024 * 1024,
     )
 
 

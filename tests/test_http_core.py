@@ -141,7 +141,7 @@ class TestBodyLimit:
     async def test_declared_oversize_body_is_413(
         self, probed: FastAPI, client: AsyncClient, admin: dict[str, str]
     ) -> None:
-        body = b'{"name": "' + b"x" * (70 * 1024) + b'", "size": 1}'
+        body = b'{"name": "' + b"x" * (1100 * 1024) + b'", "size": 1}'
         response = await client.post(
             "/probe/widgets", content=body, headers={**admin, "content-type": "application/json"}
         )
@@ -153,7 +153,7 @@ class TestBodyLimit:
     ) -> None:
         async def chunks() -> Any:
             yield b'{"name": "'
-            for _ in range(80):
+            for _ in range(1100):
                 yield b"x" * 1024
             yield b'", "size": 1}'
 

@@ -81,8 +81,15 @@ class Unprocessable(AppError):
 
     status, slug, title = 422, "validation-error", "Invalid request"
 
-    def __init__(self, detail: str, *, loc: list[str | int] | None = None) -> None:
-        errors = [{"loc": loc, "msg": detail, "type": "value_error"}] if loc else None
+    def __init__(
+        self,
+        detail: str,
+        *,
+        loc: list[str | int] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        if errors is None and loc:
+            errors = [{"loc": loc, "msg": detail, "type": "value_error"}]
         super().__init__(detail, errors=errors)
 
 

@@ -1,0 +1,117 @@
+"""The inventory: pointers to personal data held by Spix systems, never the data itself.
+
+Records that share categories, purposes, controller, system and region share a profile, so
+retention rules are resolved once per profile and rule changes find the records they touch
+through a handful of profiles instead of scanning records."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, UTCDateTime, utcnow
+from app.core.ids import new_id
+
+
+class RecordProfile(Base):
+    __tablename__ = "record_profiles"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    # SHA-256 of the canonical (categories, purposes, controller, system, region).
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    controller_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("controllers.id"), index=True)
+    system: Mapped[str] = mapped_column(String(100), ForeignKey("systems.key"), index=True)
+    region: Mapped[str | None] = mapped_column(String(50))
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    purposes: Mapped[list[str]] = mapped_column(JSON)
+
+
+class RecordProfileCategory(Base):
+    """Which categories a profile holds, indexed so a rule on a category prefix finds them."""
+
+    __tablename__ = "record_profile_categories"
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("record_profiles.id", ondelete="CASCADE"), primary_key=True
+    )
+    category: Mapped[str] = mapped_column(
+        String(200), ForeignKey("data_categories.key"), primary_key=True, index=True
+    )
+
+
+class RecordProfilePurpose(Base):
+    __tablename__ = "record_profile_purposes"
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("record_profiles.id", ondelete="CASCADE"), primary_key=True
+    )
+    purpose: Mapped[str] = mapped_column(
+        String(200), ForeignKey("purposes.key"), primary_key=True, index=True
+    )
+
+
+class Record(Base):
+    __tablename__ = "records"
+    __table_args__ = (
+        UniqueConstraint("system", "record_ref"),
+        CheckConstraint("state IN ('active', 'restricted', 'erased')", name="state"),
+        # The due sweep: one range scan per system over deletable records by deadline.
+        Index(
+            "ix_records_due",
+            "system",
+            "delete_by",
+            "id",
+            sqlite_where=text("state = 'active' AND NOT held AND delete_by IS NOT NULL"),
+            postgresql_where=text("state = 'active' AND NOT held AND delete_by IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    system: Mapped[str] = mapped_column(String(100), ForeignKey("systems.key"))
+    record_ref: Mapped[str] = mapped_column(String(500))
+    # Copied from the profile so tenant filters need no join.
+    controller_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("controllers.id"), index=True)
+    profile_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("record_profiles.id"), index=True
+    )
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    events: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(12), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The stored retention decision: the status follows from these and the clock.
+    held: Mapped[bool] = mapped_column(Boolean, default=False)
+    keep_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    keep_indefinitely: Mapped[bool] = mapped_column(Boolean, default=False)
+    delete_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(10), default="delete")
+    # Rule outcomes and hold ids behind the decision, so a check is one read.
+    retention: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RecordIdentity(Base):
+    """A record's subject identities, as blind indexes only; dropped when the record is erased."""
+
+    __tablename__ = "record_identities"
+    __table_args__ = (Index("ix_record_identities_digest", "digest", "record_id"),)
+
+    record_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("records.id", ondelete="CASCADE"), primary_key=True
+    )
+    identity_type: Mapped[str] = mapped_column(String(20), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16))

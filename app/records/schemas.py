@@ -1,0 +1,141 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from app.core.identity import Identity, IdentityType
+from app.core.schemas import DottedKey, InputModel, OutputModel, SystemKey
+
+EventName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")]
+RecordRef = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Region = Annotated[str, StringConstraints(min_length=1, max_length=50)]
+
+MAX_BATCH = 1000
+
+
+class RecordIn(InputModel):
+    system: SystemKey = Field(examples=["voice-recordings"])
+    record_ref: RecordRef = Field(examples=["rec_01J9ZK4T"], description="Opaque to spix-dsr")
+    controller_id: uuid.UUID
+    identities: list[Identity] = Field(default_factory=list, max_length=50)
+    categories: list[DottedKey] = Field(
+        min_length=1, max_length=50, examples=[["communications.recording"]]
+    )
+    purposes: list[DottedKey] = Field(
+        default_factory=list, max_length=50, examples=[["service.provide"]]
+    )
+    collected_at: AwareDatetime
+    last_activity_at: AwareDatetime | None = None
+    events: dict[EventName, AwareDatetime] = Field(
+        default_factory=dict, max_length=20, examples=[{"account_closed": "2026-11-20T00:00:00Z"}]
+    )
+    region: Region | None = Field(None, examples=["eu"])
+
+
+class RecordPatch(InputModel):
+    last_activity_at: AwareDatetime | None = None
+    events: dict[EventName, AwareDatetime] | None = Field(
+        None, max_length=20, description="Merged into the record's events"
+    )
+    categories: list[DottedKey] | None = Field(None, min_length=1, max_length=50)
+    purposes: list[DottedKey] | None = Field(None, max_length=50)
+
+
+class RuleOutcomeOut(OutputModel):
+    id: uuid.UUID
+    kind: Literal["minimum", "maximum"]
+    ends_at: datetime | None
+    decisive: bool
+    outranked: bool = False
+
+
+class RetentionDecision(OutputModel):
+    record_id: uuid.UUID
+    status: Literal["held", "retain", "eligible", "due"]
+    keep_until: datetime | None
+    keep_indefinitely: bool = Field(
+        description="A minimum rule waits for an event: kept with no end date yet"
+    )
+    delete_by: datetime | None
+    action: Literal["delete", "anonymize"]
+    holds: list[uuid.UUID]
+    rules: list[RuleOutcomeOut]
+
+
+class IdentityDigest(OutputModel):
+    type: IdentityType
+    digest: str
+
+
+class RecordOut(OutputModel):
+    id: uuid.UUID
+    system: str
+    record_ref: str
+    controller_id: uuid.UUID
+    categories: list[str]
+    purposes: list[str]
+    region: str | None
+    identities: list[IdentityDigest]
+    collected_at: datetime
+    last_activity_at: datetime | None
+    events: dict[str, datetime]
+    state: Literal["active", "restricted", "erased"]
+    created_at: datetime
+    updated_at: datetime
+    erased_at: datetime | None
+    retention: RetentionDecision
+
+
+class BatchIn(InputModel):
+    # Items are validated one by one, so one bad item does not reject the batch.
+    records: list[dict[str, Any]] = Field(max_length=MAX_BATCH)
+
+
+class ItemError(OutputModel):
+    title: str
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class BatchResult(OutputModel):
+    index: int
+    status: Literal["created", "updated", "error"]
+    id: uuid.UUID | None = None
+    error: ItemError | None = None
+
+
+class BatchOut(OutputModel):
+    results: list[BatchResult]
+
+
+class ErasedIn(InputModel):
+    system: SystemKey
+    record_refs: list[RecordRef] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ErasedOut(OutputModel):
+    erased: int
+
+
+class LookupIn(InputModel):
+    identities: list[Identity] = Field(min_length=1, max_length=20)
+    controller_id: uuid.UUID | None = None
+
+
+class LookupSummary(OutputModel):
+    controller_id: uuid.UUID
+    system: str
+    category: str
+    count: int
+
+
+class LookupOut(OutputModel):
+    summary: list[LookupSummary]
+    items: list[RecordOut]
+    next_cursor: str | None = None
+
+
+class RecordPage(OutputModel):
+    items: list[RecordOut]
+    next_cursor: str | None = None

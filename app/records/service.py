@@ -1,0 +1,687 @@
+"""Registering records: set-based writes (a few statements per batch, never one per record),
+with each record's retention decision computed and stored in the same transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import Select, Table, bindparam, delete, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.service import Principal
+from app.controllers.models import Controller
+from app.core.db import utcnow
+from app.core.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from app.core.identity import BlindIndex, BlindIndexer, InvalidIdentity
+from app.core.ids import new_id
+from app.core.pagination import decode_cursor, encode_cursor
+from app.data_categories.models import DataCategory
+from app.purposes.models import Purpose
+from app.records.models import (
+    Record,
+    RecordIdentity,
+    RecordProfile,
+    RecordProfileCategory,
+    RecordProfilePurpose,
+)
+from app.records.schemas import (
+    BatchResult,
+    IdentityDigest,
+    ItemError,
+    RecordIn,
+    RecordOut,
+    RecordPatch,
+    RetentionDecision,
+)
+from app.retention import engine, policy
+from app.systems.models import System
+
+records_table: Table = Record.__table__  # type: ignore[assignment]
+identities_table: Table = RecordIdentity.__table__  # type: ignore[assignment]
+
+
+class ItemProblem(Exception):
+    """One batch item cannot be applied; becomes that item's error result."""
+
+    def __init__(
+        self, status: int, title: str, detail: str, loc: list[str | int] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = ItemError(
+            title=title,
+            detail=detail,
+            errors=[{"loc": loc, "msg": detail, "type": "value_error"}] if loc else None,
+        )
+
+    def as_error(self) -> AppError:
+        """The same problem for a single-record call, where it answers the request."""
+        if self.status == 403:
+            return Forbidden(self.error.detail)
+        errors = [{**err, "loc": ["body", *err["loc"]]} for err in (self.error.errors or [])]
+        return Unprocessable(self.error.detail, errors=errors or None)
+
+
+def _insert(session: AsyncSession) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def fingerprint(
+    categories: Iterable[str],
+    purposes: Iterable[str],
+    controller_id: uuid.UUID,
+    system: str,
+    region: str | None,
+) -> str:
+    canonical = orjson.dumps(
+        [sorted(set(categories)), sorted(set(purposes)), str(controller_id), system, region]
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def profile_facts(profile: Any) -> engine.ProfileFacts:
+    return engine.ProfileFacts(
+        controller_id=profile.controller_id,
+        system=profile.system,
+        region=profile.region,
+        categories=tuple(sorted(profile.categories)),
+        purposes=tuple(sorted(profile.purposes)),
+    )
+
+
+@dataclass
+class _Item:
+    index: int
+    body: RecordIn
+    digests: list[BlindIndex]
+    fingerprint: str
+    record_id: uuid.UUID | None = None
+    existing: bool = False
+    restricted: bool = False
+    profile_id: uuid.UUID | None = None
+    decision: policy.Decision | None = None
+
+
+@dataclass
+class Registered:
+    """The outcome of one item: created/updated with its record, or an error."""
+
+    index: int
+    status: str
+    record: RecordOut | None = None
+    problem: ItemProblem | None = None
+
+    def result(self) -> BatchResult:
+        return BatchResult(
+            index=self.index,
+            status=self.status,  # type: ignore[arg-type]
+            id=self.record.id if self.record else None,
+            error=self.problem.error if self.problem else None,
+        )
+
+
+def _validation_problem(exc: ValidationError) -> ItemProblem:
+    problem = ItemProblem(422, "Invalid record", "The record has invalid fields; see errors")
+    # Field paths and messages only: pydantic's input echo could carry identity values.
+    problem.error.errors = [
+        {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]} for err in exc.errors()
+    ]
+    return problem
+
+
+async def _existing_keys(
+    session: AsyncSession, model: Any, column: Any, wanted: set[Any]
+) -> set[Any]:
+    if not wanted:
+        return set()
+    return set((await session.scalars(select(column).where(column.in_(wanted)))).all())
+
+
+async def _check_references(session: AsyncSession, items: list[_Item]) -> dict[int, ItemProblem]:
+    systems = await _existing_keys(session, System, System.key, {i.body.system for i in items})
+    controllers = await _existing_keys(
+        session, Controller, Controller.id, {i.body.controller_id for i in items}
+    )
+    categories = await _existing_keys(
+        session, DataCategory, DataCategory.key, {c for i in items for c in i.body.categories}
+    )
+    purposes = await _existing_keys(
+        session, Purpose, Purpose.key, {p for i in items for p in i.body.purposes}
+    )
+    problems: dict[int, ItemProblem] = {}
+    for item in items:
+        body = item.body
+        missing: tuple[str, list[str | int], str] | None = None
+        if body.system not in systems:
+            missing = ("system", ["system"], f"No system with key {body.system!r}")
+        elif body.controller_id not in controllers:
+            missing = ("controller", ["controller_id"], "No controller with this id")
+        else:
+            for position, key in enumerate(body.categories):
+                if key not in categories:
+                    missing = ("category", ["categories", position], f"No category {key!r}")
+                    break
+            for position, key in enumerate(body.purposes):
+                if missing is None and key not in purposes:
+                    missing = ("purpose", ["purposes", position], f"No purpose {key!r}")
+        if missing is not None:
+            problems[item.index] = ItemProblem(422, "Unknown reference", missing[2], missing[1])
+    return problems
+
+
+async def _resolve_profiles(session: AsyncSession, items: list[_Item]) -> dict[str, Any]:
+    """Profile rows by fingerprint, creating the missing ones (concurrent creators agree)."""
+    wanted = {item.fingerprint: item.body for item in items}
+    found = {
+        row.fingerprint: row
+        for row in (
+            await session.execute(
+                select(RecordProfile).where(RecordProfile.fingerprint.in_(wanted))
+            )
+        ).scalars()
+    }
+    missing = [fp for fp in wanted if fp not in found]
+    if missing:
+        insert = _insert(session)
+        rows = []
+        for fp in missing:
+            body = wanted[fp]
+            rows.append(
+                {
+                    "id": new_id(),
+                    "fingerprint": fp,
+                    "controller_id": body.controller_id,
+                    "system": body.system,
+                    "region": body.region,
+                    "categories": sorted(set(body.categories)),
+                    "purposes": sorted(set(body.purposes)),
+                }
+            )
+        await session.execute(
+            insert(RecordProfile).on_conflict_do_nothing(index_elements=["fingerprint"]), rows
+        )
+        created = {
+            row.fingerprint: row
+            for row in (
+                await session.execute(
+                    select(RecordProfile).where(RecordProfile.fingerprint.in_(missing))
+                )
+            ).scalars()
+        }
+        category_rows = [
+            {"profile_id": p.id, "category": c} for p in created.values() for c in p.categories
+        ]
+        purpose_rows = [
+            {"profile_id": p.id, "purpose": c} for p in created.values() for c in p.purposes
+        ]
+        if category_rows:
+            await session.execute(
+                insert(RecordProfileCategory).on_conflict_do_nothing(), category_rows
+            )
+        if purpose_rows:
+            await session.execute(
+                insert(RecordProfilePurpose).on_conflict_do_nothing(), purpose_rows
+            )
+        found.update(created)
+    return found
+
+
+def _event_datetimes(events: dict[str, datetime]) -> dict[str, datetime]:
+    return dict(events)
+
+
+def decision_out(record_id: uuid.UUID, decision: policy.Decision) -> RetentionDecision:
+    return RetentionDecision(
+        record_id=record_id,
+        status=decision.status,
+        keep_until=decision.keep_until,
+        keep_indefinitely=decision.keep_indefinitely,
+        delete_by=decision.delete_by,
+        action=decision.action,
+        holds=[uuid.UUID(h) for h in decision.holds],
+        rules=[
+            {
+                "id": uuid.UUID(o.rule_id),
+                "kind": o.kind,
+                "ends_at": o.ends_at,
+                "decisive": o.decisive,
+                "outranked": o.outranked,
+            }
+            for o in decision.rules
+        ],
+    )
+
+
+def stored_decision(record: Any, now: datetime) -> RetentionDecision:
+    """The decision kept on a record row; only the status depends on the clock."""
+    stored = record.retention or {}
+    return RetentionDecision(
+        record_id=record.id,
+        status=policy.status_at(
+            record.held, record.keep_until, record.keep_indefinitely, record.delete_by, now
+        ),
+        keep_until=record.keep_until,
+        keep_indefinitely=record.keep_indefinitely,
+        delete_by=record.delete_by,
+        action=record.action,
+        holds=stored.get("holds", []),
+        rules=stored.get("rules", []),
+    )
+
+
+async def register(
+    session: AsyncSession,
+    principal: Principal,
+    indexer: BlindIndexer,
+    raw_items: Sequence[dict[str, Any] | RecordIn],
+) -> list[Registered]:
+    """Validate and upsert records on (system, record_ref); each item succeeds or fails alone."""
+    now = utcnow()
+    outcomes: dict[int, Registered] = {}
+    items: list[_Item] = []
+    seen: set[tuple[str, str]] = set()
+    for index, raw in enumerate(raw_items):
+        try:
+            body = raw if isinstance(raw, RecordIn) else RecordIn.model_validate(raw)
+            if principal.role == "system" and body.system != principal.system_key:
+                raise ItemProblem(
+                    403,
+                    "Forbidden",
+                    "A system key registers records of its own system only",
+                    ["system"],
+                )
+            if (body.system, body.record_ref) in seen:
+                raise ItemProblem(
+                    422,
+                    "Duplicate record",
+                    "This record_ref appears twice in the batch",
+                    ["record_ref"],
+                )
+            digests = []
+            for position, identity in enumerate(body.identities):
+                try:
+                    digests.append(indexer.of(identity, controller_id=body.controller_id))
+                except InvalidIdentity as exc:
+                    raise ItemProblem(
+                        422, "Invalid identity", str(exc), ["identities", position, "value"]
+                    ) from None
+        except ValidationError as exc:
+            outcomes[index] = Registered(index, "error", problem=_validation_problem(exc))
+            continue
+        except ItemProblem as item_problem:
+            outcomes[index] = Registered(index, "error", problem=item_problem)
+            continue
+        seen.add((body.system, body.record_ref))
+        items.append(
+            _Item(
+                index=index,
+                body=body,
+                digests=list({d.digest: d for d in digests}.values()),
+                fingerprint=fingerprint(
+                    body.categories, body.purposes, body.controller_id, body.system, body.region
+                ),
+            )
+        )
+
+    problems = await _check_references(session, items)
+    for index, problem in problems.items():
+        outcomes[index] = Registered(index, "error", problem=problem)
+    items = [item for item in items if item.index not in problems]
+    if items:
+        await _apply(session, items, now)
+        for item in items:
+            outcomes[item.index] = Registered(
+                item.index, "updated" if item.existing else "created", record=_out(item, now)
+            )
+    return [outcomes[index] for index in sorted(outcomes)]
+
+
+async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> None:
+    profiles = await _resolve_profiles(session, items)
+    existing = {
+        (row.system, row.record_ref): row
+        for row in (
+            await session.execute(
+                select(Record.id, Record.system, Record.record_ref, Record.state).where(
+                    tuple_(Record.system, Record.record_ref).in_(
+                        [(i.body.system, i.body.record_ref) for i in items]
+                    )
+                )
+            )
+        ).all()
+    }
+    for item in items:
+        row = existing.get((item.body.system, item.body.record_ref))
+        item.profile_id = profiles[item.fingerprint].id
+        if row is not None:
+            item.record_id, item.existing = row.id, True
+            item.restricted = row.state == "restricted"
+        else:
+            item.record_id = new_id()
+
+    rules = await engine.load_rulebook(session)
+    holds = await engine.load_holdbook(session)
+    for item in items:
+        _decide(item, profiles[item.fingerprint], rules, holds, now)
+
+    new_items = [item for item in items if not item.existing]
+    if new_items:
+        inserted = set(
+            (
+                await session.execute(
+                    _insert(session)(Record)
+                    .on_conflict_do_nothing(index_elements=["system", "record_ref"])
+                    .returning(Record.id),
+                    [_row(item, now, created=True) for item in new_items],
+                )
+            ).scalars()
+        )
+        raced = [item for item in new_items if item.record_id not in inserted]
+        if raced:
+            # Another transaction registered the same refs first: update those instead.
+            winners = {
+                (row.system, row.record_ref): row.id
+                for row in (
+                    await session.execute(
+                        select(Record.id, Record.system, Record.record_ref).where(
+                            tuple_(Record.system, Record.record_ref).in_(
+                                [(i.body.system, i.body.record_ref) for i in raced]
+                            )
+                        )
+                    )
+                ).all()
+            }
+            for item in raced:
+                item.record_id = winners[(item.body.system, item.body.record_ref)]
+                item.existing = True
+                _decide(item, profiles[item.fingerprint], rules, holds, now)
+
+    updates = [item for item in items if item.existing]
+    if updates:
+        await session.execute(
+            update(records_table).where(records_table.c.id == bindparam("b_id")),
+            [{"b_id": item.record_id, **_row(item, now, created=False)} for item in updates],
+        )
+        await session.execute(
+            delete(RecordIdentity).where(
+                RecordIdentity.record_id.in_([item.record_id for item in updates])
+            )
+        )
+    identity_rows = [
+        {
+            "record_id": item.record_id,
+            "identity_type": d.type.value,
+            "digest": d.digest,
+            "key_id": d.key_id,
+        }
+        for item in items
+        for d in item.digests
+    ]
+    if identity_rows:
+        await session.execute(identities_table.insert(), identity_rows)
+
+
+def _decide(
+    item: _Item,
+    profile: Any,
+    rules: engine.RuleBook,
+    holds: engine.HoldBook,
+    now: datetime,
+) -> None:
+    assert item.record_id is not None
+    dates = engine.RecordDates(
+        id=item.record_id,
+        collected_at=item.body.collected_at,
+        last_activity_at=item.body.last_activity_at,
+        events=_event_datetimes(item.body.events),
+        restricted=item.restricted,
+        digests=frozenset(d.digest for d in item.digests),
+    )
+    item.decision = engine.decide(rules, holds, profile_facts(profile), dates, now)
+
+
+def _row(item: _Item, now: datetime, *, created: bool) -> dict[str, Any]:
+    assert item.decision is not None
+    body = item.body
+    row: dict[str, Any] = {
+        "system": body.system,
+        "record_ref": body.record_ref,
+        "controller_id": body.controller_id,
+        "profile_id": item.profile_id,
+        "collected_at": body.collected_at,
+        "last_activity_at": body.last_activity_at,
+        "events": {name: ts.isoformat() for name, ts in body.events.items()},
+        "state": "restricted" if item.restricted else "active",
+        "updated_at": now,
+        "erased_at": None,
+        **engine.stored_columns(item.decision),
+    }
+    if created:
+        row.update(id=item.record_id, created_at=now)
+    return row
+
+
+def _out(item: _Item, now: datetime) -> RecordOut:
+    assert item.record_id is not None and item.decision is not None
+    body = item.body
+    return RecordOut(
+        id=item.record_id,
+        system=body.system,
+        record_ref=body.record_ref,
+        controller_id=body.controller_id,
+        categories=sorted(set(body.categories)),
+        purposes=sorted(set(body.purposes)),
+        region=body.region,
+        identities=[IdentityDigest(type=d.type, digest=d.digest) for d in item.digests],
+        collected_at=body.collected_at,
+        last_activity_at=body.last_activity_at,
+        events=dict(body.events),
+        state="restricted" if item.restricted else "active",
+        created_at=now,
+        updated_at=now,
+        erased_at=None,
+        retention=decision_out(item.record_id, item.decision),
+    )
+
+
+# Reading -------------------------------------------------------------------------------
+
+
+def visible(principal: Principal) -> Select[Record, RecordProfile]:
+    """Records this key may see: a system key its system's, a controller key its own."""
+    statement = select(Record, RecordProfile).join(
+        RecordProfile, RecordProfile.id == Record.profile_id
+    )
+    if principal.role == "system":
+        statement = statement.where(Record.system == principal.system_key)
+    elif principal.role == "controller":
+        statement = statement.where(Record.controller_id == principal.controller_id)
+    return statement
+
+
+async def identities_of(
+    session: AsyncSession, record_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[IdentityDigest]]:
+    found: dict[uuid.UUID, list[IdentityDigest]] = {rid: [] for rid in record_ids}
+    if record_ids:
+        rows = await session.execute(
+            select(
+                RecordIdentity.record_id, RecordIdentity.identity_type, RecordIdentity.digest
+            ).where(RecordIdentity.record_id.in_(record_ids))
+        )
+        for record_id, identity_type, digest in rows:
+            found[record_id].append(IdentityDigest(type=identity_type, digest=digest))
+    return found
+
+
+def record_out(
+    record: Record, profile: RecordProfile, identities: list[IdentityDigest], now: datetime
+) -> RecordOut:
+    return RecordOut(
+        id=record.id,
+        system=record.system,
+        record_ref=record.record_ref,
+        controller_id=record.controller_id,
+        categories=list(profile.categories),
+        purposes=list(profile.purposes),
+        region=profile.region,
+        identities=identities,
+        collected_at=record.collected_at,
+        last_activity_at=record.last_activity_at,
+        events={k: datetime.fromisoformat(v) for k, v in (record.events or {}).items()},
+        state=record.state,  # type: ignore[arg-type]
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        erased_at=record.erased_at,
+        retention=stored_decision(record, now),
+    )
+
+
+async def records_out(session: AsyncSession, rows: Sequence[Any]) -> list[RecordOut]:
+    now = utcnow()
+    identities = await identities_of(session, [row[0].id for row in rows])
+    return [record_out(rec, prof, identities[rec.id], now) for rec, prof in rows]
+
+
+async def get_visible(
+    session: AsyncSession, principal: Principal, record_id: uuid.UUID
+) -> tuple[Record, RecordProfile]:
+    row = (await session.execute(visible(principal).where(Record.id == record_id))).first()
+    if row is None:
+        raise NotFound("No record with this id")
+    return row[0], row[1]
+
+
+def require_writer(principal: Principal, system: str) -> None:
+    if principal.role == "system" and principal.system_key != system:
+        raise Forbidden("A system key writes records of its own system only")
+
+
+async def page_rows(
+    session: AsyncSession, statement: Select[Record, RecordProfile], limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """Keyset page of (record, profile) rows by record id."""
+    if cursor is not None:
+        (after,) = decode_cursor(cursor)
+        try:
+            statement = statement.where(Record.id > uuid.UUID(str(after)))
+        except ValueError as exc:
+            raise BadRequest("The cursor is not one this service issued") from exc
+    rows = list((await session.execute(statement.order_by(Record.id).limit(limit + 1))).all())
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor([rows[-1][0].id])
+
+
+async def _digests_of_record(session: AsyncSession, record_id: uuid.UUID) -> frozenset[str]:
+    rows = await session.scalars(
+        select(RecordIdentity.digest).where(RecordIdentity.record_id == record_id)
+    )
+    return frozenset(rows.all())
+
+
+async def update_record(
+    session: AsyncSession, record: Record, profile: RecordProfile, body: RecordPatch
+) -> tuple[Record, RecordProfile, list[str]]:
+    """Apply a PATCH and recompute the record's retention decision."""
+    if record.state == "erased":
+        raise Conflict("An erased record cannot change")
+    now = utcnow()
+    changes = body.model_dump(exclude_unset=True)
+    if "last_activity_at" in changes:
+        record.last_activity_at = body.last_activity_at
+    if body.events:
+        record.events = {
+            **(record.events or {}),
+            **{name: ts.isoformat() for name, ts in body.events.items()},
+        }
+    if body.categories is not None or body.purposes is not None:
+        categories = body.categories if body.categories is not None else profile.categories
+        purposes = body.purposes if body.purposes is not None else profile.purposes
+        probe = RecordIn(
+            system=record.system,
+            record_ref=record.record_ref,
+            controller_id=record.controller_id,
+            categories=categories,
+            purposes=purposes,
+            collected_at=record.collected_at,
+            region=profile.region,
+        )
+        item = _Item(
+            index=0,
+            body=probe,
+            digests=[],
+            fingerprint=fingerprint(
+                categories, purposes, record.controller_id, record.system, profile.region
+            ),
+        )
+        problems = await _check_references(session, [item])
+        if problems:
+            problem = problems[0]
+            loc = problem.error.errors[0]["loc"] if problem.error.errors else None
+            raise Unprocessable(problem.error.detail, loc=["body", *loc] if loc else None)
+        profile = (await _resolve_profiles(session, [item]))[item.fingerprint]
+        record.profile_id = profile.id
+    rules = await engine.load_rulebook(session)
+    holds = await engine.load_holdbook(session)
+    dates = engine.RecordDates(
+        id=record.id,
+        collected_at=record.collected_at,
+        last_activity_at=record.last_activity_at,
+        events={k: datetime.fromisoformat(v) for k, v in (record.events or {}).items()},
+        restricted=record.state == "restricted",
+        digests=await _digests_of_record(session, record.id),
+    )
+    decision = engine.decide(rules, holds, profile_facts(profile), dates, now)
+    for column, value in engine.stored_columns(decision).items():
+        setattr(record, column, value)
+    record.updated_at = now
+    await session.flush()
+    return record, profile, sorted(changes)
+
+
+async def mark_erased(
+    session: AsyncSession, system: str, record_refs: list[str]
+) -> list[uuid.UUID]:
+    """Systems report deletions: records become tombstones that keep ids and dates only."""
+    now = utcnow()
+    ids = list(
+        (
+            await session.scalars(
+                select(Record.id).where(
+                    Record.system == system,
+                    Record.record_ref.in_(set(record_refs)),
+                    Record.state != "erased",
+                )
+            )
+        ).all()
+    )
+    if not ids:
+        return []
+    await session.execute(
+        update(Record)
+        .where(Record.id.in_(ids))
+        .values(
+            state="erased",
+            erased_at=now,
+            updated_at=now,
+            held=False,
+            keep_until=None,
+            keep_indefinitely=False,
+            delete_by=None,
+            retention={},
+        )
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(delete(RecordIdentity).where(RecordIdentity.record_id.in_(ids)))
+    return ids

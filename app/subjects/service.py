@@ -1,0 +1,73 @@
+"""Subject lookup: one indexed probe per identity digest, never a scan."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.service import Principal
+from app.core.errors import Unprocessable
+from app.core.identity import BlindIndexer, InvalidIdentity
+from app.records import service as records
+from app.records.models import Record, RecordIdentity, RecordProfileCategory
+from app.records.schemas import LookupIn, LookupOut, LookupSummary
+
+
+def subject_digests(
+    indexer: BlindIndexer, body: LookupIn, controller_id: uuid.UUID | None
+) -> list[str]:
+    digests = []
+    for position, identity in enumerate(body.identities):
+        try:
+            digests.append(indexer.of(identity, controller_id=controller_id).digest)
+        except InvalidIdentity as exc:
+            raise Unprocessable(str(exc), loc=["body", "identities", position, "value"]) from None
+    return digests
+
+
+def subject_record_ids(digests: list[str]) -> Select[uuid.UUID]:
+    return select(RecordIdentity.record_id).where(RecordIdentity.digest.in_(digests))
+
+
+async def lookup(
+    session: AsyncSession,
+    principal: Principal,
+    indexer: BlindIndexer,
+    body: LookupIn,
+    limit: int,
+    cursor: str | None,
+) -> LookupOut:
+    controller_id = body.controller_id
+    if principal.role == "controller":
+        if controller_id is not None and controller_id != principal.controller_id:
+            # Another customer's records are invisible, as if absent.
+            return LookupOut(summary=[], items=[], next_cursor=None)
+        controller_id = principal.controller_id
+    digests = subject_digests(indexer, body, controller_id)
+    ids = subject_record_ids(digests)
+    statement = records.visible(principal).where(Record.id.in_(ids), Record.state != "erased")
+    summary_statement = (
+        select(
+            Record.controller_id,
+            Record.system,
+            RecordProfileCategory.category,
+            func.count(Record.id),
+        )
+        .join(RecordProfileCategory, RecordProfileCategory.profile_id == Record.profile_id)
+        .where(Record.id.in_(ids), Record.state != "erased")
+        .group_by(Record.controller_id, Record.system, RecordProfileCategory.category)
+        .order_by(Record.controller_id, Record.system, RecordProfileCategory.category)
+    )
+    if controller_id is not None:
+        statement = statement.where(Record.controller_id == controller_id)
+        summary_statement = summary_statement.where(Record.controller_id == controller_id)
+    rows, next_cursor = await records.page_rows(session, statement, limit, cursor)
+    summary = [
+        LookupSummary(controller_id=c, system=s, category=cat, count=n)
+        for c, s, cat, n in (await session.execute(summary_statement)).all()
+    ]
+    return LookupOut(
+        summary=summary, items=await records.records_out(session, rows), next_cursor=next_cursor
+    )
