@@ -25,6 +25,7 @@ from app.legal_holds.router import router as legal_holds_router
 from app.openapi import build_openapi
 from app.purposes.router import router as purposes_router
 from app.records.router import router as records_router
+from app.retention.router import router as retention_router
 from app.retention_rules.router import router as retention_rules_router
 from app.ropa.router import router as ropa_router
 from app.subjects.router import router as subjects_router
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         ropa_router,
         records_router,
         subjects_router,
+        retention_router,
         audit_router,
     ):
         application.include_router(router)

@@ -30,6 +30,11 @@ TAGS = [
         "as keyed hashes only, and each record's retention decision.",
     },
     {"name": "subjects", "description": "Finding a data subject's records by identity."},
+    {
+        "name": "retention",
+        "description": "Whether records may or must be deleted now, what is due, what no rule "
+        "covers.",
+    },
     {"name": "audit", "description": "The append-only, hash-chained audit log."},
 ]
 

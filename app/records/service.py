@@ -88,16 +88,6 @@ def fingerprint(
     return hashlib.sha256(canonical).hexdigest()
 
 
-def profile_facts(profile: Any) -> engine.ProfileFacts:
-    return engine.ProfileFacts(
-        controller_id=profile.controller_id,
-        system=profile.system,
-        region=profile.region,
-        categories=tuple(sorted(profile.categories)),
-        purposes=tuple(sorted(profile.purposes)),
-    )
-
-
 @dataclass
 class _Item:
     index: int
@@ -446,7 +436,7 @@ def _decide(
         restricted=item.restricted,
         digests=frozenset(d.digest for d in item.digests),
     )
-    item.decision = engine.decide(rules, holds, profile_facts(profile), dates, now)
+    item.decision = engine.decide(rules, holds, engine.profile_facts(profile), dates, now)
 
 
 def _row(item: _Item, now: datetime, *, created: bool) -> dict[str, Any]:
@@ -642,7 +632,7 @@ async def update_record(
         restricted=record.state == "restricted",
         digests=await _digests_of_record(session, record.id),
     )
-    decision = engine.decide(rules, holds, profile_facts(profile), dates, now)
+    decision = engine.decide(rules, holds, engine.profile_facts(profile), dates, now)
     for column, value in engine.stored_columns(decision).items():
         setattr(record, column, value)
     record.updated_at = now

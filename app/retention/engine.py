@@ -39,6 +39,16 @@ class RecordDates:
     digests: frozenset[str]
 
 
+def profile_facts(profile: Any) -> ProfileFacts:
+    return ProfileFacts(
+        controller_id=profile.controller_id,
+        system=profile.system,
+        region=profile.region,
+        categories=tuple(sorted(profile.categories)),
+        purposes=tuple(sorted(profile.purposes)),
+    )
+
+
 def to_policy_rule(rule: Any) -> policy.Rule:
     return policy.Rule(
         id=str(rule.id),

@@ -1,0 +1,175 @@
+"""Recompute stored retention decisions after a rule or hold changes: only the records the
+change can reach, found through their profiles, streamed in chunks with constant memory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, Table, bindparam, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import utcnow
+from app.records.models import (
+    Record,
+    RecordIdentity,
+    RecordProfile,
+    RecordProfileCategory,
+    RecordProfilePurpose,
+)
+from app.retention import engine
+
+CHUNK = 2000
+records_table: Table = Record.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The reach of a rule or hold: every set field must match (None matches anything)."""
+
+    controller_id: uuid.UUID | None = None
+    system: str | None = None
+    region: str | None = None
+    category: str | None = None
+    purpose: str | None = None
+    digests: frozenset[str] = frozenset()
+    record_ids: frozenset[uuid.UUID] = frozenset()
+
+    @classmethod
+    def of(cls, obj: Any) -> Scope:
+        return cls(
+            controller_id=getattr(obj, "controller_id", None),
+            system=getattr(obj, "system", None),
+            region=getattr(obj, "region", None),
+            category=getattr(obj, "category", None),
+            purpose=getattr(obj, "purpose", None),
+        )
+
+
+def profiles_in(scope: Scope) -> Select[uuid.UUID]:
+    statement = select(RecordProfile.id)
+    if scope.controller_id is not None:
+        statement = statement.where(RecordProfile.controller_id == scope.controller_id)
+    if scope.system is not None:
+        statement = statement.where(RecordProfile.system == scope.system)
+    if scope.region is not None:
+        statement = statement.where(RecordProfile.region == scope.region)
+    if scope.category is not None:
+        statement = statement.where(
+            exists().where(
+                RecordProfileCategory.profile_id == RecordProfile.id,
+                or_(
+                    RecordProfileCategory.category == scope.category,
+                    RecordProfileCategory.category.startswith(
+                        scope.category + ".", autoescape=True
+                    ),
+                ),
+            )
+        )
+    if scope.purpose is not None:
+        statement = statement.where(
+            exists().where(
+                RecordProfilePurpose.profile_id == RecordProfile.id,
+                RecordProfilePurpose.purpose == scope.purpose,
+            )
+        )
+    return statement
+
+
+_RECORD_COLUMNS = (
+    Record.id,
+    Record.profile_id,
+    Record.collected_at,
+    Record.last_activity_at,
+    Record.events,
+    Record.state,
+)
+
+
+async def _chunks(
+    session: AsyncSession, profile_ids: list[uuid.UUID], scope: Scope
+) -> AsyncIterator[list[Any]]:
+    last: uuid.UUID | None = None
+    while True:
+        statement = (
+            select(*_RECORD_COLUMNS)
+            .where(Record.profile_id.in_(profile_ids), Record.state != "erased")
+            .order_by(Record.id)
+            .limit(CHUNK)
+        )
+        if scope.record_ids:
+            statement = statement.where(Record.id.in_(scope.record_ids))
+        if scope.digests:
+            statement = statement.where(
+                Record.id.in_(
+                    select(RecordIdentity.record_id).where(RecordIdentity.digest.in_(scope.digests))
+                )
+            )
+        if last is not None:
+            statement = statement.where(Record.id > last)
+        rows = list((await session.execute(statement)).all())
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+
+
+async def _digests(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
+    found: dict[uuid.UUID, set[str]] = {}
+    for record_id, digest in await session.execute(
+        select(RecordIdentity.record_id, RecordIdentity.digest).where(
+            RecordIdentity.record_id.in_(ids)
+        )
+    ):
+        found.setdefault(record_id, set()).add(digest)
+    return found
+
+
+def _events(raw: dict[str, str] | None) -> dict[str, datetime]:
+    return {name: datetime.fromisoformat(ts) for name, ts in (raw or {}).items()}
+
+
+async def recompute(
+    session: AsyncSession, scopes: Iterable[Scope], *, now: datetime | None = None
+) -> int:
+    """Recompute every record that any of these scopes reaches; returns how many."""
+    now = now or utcnow()
+    rules = await engine.load_rulebook(session)
+    holds = await engine.load_holdbook(session)
+    need_digests = any(hold.digests for hold in holds.holds)
+    statement = update(records_table).where(records_table.c.id == bindparam("b_id"))
+    done = 0
+    for scope in scopes:
+        profiles = {
+            row.id: row
+            for row in (
+                await session.execute(
+                    select(RecordProfile).where(RecordProfile.id.in_(profiles_in(scope)))
+                )
+            ).scalars()
+        }
+        if not profiles:
+            continue
+        facts = {pid: engine.profile_facts(p) for pid, p in profiles.items()}
+        ids = list(profiles)
+        for start in range(0, len(ids), 500):
+            async for rows in _chunks(session, ids[start : start + 500], scope):
+                digests = await _digests(session, [r.id for r in rows]) if need_digests else {}
+                updates = []
+                for row in rows:
+                    dates = engine.RecordDates(
+                        id=row.id,
+                        collected_at=row.collected_at,
+                        last_activity_at=row.last_activity_at,
+                        events=_events(row.events),
+                        restricted=row.state == "restricted",
+                        digests=frozenset(digests.get(row.id, ())),
+                    )
+                    decision = engine.decide(rules, holds, facts[row.profile_id], dates, now)
+                    updates.append({"b_id": row.id, **engine.stored_columns(decision)})
+                await session.execute(statement, updates)
+                done += len(updates)
+    return done

@@ -1,0 +1,65 @@
+import uuid
+from datetime import datetime
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from app.core.schemas import InputModel, OutputModel, SystemKey
+from app.records.schemas import MAX_BATCH, RecordRef, RetentionDecision
+
+
+class RecordLocator(InputModel):
+    """A record by id, or by its system and record_ref."""
+
+    id: uuid.UUID | None = None
+    system: SystemKey | None = None
+    record_ref: RecordRef | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        by_ref = self.system is not None and self.record_ref is not None
+        if (self.id is not None) == by_ref or (
+            self.id is None and (self.system is None) != (self.record_ref is None)
+        ):
+            raise ValueError("give either id, or system and record_ref")
+        return self
+
+
+class EligibilityIn(InputModel):
+    records: list[RecordLocator] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class EligibilityResult(OutputModel):
+    index: int
+    found: bool
+    system: str | None = None
+    record_ref: str | None = None
+    decision: RetentionDecision | None = None
+
+
+class EligibilityOut(OutputModel):
+    results: list[EligibilityResult]
+
+
+class DueRecord(OutputModel):
+    id: uuid.UUID
+    system: str
+    record_ref: str
+    delete_by: datetime
+    action: Literal["delete", "anonymize"]
+
+
+class DuePage(OutputModel):
+    items: list[DueRecord]
+    next_cursor: str | None = None
+
+
+class CoverageItem(OutputModel):
+    category: str
+    records: int = Field(description="Active records of this category with no maximum rule")
+    systems: list[str]
+
+
+class CoverageOut(OutputModel):
+    uncovered: list[CoverageItem]
+    records_without_rule: int
