@@ -22,6 +22,8 @@ keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 audit_cli = typer.Typer(help="The audit log.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(audit_cli, name="audit")
+import_cli = typer.Typer(help="Bulk imports.", no_args_is_help=True)
+cli.add_typer(import_cli, name="import")
 
 OPENAPI_PATH = Path("openapi/openapi.json")
 
@@ -47,6 +49,37 @@ def migrate() -> None:
 
     upgrade(get_settings().database_url)
     typer.echo("database is at the newest revision")
+
+
+@cli.command()
+def seed(
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", help="A taxonomy document (default: the Spix default in the package)"
+        ),
+    ] = None,
+) -> None:
+    """Load the Spix default taxonomy (idempotent: a second run changes nothing)."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.taxonomy.service import InvalidTaxonomy, SeedReport, load_taxonomy, read_taxonomy
+
+    async def work(session: AsyncSession) -> SeedReport:
+        return await load_taxonomy(session, data)
+
+    try:
+        data = read_taxonomy(file)
+        report = _with_session(work)
+    except InvalidTaxonomy as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    for kind, counts in report.kinds().items():
+        typer.echo(
+            f"{kind.replace('_', ' '):<20} {counts.created:>4} created {counts.updated:>4} updated "
+            f"{counts.unchanged:>4} unchanged"
+        )
+    typer.echo("taxonomy loaded" if report.changed else "no changes: the registry matches")
 
 
 @cli.command()
@@ -176,6 +209,53 @@ def audit_verify() -> None:
         err=True,
     )
     raise typer.Exit(1)
+
+
+@import_cli.command("records")
+def import_records(
+    file: Annotated[Path, typer.Argument(help="JSON Lines: one record body per line")],
+    batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 1000,
+) -> None:
+    """Register the records of a JSON Lines file, streamed in batches."""
+    from rich.progress import Progress
+
+    from app.core.identity import BlindIndexer
+    from app.records.importer import import_records as run_import
+
+    if not file.is_file():
+        typer.echo(f"{file}: no such file", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    indexer = BlindIndexer(
+        settings.resolve_subject_key(), settings.subject_key_id, settings.default_phone_region
+    )
+
+    async def run() -> object:
+        database = Database.from_url(settings.database_url)
+        try:
+            with Progress(transient=True) as progress:
+                task = progress.add_task("importing", total=None)
+                return await run_import(
+                    database,
+                    indexer,
+                    file,
+                    batch_size=batch_size,
+                    progress=lambda n: progress.advance(task, n),
+                )
+        finally:
+            await database.dispose()
+
+    from app.records.importer import ImportReport
+
+    report = asyncio.run(run())
+    assert isinstance(report, ImportReport)
+    typer.echo(f"created {report.created}, updated {report.updated}, failed {report.failed}")
+    for line, message in report.errors:
+        typer.echo(f"line {line}: {message}", err=True)
+    if report.failed > len(report.errors):
+        typer.echo(f"... and {report.failed - len(report.errors)} more failures", err=True)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def render_openapi() -> str:

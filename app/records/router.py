@@ -48,20 +48,13 @@ async def register_record(
     (outcome,) = await service.register(session, principal, indexer, [body])
     if outcome.problem is not None:
         raise outcome.problem.as_error()
-    assert outcome.record is not None
-    audit(
-        session,
-        principal,
-        f"record.{outcome.status}",
-        "record",
-        outcome.record.id,
-        {"system": body.system},
-    )
+    out = outcome.record()
+    audit(session, principal, f"record.{outcome.status}", "record", out.id, {"system": body.system})
     return Response(
-        outcome.record.model_dump_json().encode(),
+        out.model_dump_json().encode(),
         status_code=201 if outcome.status == "created" else 200,
         media_type="application/json",
-        headers={"Location": f"/v1/records/{outcome.record.id}"},
+        headers={"Location": f"/v1/records/{out.id}"},
     )
 
 
@@ -75,17 +68,17 @@ async def register_records_batch(
     body: BatchIn, session: SessionDep, principal: WriterKey, indexer: IndexerDep
 ) -> BatchOut:
     outcomes = await service.register(session, principal, indexer, body.records)
-    written = [o for o in outcomes if o.record is not None]
+    written = [o for o in outcomes if o.record_id is not None]
     if written:
         audit(
             session,
             principal,
             "records.registered",
             "record_batch",
-            written[0].record.id,  # type: ignore[union-attr]
+            str(written[0].record_id),
             {
-                "created": [str(o.record.id) for o in written if o.status == "created"],  # type: ignore[union-attr]
-                "updated": [str(o.record.id) for o in written if o.status == "updated"],  # type: ignore[union-attr]
+                "created": [str(o.record_id) for o in written if o.status == "created"],
+                "updated": [str(o.record_id) for o in written if o.status == "updated"],
                 "errors": len(outcomes) - len(written),
             },
         )

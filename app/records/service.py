@@ -107,14 +107,21 @@ class Registered:
 
     index: int
     status: str
-    record: RecordOut | None = None
+    record_id: uuid.UUID | None = None
     problem: ItemProblem | None = None
+    item: _Item | None = None
+    at: datetime | None = None
+
+    def record(self) -> RecordOut:
+        """The full record; built only when asked (a batch answers ids only)."""
+        assert self.item is not None and self.at is not None
+        return _out(self.item, self.at)
 
     def result(self) -> BatchResult:
         return BatchResult(
             index=self.index,
             status=self.status,  # type: ignore[arg-type]
-            id=self.record.id if self.record else None,
+            id=self.record_id,
             error=self.problem.error if self.problem else None,
         )
 
@@ -330,7 +337,11 @@ async def register(
         await _apply(session, items, now)
         for item in items:
             outcomes[item.index] = Registered(
-                item.index, "updated" if item.existing else "created", record=_out(item, now)
+                item.index,
+                "updated" if item.existing else "created",
+                record_id=item.record_id,
+                item=item,
+                at=now,
             )
     return [outcomes[index] for index in sorted(outcomes)]
 
@@ -409,7 +420,7 @@ async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> No
     identity_rows = [
         {
             "record_id": item.record_id,
-            "identity_type": d.type.value,
+            "identity_type": str(d.type),
             "digest": d.digest,
             "key_id": d.key_id,
         }

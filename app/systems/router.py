@@ -1,3 +1,97 @@
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Response
+
+from app.audit.service import record
+from app.auth.dependencies import AdminKey, AnyKey
+from app.core.errors import error_responses
+from app.core.etag import check_if_match, etag_of
+from app.core.idempotency import IdempotencyDep
+from app.core.pagination import Page, PageParams, page_params, paginate
+from app.core.session import SessionDep
+from app.systems import service
+from app.systems.models import System
+from app.systems.schemas import SystemCreate, SystemOut, SystemUpdate
 
 router = APIRouter(prefix="/v1/systems", tags=["systems"])
+
+IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag you read")]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=SystemOut,
+    operation_id="create_system",
+    summary="Register a system that holds personal data",
+    responses=error_responses(400, 401, 403, 409, 413, 422),
+)
+async def create_system(
+    body: SystemCreate, session: SessionDep, principal: AdminKey, idem: IdempotencyDep
+) -> Response:
+    system = await service.create_system(session, body)
+    record(
+        session,
+        principal,
+        "system.created",
+        "system",
+        system.key,
+        {"has_webhook": system.webhook_url is not None},
+    )
+    return await idem.respond(
+        SystemOut.model_validate(system),
+        201,
+        headers={"ETag": etag_of(system.version), "Location": f"/v1/systems/{system.key}"},
+    )
+
+
+@router.get(
+    "",
+    operation_id="list_systems",
+    summary="List systems",
+    responses=error_responses(400, 401, 422),
+)
+async def list_systems(
+    session: SessionDep, principal: AnyKey, page: Annotated[PageParams, Depends(page_params)]
+) -> Page[SystemOut]:
+    rows, next_cursor = await paginate(session, service.select_systems(), System.key, page, str)
+    return Page[SystemOut](
+        items=[SystemOut.model_validate(row) for row in rows], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/{key}",
+    operation_id="get_system",
+    summary="Read a system",
+    responses=error_responses(401, 404),
+)
+async def get_system(
+    key: str, session: SessionDep, principal: AnyKey, response: Response
+) -> SystemOut:
+    system = await service.get_system(session, key)
+    response.headers["ETag"] = etag_of(system.version)
+    return SystemOut.model_validate(system)
+
+
+@router.patch(
+    "/{key}",
+    operation_id="update_system",
+    summary="Change a system's name, owner, description or webhook",
+    responses=error_responses(400, 401, 403, 404, 412, 413, 422),
+)
+async def update_system(
+    key: str,
+    body: SystemUpdate,
+    session: SessionDep,
+    principal: AdminKey,
+    response: Response,
+    if_match: IfMatch = None,
+) -> SystemOut:
+    system = await service.get_system(session, key)
+    check_if_match(if_match, system.version)
+    changed = await service.update_system(session, system, body)
+    if changed:
+        record(session, principal, "system.updated", "system", system.key, {"fields": changed})
+    response.headers["ETag"] = etag_of(system.version)
+    return SystemOut.model_validate(system)

@@ -1,0 +1,58 @@
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints, field_validator
+
+from app.core.schemas import DottedKey, InputModel, Name, OutputModel, Text
+
+# Every change is audited under the key, and audit_events.entity_id holds 100 characters.
+CategoryKey = Annotated[DottedKey, StringConstraints(max_length=100)]
+
+# For query parameters, which take a pattern rather than a validator.
+DOTTED_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
+
+Sensitivity = Literal["low", "medium", "high"]
+
+
+class DataCategoryCreate(InputModel):
+    key: CategoryKey = Field(
+        description="Dotted; its parent (the key without its last segment) must exist",
+        examples=["communications.recording"],
+    )
+    name: Name = Field(examples=["Call recordings"])
+    description: Text | None = Field(None, examples=["Audio of calls and voicemail"])
+    sensitivity: Sensitivity = Field("medium", examples=["high"])
+    fideslang: DottedKey | None = Field(
+        None,
+        description="The matching key of the fideslang taxonomy, where one exists",
+        examples=["user.biometric.voice"],
+    )
+
+
+class DataCategoryUpdate(InputModel):
+    """The key (and so the place in the tree) never changes."""
+
+    name: Name | None = Field(None, examples=["Call recordings"])
+    description: Text | None = Field(None, examples=["Audio of calls and voicemail"])
+    sensitivity: Sensitivity | None = Field(None, examples=["high"])
+    fideslang: DottedKey | None = Field(None, examples=["user.biometric.voice"])
+
+    @field_validator("name", "sensitivity", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Omit a field to keep it; null would clear a column that must have a value.
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+
+class DataCategoryOut(OutputModel):
+    key: str = Field(examples=["communications.recording"])
+    parent_key: str | None = Field(examples=["communications"])
+    name: str = Field(examples=["Call recordings"])
+    description: str | None = Field(examples=["Audio of calls and voicemail"])
+    sensitivity: Sensitivity = Field(examples=["high"])
+    fideslang: str | None = Field(examples=["user.biometric.voice"])
+    version: int = Field(examples=[1])
+    created_at: datetime
+    updated_at: datetime
