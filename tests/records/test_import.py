@@ -19,8 +19,12 @@ from tests.databases import fresh_database
 def _cli(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SPIX_DSR_DATABASE_URL": url, "SPIX_DSR_DATA_DIR": str(tmp_path)}
     return subprocess.run(
-        [sys.executable, "-m", "app", *args], env=env, capture_output=True, text=True,
-        timeout=300, check=False,
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -33,12 +37,16 @@ async def test_import_streams_and_reports_bad_lines(backend: str, tmp_path: Path
             await make_category(session, "account.profile")
 
         def line(n: int, category: str = "account.profile") -> str:
-            return json.dumps({
-                "system": "accounts", "record_ref": f"acct-{n}",
-                "controller_id": str(controller.id),
-                "identities": [{"type": "email", "value": f"user{n}@example.com"}],
-                "categories": [category], "collected_at": "2026-01-01T00:00:00Z",
-            })
+            return json.dumps(
+                {
+                    "system": "accounts",
+                    "record_ref": f"acct-{n}",
+                    "controller_id": str(controller.id),
+                    "identities": [{"type": "email", "value": f"user{n}@example.com"}],
+                    "categories": [category],
+                    "collected_at": "2026-01-01T00:00:00Z",
+                }
+            )
 
         lines = [line(n) for n in range(2500)]
         lines[4] = "{not json"
