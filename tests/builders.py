@@ -45,9 +45,8 @@ async def make_category(
             category = DataCategory(
                 key=current,
                 parent_key=".".join(parts[: depth - 1]) or None,
-                name=current,
                 sensitivity=sensitivity,
-                **(fields if depth == len(parts) else {}),
+                **({"name": current} | (fields if depth == len(parts) else {})),
             )
             session.add(category)
             await session.flush()
@@ -86,3 +85,43 @@ async def make_rule(
     session.add(rule)
     await session.commit()
     return rule
+
+
+TEST_SUBJECT_KEY = "test-subject-key-" + "0" * 32
+
+
+async def make_record(
+    session: AsyncSession,
+    *,
+    system: str,
+    controller_id: uuid.UUID,
+    categories: list[str],
+    identities: list[dict[str, str]] | None = None,
+    record_ref: str | None = None,
+    collected_at: str = "2026-01-01T00:00:00Z",
+    **fields: Any,
+) -> uuid.UUID:
+    """Registers through the inventory service, so identities are hashed as the app does."""
+    from app.core.identity import BlindIndexer
+    from app.records.importer import OPERATOR_PRINCIPAL
+    from app.records.service import register
+
+    (outcome,) = await register(
+        session,
+        OPERATOR_PRINCIPAL,
+        BlindIndexer(TEST_SUBJECT_KEY.encode(), "k1"),
+        [
+            {
+                "system": system,
+                "record_ref": record_ref or f"ref-{uuid.uuid4().hex[:12]}",
+                "controller_id": str(controller_id),
+                "identities": identities or [],
+                "categories": categories,
+                "collected_at": collected_at,
+                **fields,
+            }
+        ],
+    )
+    assert outcome.record_id is not None, outcome.problem and outcome.problem.error
+    await session.commit()
+    return outcome.record_id

@@ -16,6 +16,7 @@ from app.auth.service import create_key
 from app.core.config import Settings
 from app.core.db import Database, create_engine
 from app.main import create_app
+from tests.builders import TEST_SUBJECT_KEY
 from tests.databases import BACKENDS, fresh_database
 
 
@@ -62,7 +63,7 @@ def database(engine: AsyncEngine, connection: AsyncConnection) -> Database:
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
-        subject_key="test-subject-key-" + "0" * 32,
+        subject_key=TEST_SUBJECT_KEY,
         data_dir=tmp_path,
         max_body_bytes=1024 * 1024,
     )

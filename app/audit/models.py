@@ -22,7 +22,7 @@ class AuditEvent(Base):
     actor_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     actor_role: Mapped[str] = mapped_column(String(20))
     entity_type: Mapped[str] = mapped_column(String(50))
-    entity_id: Mapped[str] = mapped_column(String(100))
+    entity_id: Mapped[str] = mapped_column(String(200))
     # The subject request this event belongs to, so a request's history is one indexed read.
     subject_request_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,8 +1,8 @@
 import uuid
 from datetime import date, datetime
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.core.schemas import InputModel, Name, OutputModel, Url
 
@@ -53,6 +53,14 @@ class ControllerUpdate(InputModel):
     effective_until: date | None = None
     dsr_routing: DsrRouting | None = None
     auto_execute: bool | None = None
+
+    @field_validator("name", "dsr_routing", "auto_execute", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Omit a field to keep it; null would clear a column that must have a value.
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
 
 
 class ControllerOut(OutputModel):

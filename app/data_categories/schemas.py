@@ -1,12 +1,11 @@
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, field_validator
 
 from app.core.schemas import DottedKey, InputModel, Name, OutputModel, Text
 
-# Every change is audited under the key, and audit_events.entity_id holds 100 characters.
-CategoryKey = Annotated[DottedKey, StringConstraints(max_length=100)]
+CategoryKey = DottedKey
 
 # For query parameters, which take a pattern rather than a validator.
 DOTTED_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"

@@ -13,6 +13,7 @@ from app.core.schemas import DottedKey
 from app.data_categories.models import DataCategory
 from app.data_categories.schemas import DataCategoryCreate, DataCategoryUpdate
 from app.legal_holds.models import LegalHold
+from app.records.models import RecordProfileCategory
 from app.retention_rules.models import RetentionRule
 
 _KEY: TypeAdapter[str] = TypeAdapter(DottedKey)
@@ -23,6 +24,7 @@ _USES: tuple[tuple[InstrumentedAttribute[str | None], str], ...] = (
     (DataCategory.parent_key, "it has child categories"),
     (RetentionRule.category, "a retention rule is scoped to it"),
     (LegalHold.category, "a legal hold (active or released) is scoped to it"),
+    (RecordProfileCategory.category, "registered records hold it"),
 )
 
 

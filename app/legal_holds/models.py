@@ -40,11 +40,13 @@ class LegalHoldIdentity(Base):
 
 
 class LegalHoldRecord(Base):
-    """A record named by id in a hold's scope (the records table arrives with the inventory)."""
+    """A record named by id in a hold's scope."""
 
     __tablename__ = "legal_hold_records"
 
     hold_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("legal_holds.id", ondelete="CASCADE"), primary_key=True
     )
-    record_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)
+    record_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("records.id"), primary_key=True, index=True
+    )

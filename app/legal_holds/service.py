@@ -23,6 +23,8 @@ from app.core.ids import new_id
 from app.data_categories.models import DataCategory
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.legal_holds.schemas import HeldIdentity, LegalHoldCreate, LegalHoldOut, LegalHoldScope
+from app.records.models import Record
+from app.retention.recompute import Scope, recompute
 from app.systems.models import System
 
 
@@ -89,9 +91,20 @@ class HoldView:
 
 
 async def on_holds_changed(session: AsyncSession, hold_scopes: Iterable[HoldScope]) -> None:
-    # The retention engine recomputes here, in the same transaction, the stored decisions of
-    # the records these scopes can reach (records arrive with the inventory); nothing yet.
-    return None
+    # In the same transaction: a placed hold protects its records from the moment it commits.
+    await recompute(
+        session,
+        [
+            Scope(
+                controller_id=s.controller_id,
+                system=s.system,
+                category=s.category,
+                digests=frozenset(s.identity_digests),
+                record_ids=frozenset(s.record_ids),
+            )
+            for s in hold_scopes
+        ],
+    )
 
 
 def listed(active: bool | None) -> Select[LegalHold]:
@@ -139,8 +152,13 @@ async def _check_references(session: AsyncSession, body: LegalHoldCreate) -> Non
         raise Unprocessable("No system with this key", loc=["body", "system"])
     if body.category is not None and await session.get(DataCategory, body.category) is None:
         raise Unprocessable("No data category with this key", loc=["body", "category"])
-    # record_ids are not checked: the hold may name records a system has yet to register,
-    # and LegalHoldRecord has no foreign key to records for that reason.
+    if body.record_ids:
+        # Record ids are ours, handed out at registration, so an unknown one is a mistake.
+        wanted = set(body.record_ids)
+        known = set((await session.scalars(select(Record.id).where(Record.id.in_(wanted)))).all())
+        for index, record_id in enumerate(body.record_ids):
+            if record_id not in known:
+                raise Unprocessable("No record with this id", loc=["body", "record_ids", index])
 
 
 def _blind_indexes(body: LegalHoldCreate, indexer: BlindIndexer) -> list[LegalHoldIdentity]:

@@ -23,6 +23,7 @@ from app.core.ids import new_id
 from app.data_categories.models import DataCategory
 from app.purposes.models import Purpose
 from app.retention.policy import Period, add_period, parse_period
+from app.retention.recompute import Scope, recompute
 from app.retention_rules.models import RetentionRule
 from app.retention_rules.schemas import RetentionRuleCreate, RetentionRuleUpdate
 from app.systems.models import System
@@ -68,9 +69,20 @@ def scope_of(rule: RetentionRule) -> RuleScope:
 
 
 async def on_rules_changed(session: AsyncSession, rule_scopes: Iterable[RuleScope]) -> None:
-    # The retention engine recomputes here, in the same transaction, the stored decisions of
-    # the records these scopes can reach (records arrive with the inventory); nothing yet.
-    return None
+    # In the same transaction: a check never sees a rule without its effect on records.
+    await recompute(
+        session,
+        {
+            Scope(
+                controller_id=s.controller_id,
+                system=s.system,
+                region=s.region,
+                category=s.category,
+                purpose=s.purpose,
+            )
+            for s in rule_scopes
+        },
+    )
 
 
 def visible(principal: Principal) -> Select[RetentionRule]:

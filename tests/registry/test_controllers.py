@@ -188,6 +188,17 @@ class TestUpdate:
         )
         assert response.status_code == 403
 
+    @pytest.mark.parametrize("field", ["name", "dsr_routing", "auto_execute"])
+    async def test_patch_null_required_field_is_422(
+        self, client: AsyncClient, admin: dict[str, str], session: AsyncSession, field: str
+    ) -> None:
+        controller = await make_controller(session)
+        response = await client.patch(
+            f"/v1/controllers/{controller.id}", json={field: None}, headers=admin
+        )
+        assert response.status_code == 422
+        assert ["body", field] in [e["loc"][:2] for e in response.json()["errors"]]
+
     async def test_patch_dates_out_of_order_is_422(
         self, client: AsyncClient, admin: dict[str, str], session: AsyncSession
     ) -> None:

@@ -149,8 +149,8 @@ class TestCreate:
         self, client: AsyncClient, admin: dict[str, str], session: AsyncSession
     ) -> None:
         await make_category(session, "communications")
-        # 100 characters: what the audit log's entity_id column holds.
-        key = "communications." + "r" * (100 - len("communications."))
+        # 200 characters: the longest key, which the audit log's entity_id column holds.
+        key = "communications." + "r" * (200 - len("communications."))
         response = await client.post(
             "/v1/data-categories", json={"key": key, "name": "Long"}, headers=admin
         )

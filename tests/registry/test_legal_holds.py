@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.models import AuditEvent
 from app.core.identity import IdentityType
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
-from tests.builders import make_category, make_controller, make_system
+from tests.builders import make_category, make_controller, make_record, make_system
 from tests.conftest import bearer
 
 URL = "/v1/legal-holds"
@@ -37,6 +37,15 @@ async def _key_of(session: AsyncSession, role: str) -> dict[str, str]:
 async def _events(session: AsyncSession, entity_id: object) -> list[AuditEvent]:
     statement = select(AuditEvent).where(AuditEvent.entity_id == str(entity_id))
     return list((await session.scalars(statement.order_by(AuditEvent.seq))).all())
+
+
+async def _a_record(session: AsyncSession, system: str) -> str:
+    controller = await make_controller(session)
+    await make_category(session, "support.ticket")
+    record_id = await make_record(
+        session, system=system, controller_id=controller.id, categories=["support.ticket"]
+    )
+    return str(record_id)
 
 
 async def _place(client: AsyncClient, headers: dict[str, str], **scope: Any) -> dict[str, Any]:
@@ -66,7 +75,19 @@ class TestPlace:
         acme = await make_controller(session)
         system = await make_system(session, "billing")
         await make_category(session, "communications.sms_body")
-        record_ids = sorted([str(uuid.uuid4()) for _ in range(3)])
+        record_ids = sorted(
+            [
+                str(
+                    await make_record(
+                        session,
+                        system="billing",
+                        controller_id=acme.id,
+                        categories=["communications.sms_body"],
+                    )
+                )
+                for _ in range(3)
+            ]
+        )
         response = await client.post(
             URL,
             json={
@@ -308,7 +329,7 @@ class TestRead:
             admin,
             system=system.key,
             identities=[{"type": "user_id", "value": "u-1"}],
-            record_ids=[str(uuid.uuid4())],
+            record_ids=[await _a_record(session, system.key)],
         )
         read = await client.get(f"{URL}/{hold['id']}", headers=auditor)
         assert read.status_code == 200 and read.json() == hold
@@ -363,7 +384,9 @@ class TestRelease:
         self, client: AsyncClient, admin: dict[str, str], session: AsyncSession
     ) -> None:
         system = await make_system(session)
-        hold = await _place(client, admin, system=system.key, record_ids=[str(uuid.uuid4())])
+        hold = await _place(
+            client, admin, system=system.key, record_ids=[await _a_record(session, system.key)]
+        )
         response = await client.post(
             f"{URL}/{hold['id']}/release", json={"note": "Matter settled"}, headers=admin
         )
@@ -416,3 +439,15 @@ class TestRelease:
         response = await client.delete(f"{URL}/{hold['id']}", headers=admin)
         assert response.status_code == 405
         assert await session.get(LegalHold, uuid.UUID(hold["id"])) is not None
+
+
+async def test_unknown_record_ids_are_422(client: AsyncClient, admin: dict[str, str]) -> None:
+    import uuid as _uuid
+
+    response = await client.post(
+        "/v1/legal-holds",
+        json={"reason": "claim", "record_ids": [str(_uuid.uuid4())]},
+        headers=admin,
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "record_ids", 0]

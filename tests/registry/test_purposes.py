@@ -98,7 +98,7 @@ class TestCreate:
             ({"key": "Marketing"}, "key"),
             ({"key": "marketing-communications"}, "key"),
             ({"key": "marketing."}, "key"),
-            ({"key": "m" * 101}, "key"),
+            ({"key": "m" * 201}, "key"),
             ({"name": ""}, "name"),
             ({"objection_absolute": "sometimes"}, "objection_absolute"),
             ({"fideslang": "marketing communications"}, "fideslang"),

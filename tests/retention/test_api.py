@@ -294,3 +294,54 @@ class TestCoverage:
 
     async def test_unauthenticated_is_401(self, client: AsyncClient) -> None:
         assert (await client.get("/v1/retention/coverage")).status_code == 401
+
+
+class TestRecomputeThroughTheApi:
+    async def test_rules_and_holds_move_records(
+        self, client: AsyncClient, admin: dict[str, str], world: dict[str, Any]
+    ) -> None:
+        record = await register(client, admin, world)
+        other = await register(
+            client, admin, world, identities=[{"type": "email", "value": "kim@example.com"}]
+        )
+        created = await client.post(
+            "/v1/retention-rules",
+            json={
+                "name": "attachments",
+                "kind": "maximum",
+                "period": "P6M",
+                "anchor": "collected_at",
+                "source": "platform_default",
+                "category": "support.attachment",
+            },
+            headers=admin,
+        )
+        assert created.status_code == 201, created.text
+        due = (await client.get("/v1/retention/due", headers=admin)).json()["items"]
+        assert {d["id"] for d in due} == {record["id"], other["id"]}
+
+        hold = await client.post(
+            "/v1/legal-holds",
+            json={
+                "reason": "claim 42",
+                "identities": [{"type": "email", "value": "SAM@example.com"}],
+            },
+            headers=admin,
+        )
+        assert hold.status_code == 201, hold.text
+        due = (await client.get("/v1/retention/due", headers=admin)).json()["items"]
+        assert [d["id"] for d in due] == [other["id"]]
+        check = (await client.get(f"/v1/records/{record['id']}/retention", headers=admin)).json()
+        assert check["status"] == "held" and check["holds"] == [hold.json()["id"]]
+
+        released = await client.post(
+            f"/v1/legal-holds/{hold.json()['id']}/release", json={}, headers=admin
+        )
+        assert released.status_code == 200
+        check = (await client.get(f"/v1/records/{record['id']}/retention", headers=admin)).json()
+        assert check["status"] == "due" and check["holds"] == []
+
+        deleted = await client.delete(f"/v1/retention-rules/{created.json()['id']}", headers=admin)
+        assert deleted.status_code == 204
+        check = (await client.get(f"/v1/records/{record['id']}/retention", headers=admin)).json()
+        assert check["status"] == "eligible" and check["delete_by"] is None
