@@ -15,8 +15,11 @@ from app.records.models import (
     RecordProfileCategory,
     RecordProfilePurpose,
 )
+from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, SubjectRequest
 from app.retention_rules.models import RetentionRule
+from app.suppressions.models import Suppression
 from app.systems.models import System
+from app.tasks.models import Task
 
 metadata = Base.metadata
 
@@ -36,7 +39,13 @@ __all__ = [
     "RecordProfile",
     "RecordProfileCategory",
     "RecordProfilePurpose",
+    "RequestIdentity",
+    "RequestScope",
     "RetentionRule",
+    "ScopeRecord",
+    "SubjectRequest",
+    "Suppression",
     "System",
+    "Task",
     "metadata",
 ]
