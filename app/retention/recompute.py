@@ -20,7 +20,7 @@ from app.records.models import (
     RecordProfileCategory,
     RecordProfilePurpose,
 )
-from app.retention import engine
+from app.retention import engine, policy
 
 CHUNK = 2000
 records_table: Table = Record.__table__  # type: ignore[assignment]
@@ -86,6 +86,11 @@ _RECORD_COLUMNS = (
     Record.last_activity_at,
     Record.events,
     Record.state,
+    Record.held,
+    Record.keep_until,
+    Record.keep_indefinitely,
+    Record.delete_by,
+    Record.action,
 )
 
 
@@ -132,6 +137,44 @@ def _events(raw: dict[str, str] | None) -> dict[str, datetime]:
     return {name: datetime.fromisoformat(ts) for name, ts in (raw or {}).items()}
 
 
+async def _decided(
+    session: AsyncSession,
+    scope: Scope,
+    rules: engine.RuleBook,
+    holds: engine.HoldBook,
+    now: datetime,
+) -> AsyncIterator[list[tuple[Any, policy.Decision]]]:
+    """Chunks of (stored record row, fresh decision) for every record the scope reaches."""
+    need_digests = any(hold.digests for hold in holds.holds)
+    profiles = {
+        row.id: row
+        for row in (
+            await session.execute(
+                select(RecordProfile).where(RecordProfile.id.in_(profiles_in(scope)))
+            )
+        ).scalars()
+    }
+    facts = {pid: engine.profile_facts(p) for pid, p in profiles.items()}
+    ids = list(profiles)
+    for start in range(0, len(ids), 500):
+        async for rows in _chunks(session, ids[start : start + 500], scope):
+            digests = await _digests(session, [r.id for r in rows]) if need_digests else {}
+            decided = []
+            for row in rows:
+                dates = engine.RecordDates(
+                    id=row.id,
+                    collected_at=row.collected_at,
+                    last_activity_at=row.last_activity_at,
+                    events=_events(row.events),
+                    restricted=row.state == "restricted",
+                    digests=frozenset(digests.get(row.id, ())),
+                )
+                decided.append(
+                    (row, engine.decide(rules, holds, facts[row.profile_id], dates, now))
+                )
+            yield decided
+
+
 async def recompute(
     session: AsyncSession, scopes: Iterable[Scope], *, now: datetime | None = None
 ) -> int:
@@ -139,37 +182,52 @@ async def recompute(
     now = now or utcnow()
     rules = await engine.load_rulebook(session)
     holds = await engine.load_holdbook(session)
-    need_digests = any(hold.digests for hold in holds.holds)
     statement = update(records_table).where(records_table.c.id == bindparam("b_id"))
     done = 0
     for scope in scopes:
-        profiles = {
-            row.id: row
-            for row in (
-                await session.execute(
-                    select(RecordProfile).where(RecordProfile.id.in_(profiles_in(scope)))
-                )
-            ).scalars()
-        }
-        if not profiles:
-            continue
-        facts = {pid: engine.profile_facts(p) for pid, p in profiles.items()}
-        ids = list(profiles)
-        for start in range(0, len(ids), 500):
-            async for rows in _chunks(session, ids[start : start + 500], scope):
-                digests = await _digests(session, [r.id for r in rows]) if need_digests else {}
-                updates = []
-                for row in rows:
-                    dates = engine.RecordDates(
-                        id=row.id,
-                        collected_at=row.collected_at,
-                        last_activity_at=row.last_activity_at,
-                        events=_events(row.events),
-                        restricted=row.state == "restricted",
-                        digests=frozenset(digests.get(row.id, ())),
-                    )
-                    decision = engine.decide(rules, holds, facts[row.profile_id], dates, now)
-                    updates.append({"b_id": row.id, **engine.stored_columns(decision)})
-                await session.execute(statement, updates)
-                done += len(updates)
+        async for decided in _decided(session, scope, rules, holds, now):
+            await session.execute(
+                statement,
+                [{"b_id": row.id, **engine.stored_columns(decision)} for row, decision in decided],
+            )
+            done += len(decided)
     return done
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    records_matched: int
+    would_become_due: int
+    would_change: int
+
+
+async def simulate(
+    session: AsyncSession, rule: policy.Rule, scope: Scope, *, now: datetime | None = None
+) -> Simulation:
+    """What adding `rule` would do to stored decisions, computed and thrown away."""
+    now = now or utcnow()
+    current = await engine.load_rulebook(session)
+    rules = engine.RuleBook([*current.rules, rule])
+    holds = await engine.load_holdbook(session)
+    matched = becoming_due = changing = 0
+    async for decided in _decided(session, scope, rules, holds, now):
+        for row, decision in decided:
+            if not any(outcome.rule_id == rule.id for outcome in decision.rules):
+                continue  # the scope reached the profile, but the rule does not apply to it
+            matched += 1
+            before = (row.keep_until, row.keep_indefinitely, row.delete_by, row.action)
+            after = (
+                decision.keep_until,
+                decision.keep_indefinitely,
+                decision.delete_by,
+                decision.action,
+            )
+            changing += before != after
+            was_due = (
+                policy.status_at(
+                    row.held, row.keep_until, row.keep_indefinitely, row.delete_by, now
+                )
+                == "due"
+            )
+            becoming_due += decision.status == "due" and not was_due
+    return Simulation(matched, becoming_due, changing)

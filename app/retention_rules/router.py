@@ -20,6 +20,7 @@ from app.retention_rules.schemas import (
     RetentionRuleUpdate,
     RuleKind,
     RuleSource,
+    SimulationOut,
 )
 
 router = APIRouter(prefix="/v1/retention-rules", tags=["retention-rules"])
@@ -73,6 +74,23 @@ async def create_retention_rule(
         RetentionRuleOut.model_validate(rule),
         201,
         headers={"ETag": etag_of(rule.version), "Location": f"/v1/retention-rules/{rule.id}"},
+    )
+
+
+@router.post(
+    "/simulate",
+    operation_id="simulate_retention_rule",
+    summary="What a proposed rule would change, without saving it",
+    responses=error_responses(400, 401, 403, 413, 422),
+)
+async def simulate_retention_rule(
+    body: RetentionRuleCreate, session: SessionDep, principal: RuleWriter, cap: CapDep
+) -> SimulationOut:
+    result = await service.simulate_rule(session, principal, body, cap)
+    return SimulationOut(
+        records_matched=result.records_matched,
+        would_become_due=result.would_become_due,
+        would_change=result.would_change,
     )
 
 

@@ -117,3 +117,9 @@ class RetentionRuleOut(OutputModel):
     version: int = Field(examples=[1])
     created_at: datetime
     updated_at: datetime
+
+
+class SimulationOut(OutputModel):
+    records_matched: int = Field(description="Records the rule would apply to")
+    would_become_due: int = Field(description="Records not due now that would be due")
+    would_change: int = Field(description="Records whose keep_until, delete_by or action change")

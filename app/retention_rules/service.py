@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -22,8 +23,9 @@ from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.ids import new_id
 from app.data_categories.models import DataCategory
 from app.purposes.models import Purpose
+from app.retention.engine import to_policy_rule
 from app.retention.policy import Period, add_period, parse_period
-from app.retention.recompute import Scope, recompute
+from app.retention.recompute import Scope, Simulation, recompute, simulate
 from app.retention_rules.models import RetentionRule
 from app.retention_rules.schemas import RetentionRuleCreate, RetentionRuleUpdate
 from app.systems.models import System
@@ -230,3 +232,27 @@ async def delete_rule(session: AsyncSession, principal: Principal, rule: Retenti
     await session.delete(rule)
     await session.flush()
     await on_rules_changed(session, [scope])
+
+
+async def simulate_rule(
+    session: AsyncSession, principal: Principal, body: RetentionRuleCreate, cap: Period
+) -> Simulation:
+    """What creating this rule would do to stored decisions; nothing is saved."""
+    fields = body.model_dump()
+    if principal.role == "controller" and fields["controller_id"] is None:
+        fields["controller_id"] = principal.controller_id
+    _check_writable(principal, fields, cap)
+    await _check_references(session, fields, ("category", "purpose", "system", "controller_id"))
+    rule = to_policy_rule(SimpleNamespace(id=new_id(), **fields))
+    scope = scope_of(RetentionRule(**fields))
+    return await simulate(
+        session,
+        rule,
+        Scope(
+            controller_id=scope.controller_id,
+            system=scope.system,
+            region=scope.region,
+            category=scope.category,
+            purpose=scope.purpose,
+        ),
+    )

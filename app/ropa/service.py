@@ -1,8 +1,7 @@
 """The record of processing activities (GDPR Art. 30), built from the registry.
 
-Until the inventory of records exists, the registry alone says what a purpose processes: the
-retention rules that apply to it. `registered_processing` is the one place where the records
-add the categories actually registered for each purpose."""
+A purpose processes what the retention rules for it name, and what records registered for it
+actually hold (`registered_processing`)."""
 
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from app.controllers.models import Controller
 from app.core.db import utcnow
 from app.data_categories.models import DataCategory
 from app.purposes.models import Purpose
+from app.records.models import Record, RecordProfile, RecordProfilePurpose
 from app.retention.policy import category_covers
 from app.retention_rules.models import RetentionRule
 from app.ropa.schemas import (
@@ -74,10 +74,27 @@ def rules_for_purpose(rules: Iterable[RetentionRule], purpose_key: str) -> list[
 async def registered_processing(
     session: AsyncSession, purpose_keys: Sequence[str]
 ) -> dict[str, Processing]:
-    """The categories (with systems, controllers, regions) of records registered per purpose.
-
-    No records exist before the inventory, so nothing is registered yet."""
-    return {}
+    """The categories (with systems, controllers, regions) of records registered per purpose:
+    read from record profiles (one row per distinct combination), never from records."""
+    found: dict[str, Processing] = {}
+    rows = await session.execute(
+        select(RecordProfilePurpose.purpose, RecordProfile)
+        .join(RecordProfile, RecordProfile.id == RecordProfilePurpose.profile_id)
+        .where(
+            RecordProfilePurpose.purpose.in_(purpose_keys),
+            select(Record.id)
+            .where(Record.profile_id == RecordProfile.id, Record.state != "erased")
+            .exists(),
+        )
+    )
+    for purpose, profile in rows:
+        processing = found.setdefault(purpose, Processing())
+        processing.categories.update(profile.categories)
+        processing.systems.add(profile.system)
+        processing.controller_ids.add(profile.controller_id)
+        if profile.region:
+            processing.regions.add(profile.region)
+    return found
 
 
 def categories_without_rule(

@@ -208,3 +208,27 @@ class TestNegotiation:
     )
     def test_accept_header(self, accept: str | None, csv_wanted: bool) -> None:
         assert wants_csv(accept) is csv_wanted
+
+
+async def test_registered_records_add_their_processing(
+    client: AsyncClient, admin: dict[str, str], session: AsyncSession
+) -> None:
+    from tests.builders import make_record
+
+    acme = await make_controller(session, name="Acme")
+    await make_system(session, "voice")
+    await make_category(session, "communications.recording")
+    await make_purpose(session, "service.provide")
+    await make_record(
+        session,
+        system="voice",
+        controller_id=acme.id,
+        categories=["communications.recording"],
+        purposes=["service.provide"],
+        region="eu",
+    )
+    ropa = (await client.get("/v1/ropa", headers=admin)).json()
+    (purpose,) = [p for p in ropa["purposes"] if p["key"] == "service.provide"]
+    assert purpose["categories"] == ["communications.recording"]
+    assert purpose["systems"] == ["voice"] and purpose["regions"] == ["eu"]
+    assert [c["id"] for c in purpose["controllers"]] == [str(acme.id)]

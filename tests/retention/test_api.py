@@ -345,3 +345,50 @@ class TestRecomputeThroughTheApi:
         assert deleted.status_code == 204
         check = (await client.get(f"/v1/records/{record['id']}/retention", headers=admin)).json()
         assert check["status"] == "eligible" and check["delete_by"] is None
+
+
+class TestSimulation:
+    async def test_simulate_counts_without_saving(
+        self,
+        client: AsyncClient,
+        admin: dict[str, str],
+        world: dict[str, Any],
+        session: AsyncSession,
+    ) -> None:
+        old = [
+            await register(client, admin, world, collected_at="2026-01-01T00:00:00Z")
+            for _ in range(2)
+        ]
+        await register(client, admin, world, collected_at="2026-11-20T00:00:00Z")
+        await register(client, admin, world, system="billing", categories=["billing.invoice"])
+        body = {
+            "name": "attachments",
+            "kind": "maximum",
+            "period": "P6M",
+            "anchor": "collected_at",
+            "source": "platform_default",
+            "category": "support.attachment",
+        }
+        response = await client.post("/v1/retention-rules/simulate", json=body, headers=admin)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"records_matched": 3, "would_become_due": 2, "would_change": 3}
+        assert (await client.get("/v1/retention-rules", headers=admin)).json()["items"] == []
+        check = (await client.get(f"/v1/records/{old[0]['id']}/retention", headers=admin)).json()
+        assert check["status"] == "eligible"
+
+    async def test_simulate_validates_like_create(
+        self, client: AsyncClient, admin: dict[str, str], auditor: dict[str, str]
+    ) -> None:
+        body = {
+            "name": "x",
+            "kind": "maximum",
+            "period": "P6X",
+            "anchor": "collected_at",
+            "source": "platform_default",
+        }
+        bad = await client.post("/v1/retention-rules/simulate", json=body, headers=admin)
+        assert bad.status_code == 422
+        denied = await client.post(
+            "/v1/retention-rules/simulate", json={**body, "period": "P6M"}, headers=auditor
+        )
+        assert denied.status_code == 403
