@@ -46,10 +46,10 @@ openapi-lint: $(VENV)/.installed-test
 
 # SQLite always; PostgreSQL too when SPIX_DSR_TEST_POSTGRES_URL is set (.ci/run sets it).
 test: lint typecheck openapi-lint
-	$(BIN)/pytest --ignore=tests/benchmarks
+	$(BIN)/pytest
 
 bench: $(VENV)/.installed-test
-	$(BIN)/pytest tests/benchmarks -s -q -p no:randomly
+	$(BIN)/pytest tests/benchmarks -s -q
 
 clean:
 	rm -rf $(VENV) openapi/node_modules .spix-dsr spix-dsr.db spix-dsr.db-wal spix-dsr.db-shm

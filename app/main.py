@@ -25,11 +25,15 @@ from app.legal_holds.router import router as legal_holds_router
 from app.openapi import build_openapi
 from app.purposes.router import router as purposes_router
 from app.records.router import router as records_router
+from app.requests.clocks import clocks_from_overrides
+from app.requests.router import router as requests_router
 from app.retention.router import router as retention_router
 from app.retention_rules.router import router as retention_rules_router
 from app.ropa.router import router as ropa_router
 from app.subjects.router import router as subjects_router
+from app.suppressions.router import router as suppressions_router
 from app.systems.router import router as systems_router
+from app.tasks.router import router as tasks_router
 
 VERSION = "0.1.0"
 
@@ -64,6 +68,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         subject_key, settings.subject_key_id, settings.default_phone_region
     )
     application.state.secret_box = SecretBox(subject_key, settings.subject_key_id)
+    # Parsed once, so a bad override stops the start instead of failing a request.
+    application.state.clocks = clocks_from_overrides(settings.regime_clocks)
 
     install_error_handlers(application)
     application.add_exception_handler(IdempotentReplay, _replay)
@@ -80,6 +86,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         records_router,
         subjects_router,
         retention_router,
+        requests_router,
+        tasks_router,
+        suppressions_router,
         audit_router,
     ):
         application.include_router(router)

@@ -35,6 +35,20 @@ TAGS = [
         "description": "Whether records may or must be deleted now, what is due, what no rule "
         "covers.",
     },
+    {
+        "name": "suppressions",
+        "description": "Marketing opt-outs per channel, purpose and controller, with identities "
+        "as keyed hashes only, and the check to make before every send.",
+    },
+    {
+        "name": "requests",
+        "description": "Data subject requests: intake, verification, deadlines, per-controller "
+        "scopes, decisions, outcomes and the access package.",
+    },
+    {
+        "name": "tasks",
+        "description": "Work for the systems that hold the data, pulled with a lease.",
+    },
     {"name": "audit", "description": "The append-only, hash-chained audit log."},
 ]
 

@@ -20,6 +20,15 @@ from tests.builders import TEST_SUBJECT_KEY
 from tests.databases import BACKENDS, fresh_database
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # Benchmarks print figures and take minutes: they run only when named (`make bench`).
+    if collection_path.name == "benchmarks" and not any(
+        "benchmarks" in str(arg) for arg in config.args
+    ):
+        return True
+    return None
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

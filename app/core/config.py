@@ -1,9 +1,11 @@
 """Settings from the environment (prefix SPIX_DSR_)."""
 
 import secrets
+from datetime import date
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +37,14 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = 10.0
     # The longest maximum period a customer's own retention setting may name (ISO 8601).
     customer_retention_cap: str = "P10Y"
+    # Subject requests. Legal clocks default to reference/deadlines.md; override per regime
+    # with JSON, e.g. {"other": {"respond_days": 30}} (see app/requests/clocks.py).
+    regime_clocks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    holidays: list[date] = Field(default_factory=list)
+    verification_code_ttl_hours: int = 72
+    verification_max_attempts: int = 5
+    # How long a closed request keeps its sealed contact details (CCPA: records 24 months).
+    request_proof_days: int = 730
     log_level: str = "INFO"
     db_pool_size: int = 10
     db_echo: bool = False

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, MetaData, event
+import orjson
+from sqlalchemy import DateTime, Integer, MetaData, any_, bindparam, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -67,9 +70,15 @@ class Versioned:
         return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    # orjson for JSON columns: every record write stores its retention decision as JSON.
+    json = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, hide_parameters=True)
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, **json)
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
@@ -80,6 +89,7 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         pool_pre_ping=True,
         # Bound values may be identities or hashes: keep them out of error messages and logs.
         hide_parameters=True,
+        **json,
     )
 
 
@@ -121,3 +131,12 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def any_of(session: AsyncSession, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN values`, sent to PostgreSQL as one array parameter: the statement text stays
+    the same whatever the list's length, so it is prepared once (an expanded IN is not)."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)

@@ -104,6 +104,10 @@ class BlindIndexer:
         mac = hmac.new(self._key, f"{identity_type}:{normal}".encode(), hashlib.sha256)
         return BlindIndex(identity_type, self.key_id, mac.hexdigest())
 
+    def mac(self, purpose: str, text: str) -> str:
+        """A keyed digest for other secrets (verification codes): useless without the key."""
+        return hmac.new(self._key, f"{purpose}:{text}".encode(), hashlib.sha256).hexdigest()
+
     def of(self, identity: Identity, *, controller_id: uuid.UUID | None = None) -> BlindIndex:
         return self.digest(identity.type, identity.value, controller_id=controller_id)
 

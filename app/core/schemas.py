@@ -20,18 +20,6 @@ _DOTTED = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 _SYSTEM = re.compile(r"^[a-z0-9-]+$")
 
 
-def _dotted(value: str) -> str:
-    if not _DOTTED.match(value):
-        raise ValueError("must be dotted lower-case words: `communications.recording`")
-    return value
-
-
-def _system_key(value: str) -> str:
-    if not _SYSTEM.match(value):
-        raise ValueError("must match [a-z0-9-]+")
-    return value
-
-
 def _http_url(value: str) -> str:
     if not re.match(r"^https?://[^\s/$.?#].[^\s]*$", value):
         raise ValueError("must be an http(s) URL")
@@ -39,9 +27,9 @@ def _http_url(value: str) -> str:
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-DottedKey = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_dotted)]
-SystemKey = Annotated[
-    str, StringConstraints(min_length=1, max_length=100), AfterValidator(_system_key)
-]
+# Patterns rather than Python validators: these run for every record of a batch, and a
+# pattern is checked inside pydantic-core.
+DottedKey = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_DOTTED.pattern)]
+SystemKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_SYSTEM.pattern)]
 Url = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_http_url)]
 Text = Annotated[str, StringConstraints(max_length=10_000)]

@@ -1,13 +1,20 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 
 from app.core.db import Database
 from app.core.errors import ServiceUnavailable, error_responses
+from app.requests.models import REGIMES
+from app.requests.service import open_and_overdue
 
 router = APIRouter(tags=["operations"])
+
+REQUESTS_OPEN = Gauge("spix_dsr_requests_open", "Open subject requests", ["regime"])
+REQUESTS_OVERDUE = Gauge(
+    "spix_dsr_requests_overdue", "Open subject requests past their deadline", ["regime"]
+)
 
 
 class Health(BaseModel):
@@ -44,5 +51,17 @@ async def get_readiness(request: Request) -> Health:
         200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}
     },
 )
-async def get_metrics() -> Response:
+async def get_metrics(request: Request) -> Response:
+    database: Database = request.app.state.db
+    try:
+        async with database.sessionmaker() as session:
+            counts = await open_and_overdue(session)
+    except Exception:
+        # Metrics still answer when the database does not; /readyz reports that.
+        counts = None
+    if counts is not None:
+        for regime in REGIMES:
+            total, late = counts.get(regime, (0, 0))
+            REQUESTS_OPEN.labels(regime).set(total)
+            REQUESTS_OVERDUE.labels(regime).set(late)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -12,14 +12,14 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Select, Table, bindparam, delete, select, tuple_, update
+from sqlalchemy import Select, Table, and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
 from app.controllers.models import Controller
-from app.core.db import utcnow
+from app.core.db import any_of, utcnow
 from app.core.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from app.core.identity import BlindIndex, BlindIndexer, InvalidIdentity
 from app.core.ids import new_id
@@ -346,6 +346,19 @@ async def register(
     return [outcomes[index] for index in sorted(outcomes)]
 
 
+def _refs_clause(session: AsyncSession, refs: list[tuple[str, str]]) -> Any:
+    """(system, record_ref) IN refs, as one ANY per system (a batch is usually one system)."""
+    by_system: dict[str, list[str]] = {}
+    for system, ref in refs:
+        by_system.setdefault(system, []).append(ref)
+    return or_(
+        *(
+            and_(Record.system == system, any_of(session, Record.record_ref, system_refs))
+            for system, system_refs in by_system.items()
+        )
+    )
+
+
 async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> None:
     profiles = await _resolve_profiles(session, items)
     existing = {
@@ -353,9 +366,7 @@ async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> No
         for row in (
             await session.execute(
                 select(Record.id, Record.system, Record.record_ref, Record.state).where(
-                    tuple_(Record.system, Record.record_ref).in_(
-                        [(i.body.system, i.body.record_ref) for i in items]
-                    )
+                    _refs_clause(session, [(i.body.system, i.body.record_ref) for i in items])
                 )
             )
         ).all()
@@ -394,8 +405,8 @@ async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> No
                 for row in (
                     await session.execute(
                         select(Record.id, Record.system, Record.record_ref).where(
-                            tuple_(Record.system, Record.record_ref).in_(
-                                [(i.body.system, i.body.record_ref) for i in raced]
+                            _refs_clause(
+                                session, [(i.body.system, i.body.record_ref) for i in raced]
                             )
                         )
                     )
@@ -414,7 +425,7 @@ async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> No
         )
         await session.execute(
             delete(RecordIdentity).where(
-                RecordIdentity.record_id.in_([item.record_id for item in updates])
+                any_of(session, RecordIdentity.record_id, [item.record_id for item in updates])
             )
         )
     identity_rows = [
@@ -655,7 +666,6 @@ async def mark_erased(
     session: AsyncSession, system: str, record_refs: list[str]
 ) -> list[uuid.UUID]:
     """Systems report deletions: records become tombstones that keep ids and dates only."""
-    now = utcnow()
     ids = list(
         (
             await session.scalars(
@@ -667,11 +677,18 @@ async def mark_erased(
             )
         ).all()
     )
+    await tombstone(session, ids)
+    return ids
+
+
+async def tombstone(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
+    """Erased means gone: keep the record's id and dates, drop its identities and decision."""
     if not ids:
-        return []
+        return
+    now = utcnow()
     await session.execute(
         update(Record)
-        .where(Record.id.in_(ids))
+        .where(Record.id.in_(ids), Record.state != "erased")
         .values(
             state="erased",
             erased_at=now,
@@ -685,4 +702,3 @@ async def mark_erased(
         .execution_options(synchronize_session=False)
     )
     await session.execute(delete(RecordIdentity).where(RecordIdentity.record_id.in_(ids)))
-    return ids

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +16,7 @@ from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import BadRequest
 from app.core.pagination import decode_cursor, encode_cursor
+from app.legal_holds.models import LegalHold
 from app.records import service as records
 from app.records.models import Record, RecordProfile
 from app.retention import engine, policy
@@ -25,6 +28,7 @@ from app.retention.schemas import (
     EligibilityIn,
     EligibilityResult,
 )
+from app.retention_rules.models import RetentionRule
 
 
 async def eligibility(
@@ -164,3 +168,111 @@ def _anchorless(facts: engine.ProfileFacts) -> policy.RecordFacts:
         region=facts.region,
         collected_at=datetime.min,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureSplit:
+    erasable: list[uuid.UUID]
+    # One entry per record retention keeps, with its legal ground (GDPR Art. 17(3)).
+    withheld: list[dict[str, Any]]
+
+
+async def erasure_split(
+    session: AsyncSession, record_ids: Sequence[uuid.UUID], now: datetime | None = None
+) -> ErasureSplit:
+    """Which of these records an erasure may take now, and why each of the others stays."""
+    now = now or utcnow()
+    rows = (
+        await session.execute(
+            select(
+                Record.id,
+                Record.system,
+                Record.record_ref,
+                Record.state,
+                Record.held,
+                Record.keep_until,
+                Record.keep_indefinitely,
+                Record.delete_by,
+                Record.retention,
+            ).where(Record.id.in_(record_ids), Record.state != "erased")
+        )
+    ).all()
+    hold_ids = {h for row in rows for h in (row.retention or {}).get("holds", [])}
+    rule_ids = {
+        r["id"]
+        for row in rows
+        for r in (row.retention or {}).get("rules", [])
+        if r["kind"] == "minimum" and r["decisive"]
+    }
+    holds = (
+        {
+            str(h.id): h
+            for h in (
+                await session.scalars(
+                    select(LegalHold).where(LegalHold.id.in_([uuid.UUID(i) for i in hold_ids]))
+                )
+            ).all()
+        }
+        if hold_ids
+        else {}
+    )
+    rules = (
+        {
+            str(r.id): r
+            for r in (
+                await session.scalars(
+                    select(RetentionRule).where(
+                        RetentionRule.id.in_([uuid.UUID(i) for i in rule_ids])
+                    )
+                )
+            ).all()
+        }
+        if rule_ids
+        else {}
+    )
+    erasable: list[uuid.UUID] = []
+    withheld: list[dict[str, Any]] = []
+    for row in rows:
+        status = policy.status_at(
+            row.held, row.keep_until, row.keep_indefinitely, row.delete_by, now
+        )
+        if status in ("eligible", "due"):
+            erasable.append(row.id)
+            continue
+        grounds: list[dict[str, Any]] = []
+        if row.state == "restricted":
+            grounds.append({"ground": "restricted", "basis": "GDPR Art. 18"})
+        for hold_id in (row.retention or {}).get("holds", []):
+            hold = holds.get(hold_id)
+            grounds.append(
+                {
+                    "ground": "legal_hold",
+                    "basis": "GDPR Art. 17(3)(e)",
+                    "hold_id": hold_id,
+                    "reason": hold.reason if hold else None,
+                }
+            )
+        for outcome in (row.retention or {}).get("rules", []):
+            if outcome["kind"] == "minimum" and outcome["decisive"]:
+                rule = rules.get(outcome["id"])
+                grounds.append(
+                    {
+                        "ground": "retention_minimum",
+                        "basis": "GDPR Art. 17(3)(b)",
+                        "rule_id": outcome["id"],
+                        "rule": rule.name if rule else None,
+                        "source": rule.source if rule else None,
+                        "citation": rule.citation if rule else None,
+                        "keep_until": outcome["ends_at"],
+                    }
+                )
+        withheld.append(
+            {
+                "record_id": str(row.id),
+                "system": row.system,
+                "record_ref": row.record_ref,
+                "status": status,
+                "grounds": grounds,
+            }
+        )
+    return ErasureSplit(erasable, withheld)

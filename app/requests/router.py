@@ -1,0 +1,290 @@
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy import select
+
+from app.audit.models import AuditEvent
+from app.audit.schemas import AuditEventOut
+from app.auth.dependencies import AnyKey, require_roles
+from app.auth.service import Principal
+from app.core.db import utcnow
+from app.core.errors import Conflict, error_responses, problem_response
+from app.core.idempotency import IdempotencyDep
+from app.core.pagination import Page, PageParams, page_params, paginate
+from app.core.session import SessionDep
+from app.requests import service, state
+from app.requests.export import build_package
+from app.requests.models import SubjectRequest
+from app.requests.schemas import (
+    CancelIn,
+    DecisionIn,
+    DenyIn,
+    ExtendIn,
+    RequestCreate,
+    RequestCreated,
+    RequestOut,
+    RequestPage,
+    RequestStatus,
+    RequestType,
+    VerifyIn,
+)
+
+router = APIRouter(prefix="/v1/requests", tags=["requests"])
+
+Filer = Annotated[Principal, require_roles("admin", "controller")]
+Reader = Annotated[Principal, require_roles("admin", "auditor", "controller")]
+
+
+def request_context(request: Request) -> service.RequestContext:
+    settings = request.app.state.settings
+    return service.RequestContext(
+        indexer=request.app.state.indexer,
+        box=request.app.state.secret_box,
+        clocks=request.app.state.clocks,
+        holidays=frozenset(settings.holidays),
+        code_ttl=timedelta(hours=settings.verification_code_ttl_hours),
+        max_attempts=settings.verification_max_attempts,
+        proof_period=timedelta(days=settings.request_proof_days),
+    )
+
+
+ContextDep = Annotated[service.RequestContext, Depends(request_context)]
+
+
+async def _one(
+    session: Any, principal: Principal, request_id: uuid.UUID
+) -> tuple[SubjectRequest, RequestOut]:
+    found = await service.get_request(session, principal, request_id)
+    (out,) = await service.describe(session, principal, [found])
+    return found, out
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=RequestCreated,
+    operation_id="file_request",
+    summary="File a data subject request",
+    responses=error_responses(400, 401, 403, 409, 413, 422),
+)
+async def file_request(
+    body: RequestCreate,
+    session: SessionDep,
+    principal: Filer,
+    idem: IdempotencyDep,
+    ctx: ContextDep,
+) -> Response:
+    created, challenge = await service.file_request(session, principal, body, ctx)
+    (out,) = await service.describe(session, principal, [created])
+    return await idem.respond(
+        RequestCreated(**out.model_dump(), verification=challenge),
+        201,
+        headers={"Location": f"/v1/requests/{created.id}"},
+    )
+
+
+@router.get(
+    "",
+    operation_id="list_requests",
+    summary="List requests; `overdue=true` lists those past their deadline",
+    responses=error_responses(400, 401, 403, 422),
+)
+async def list_requests(
+    session: SessionDep,
+    principal: Reader,
+    page: Annotated[PageParams, Depends(page_params)],
+    status: RequestStatus | None = None,
+    type: RequestType | None = None,
+    overdue: bool | None = None,
+    controller_id: uuid.UUID | None = None,
+    scope_status: Annotated[
+        str | None, Query(description="Requests with a scope in this status (e.g. failed)")
+    ] = None,
+) -> RequestPage:
+    from app.requests.models import RequestScope
+
+    statement = service.visible(principal)
+    if status is not None:
+        statement = statement.where(SubjectRequest.status == status)
+    if type is not None:
+        statement = statement.where(SubjectRequest.type == type)
+    if overdue is True:
+        statement = statement.where(service.overdue_clause(utcnow()))
+    if controller_id is not None:
+        statement = statement.where(
+            select(RequestScope.id)
+            .where(
+                RequestScope.request_id == SubjectRequest.id,
+                RequestScope.controller_id == controller_id,
+            )
+            .exists()
+        )
+    if scope_status is not None:
+        statement = statement.where(
+            select(RequestScope.id)
+            .where(
+                RequestScope.request_id == SubjectRequest.id,
+                RequestScope.status == scope_status,
+            )
+            .exists()
+        )
+    rows, next_cursor = await paginate(session, statement, SubjectRequest.id, page)
+    return RequestPage(
+        items=await service.describe(session, principal, rows), next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/{request_id}",
+    operation_id="get_request",
+    summary="Read a request with its scopes, tasks and outcome",
+    responses=error_responses(401, 403, 404, 422),
+)
+async def get_request(request_id: uuid.UUID, session: SessionDep, principal: Reader) -> RequestOut:
+    _found, out = await _one(session, principal, request_id)
+    return out
+
+
+@router.post(
+    "/{request_id}/verify",
+    response_model=RequestOut,
+    operation_id="verify_request",
+    summary="Verify the subject: the code they received, or a manual decision (admin)",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+)
+async def verify_request(
+    request_id: uuid.UUID,
+    body: VerifyIn,
+    session: SessionDep,
+    principal: Filer,
+    ctx: ContextDep,
+    request: Request,
+) -> Any:
+    found = await service.get_request(session, principal, request_id)
+    try:
+        await service.verify(session, principal, found, body, ctx)
+    except service.VerificationFailed as exc:
+        # Answered, not raised: the counted attempt (or the denial) must be committed.
+        return problem_response(
+            422,
+            "verification-failed",
+            "Verification failed",
+            exc.detail,
+            request=request,
+            errors=[{"loc": ["body", "code"], "msg": exc.detail, "type": "value_error"}],
+        )
+    (out,) = await service.describe(session, principal, [found])
+    return out
+
+
+@router.post(
+    "/{request_id}/extend",
+    operation_id="extend_request",
+    summary="Extend the deadline once, by the regime's limit, with a reason",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+)
+async def extend_request(
+    request_id: uuid.UUID, body: ExtendIn, session: SessionDep, principal: Filer, ctx: ContextDep
+) -> RequestOut:
+    found = await service.get_request(session, principal, request_id)
+    await service.extend(session, principal, found, body.reason, ctx)
+    _found, out = await _one(session, principal, request_id)
+    return out
+
+
+@router.post(
+    "/{request_id}/cancel",
+    operation_id="cancel_request",
+    summary="Cancel an open request",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+)
+async def cancel_request(
+    request_id: uuid.UUID,
+    session: SessionDep,
+    principal: Filer,
+    ctx: ContextDep,
+    body: CancelIn | None = None,
+) -> RequestOut:
+    found = await service.get_request(session, principal, request_id)
+    await service.close_early(session, principal, found, state.RequestEvent.cancelled, ctx)
+    _found, out = await _one(session, principal, request_id)
+    return out
+
+
+@router.post(
+    "/{request_id}/deny",
+    operation_id="deny_request",
+    summary="Deny a request: unverifiable, manifestly unfounded, excessive or exempt",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+)
+async def deny_request(
+    request_id: uuid.UUID, body: DenyIn, session: SessionDep, principal: Filer, ctx: ContextDep
+) -> RequestOut:
+    found = await service.get_request(session, principal, request_id)
+    await service.close_early(session, principal, found, state.RequestEvent.denied, ctx, body)
+    _found, out = await _one(session, principal, request_id)
+    return out
+
+
+@router.post(
+    "/{request_id}/scopes/{controller_id}/decision",
+    operation_id="decide_request_scope",
+    summary="A controller's decision on its scope: approve, decline or handled by itself",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+)
+async def decide_request_scope(
+    request_id: uuid.UUID,
+    controller_id: uuid.UUID,
+    body: DecisionIn,
+    session: SessionDep,
+    principal: Filer,
+    ctx: ContextDep,
+) -> RequestOut:
+    found = await service.get_request(session, principal, request_id)
+    await service.decide_scope(session, principal, found, controller_id, body, ctx)
+    _found, out = await _one(session, principal, request_id)
+    return out
+
+
+@router.get(
+    "/{request_id}/events",
+    operation_id="list_request_events",
+    summary="The request's audit trail",
+    responses=error_responses(400, 401, 403, 404, 422),
+)
+async def list_request_events(
+    request_id: uuid.UUID,
+    session: SessionDep,
+    principal: Reader,
+    page: Annotated[PageParams, Depends(page_params)],
+) -> Page[AuditEventOut]:
+    found = await service.get_request(session, principal, request_id)
+    service.require_filer(principal, found)
+    statement = select(AuditEvent).where(AuditEvent.subject_request_id == found.id)
+    rows, next_cursor = await paginate(session, statement, AuditEvent.seq, page, parse=int)
+    return Page[AuditEventOut](
+        items=[AuditEventOut.model_validate(r) for r in rows], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/{request_id}/export",
+    operation_id="get_request_export",
+    summary="The machine-readable package of a completed access or portability request",
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def get_request_export(
+    request_id: uuid.UUID, session: SessionDep, principal: Reader
+) -> dict[str, Any]:
+    found = await service.get_request(session, principal, request_id)
+    if found.type not in ("access", "portability"):
+        raise Conflict("Only access and portability requests have a package")
+    if found.status != "completed":
+        raise Conflict(f"The request is {found.status}; the package comes when it completes")
+    own = principal.controller_id if principal.role == "controller" else None
+    return await build_package(session, found, own)
+
+
+__all__ = ["AnyKey", "router"]

@@ -1,0 +1,136 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, EmailStr, Field, StringConstraints
+
+from app.core.identity import Identity, IdentityType
+from app.core.schemas import DottedKey, InputModel, Name, OutputModel, Text
+
+RequestType = Literal[
+    "access", "portability", "rectification", "erasure", "restriction", "objection", "opt_out"
+]
+Regime = Literal["gdpr", "uk_gdpr", "ccpa", "vcdpa", "cpa", "ctdpa", "lgpd", "other"]
+RequestStatus = Literal["pending_verification", "in_progress", "completed", "denied", "cancelled"]
+ScopeStatus = Literal[
+    "awaiting_controller",
+    "in_progress",
+    "completed",
+    "declined",
+    "handled_by_controller",
+    "failed",
+]
+Channel = Literal["email", "sms", "voice", "all"]
+Note = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class Requester(InputModel):
+    kind: Literal["subject", "authorized_agent"] = "subject"
+    name: Name | None = None
+    email: EmailStr | None = None
+    # The subject's signed permission for an agent (CCPA 11 CCR 7063): what it is, where kept.
+    authorization_note: Note | None = None
+
+
+class RequestDetails(InputModel):
+    corrections: dict[Annotated[str, StringConstraints(max_length=100)], Any] | None = Field(
+        None,
+        max_length=50,
+        description="Rectification: field name to corrected value; handed to systems only",
+    )
+    channel: Channel | None = Field(None, description="Opt-out and objection: which channel")
+    purpose: DottedKey | None = Field(None, description="Objection: the purpose objected to")
+    lift: bool = Field(False, description="Restriction: lift an earlier restriction")
+
+
+class RequestCreate(InputModel):
+    type: RequestType
+    regime: Regime
+    identities: list[Identity] = Field(min_length=1, max_length=20)
+    requester: Requester = Field(default_factory=Requester)
+    channel: Literal["email", "web", "dashboard", "api"] = "api"
+    received_at: AwareDatetime | None = None
+    controller_id: uuid.UUID | None = None
+    details: RequestDetails = Field(default_factory=RequestDetails)
+    verified: bool = Field(False, description="A trusted session verified the subject")
+
+
+class VerifyIn(InputModel):
+    code: Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")] | None = None
+    method: Literal["code", "manual"] = "code"
+    note: Note | None = None
+
+
+class ExtendIn(InputModel):
+    reason: Note
+
+
+class DenyIn(InputModel):
+    reason: Literal["unverifiable", "manifestly_unfounded", "excessive", "exempt"]
+    detail: Text | None = None
+
+
+class CancelIn(InputModel):
+    reason: Note | None = None
+
+
+class DecisionIn(InputModel):
+    decision: Literal["approve", "decline", "handled_by_controller"]
+    reason: Note | None = None
+
+
+class VerificationChallenge(OutputModel):
+    method: Literal["code"] = "code"
+    code: str = Field(description="Shown once: deliver it to the subject")
+    expires_at: datetime
+
+
+class TaskSummary(OutputModel):
+    id: uuid.UUID
+    system: str
+    action: Literal["export", "erase", "rectify", "restrict", "unrestrict"]
+    status: Literal["pending", "claimed", "completed", "failed"]
+    records: int
+
+
+class ScopeOut(OutputModel):
+    controller_id: uuid.UUID
+    status: ScopeStatus
+    records: int
+    tasks: list[TaskSummary]
+    decision_reason: str | None = None
+    outcome: dict[str, Any] | None = None
+
+
+class RequestOut(OutputModel):
+    id: uuid.UUID
+    type: RequestType
+    regime: Regime
+    status: RequestStatus
+    channel: str
+    requester_kind: Literal["subject", "authorized_agent"]
+    identity_types: list[IdentityType]
+    filed_by_controller_id: uuid.UUID | None
+    received_at: datetime
+    acknowledge_by: datetime | None
+    due_at: datetime
+    extended_due_at: datetime | None
+    extension_reason: str | None
+    overdue: bool
+    verified_at: datetime | None
+    verification_method: str | None
+    denial_reason: str | None
+    closed_at: datetime | None
+    scopes: list[ScopeOut]
+    outcome: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RequestCreated(RequestOut):
+    verification: VerificationChallenge | None = None
+
+
+class RequestPage(OutputModel):
+    items: list[RequestOut]
+    next_cursor: str | None = None

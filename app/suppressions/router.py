@@ -1,0 +1,106 @@
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from app.auth.dependencies import AnyKey, require_roles
+from app.auth.service import Principal
+from app.core.errors import error_responses
+from app.core.idempotency import IdempotencyDep
+from app.core.identity import IndexerDep
+from app.core.pagination import Page, PageParams, page_params, paginate
+from app.core.schemas import DottedKey
+from app.core.session import SessionDep
+from app.suppressions import service
+from app.suppressions.models import Suppression
+from app.suppressions.schemas import (
+    Channel,
+    Source,
+    SuppressionCheck,
+    SuppressionCheckOut,
+    SuppressionCreate,
+    SuppressionOut,
+)
+
+router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"])
+
+# Opt-outs arrive where messages are sent: the messaging and marketing systems (an SMS STOP,
+# an unsubscribe link), the privacy team, and customers for their own end users.
+WriterKey = Annotated[Principal, require_roles("admin", "system", "controller")]
+ListerKey = Annotated[Principal, require_roles("admin", "auditor", "controller")]
+
+
+def platform_controller(request: Request) -> service.PlatformController:
+    state = request.app.state
+    cached: service.PlatformController | None = getattr(state, "platform_controller_cache", None)
+    if cached is None:
+        cached = state.platform_controller_cache = service.PlatformController()
+    return cached
+
+
+PlatformDep = Annotated[service.PlatformController, Depends(platform_controller)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=SuppressionOut,
+    operation_id="create_suppression",
+    summary="Record an opt-out; answers the existing suppression (200) when already recorded",
+    responses={
+        200: {
+            "description": "Already suppressed: the existing suppression",
+            "model": SuppressionOut,
+        },
+        **error_responses(400, 401, 403, 409, 413, 422),
+    },
+)
+async def create_suppression(
+    body: SuppressionCreate,
+    session: SessionDep,
+    principal: WriterKey,
+    idem: IdempotencyDep,
+    indexer: IndexerDep,
+) -> Response:
+    result = await service.create_suppression(session, principal, indexer, body)
+    return await idem.respond(result.suppression, 201 if result.created else 200)
+
+
+@router.get(
+    "",
+    operation_id="list_suppressions",
+    summary="List suppressions (a controller key: its own)",
+    responses=error_responses(400, 401, 403, 422),
+)
+async def list_suppressions(
+    session: SessionDep,
+    principal: ListerKey,
+    page: Annotated[PageParams, Depends(page_params)],
+    controller_id: uuid.UUID | None = None,
+    channel: Annotated[Channel | None, Query()] = None,
+    purpose: Annotated[DottedKey | None, Query()] = None,
+    source: Annotated[Source | None, Query()] = None,
+) -> Page[SuppressionOut]:
+    statement = service.listed(
+        principal, controller_id=controller_id, channel=channel, purpose=purpose, source=source
+    )
+    rows, next_cursor = await paginate(session, statement, Suppression.id, page)
+    return Page[SuppressionOut](
+        items=[SuppressionOut.model_validate(row) for row in rows], next_cursor=next_cursor
+    )
+
+
+@router.post(
+    "/check",
+    operation_id="check_suppression",
+    summary="Ask whether any of a subject's identities opted out of a channel",
+    responses=error_responses(400, 401, 413, 422),
+)
+async def check_suppression(
+    body: SuppressionCheck,
+    session: SessionDep,
+    principal: AnyKey,
+    indexer: IndexerDep,
+    platform: PlatformDep,
+) -> SuppressionCheckOut:
+    return await service.check(session, principal, indexer, body, platform)

@@ -1,0 +1,304 @@
+"""Suppressions: opted-out identities, kept as blind indexes, per channel, purpose and controller.
+
+An opt-out belongs to the controller whose message it answers: an SMS STOP sent to a
+customer's number suppresses that customer's messages, not Spix's own marketing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, and_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.service import Operator, record
+from app.auth.service import Principal
+from app.controllers.models import Controller
+from app.core.db import utcnow
+from app.core.errors import Unprocessable
+from app.core.identity import BlindIndex, BlindIndexer, Identity, InvalidIdentity
+from app.core.ids import new_id
+from app.purposes.models import Purpose
+from app.suppressions.models import Suppression
+from app.suppressions.schemas import (
+    SuppressionCheck,
+    SuppressionCheckOut,
+    SuppressionCreate,
+    SuppressionMatch,
+    SuppressionOut,
+)
+
+_OUT_COLUMNS = (
+    Suppression.id,
+    Suppression.identity_type,
+    Suppression.digest,
+    Suppression.channel,
+    Suppression.purpose,
+    Suppression.controller_id,
+    Suppression.source,
+    Suppression.request_id,
+    Suppression.created_at,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    suppression: SuppressionOut
+    created: bool
+
+
+class PlatformController:
+    """The platform controller's id, read once per process: there is exactly one, never
+    deleted, so only its absence (before `spix-dsr seed`) is worth asking about again."""
+
+    def __init__(self) -> None:
+        self._id: uuid.UUID | None = None
+
+    async def id(self, session: AsyncSession) -> uuid.UUID | None:
+        if self._id is None:
+            self._id = await session.scalar(
+                select(Controller.id).where(Controller.kind == "platform")
+            )
+        return self._id
+
+
+def _insert(session: AsyncSession) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+async def ensure_references(
+    session: AsyncSession,
+    *,
+    purpose: str,
+    controller_id: uuid.UUID,
+    loc: Sequence[str | int] = ("body",),
+) -> None:
+    """422 naming the field when the purpose or the controller does not exist."""
+    if await session.scalar(select(Purpose.key).where(Purpose.key == purpose)) is None:
+        raise Unprocessable("No purpose with this key", loc=[*loc, "purpose"])
+    if await session.scalar(select(Controller.id).where(Controller.id == controller_id)) is None:
+        raise Unprocessable("No controller with this id", loc=[*loc, "controller_id"])
+
+
+async def suppress(
+    session: AsyncSession,
+    *,
+    digests: Sequence[BlindIndex],
+    channel: str,
+    purpose: str,
+    controller_id: uuid.UUID,
+    source: str,
+    request_id: uuid.UUID | None,
+    actor: Principal | Operator,
+) -> list[Suppressed]:
+    """Suppress each identity, or find it already suppressed; audits the new ones.
+
+    The purpose and controller must exist (see `ensure_references`). Safe under concurrency:
+    the unique index decides which of two simultaneous inserts creates the row, and the other
+    reads it."""
+    unique = {blind.digest: blind for blind in digests}
+    if not unique:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "id": new_id(),
+            "identity_type": str(blind.type),
+            "digest": blind.digest,
+            "key_id": blind.key_id,
+            "channel": channel,
+            "purpose": purpose,
+            "controller_id": controller_id,
+            "source": source,
+            "request_id": request_id,
+            "created_by_key_id": actor.key_id,
+            "created_at": now,
+        }
+        for blind in unique.values()
+    ]
+    inserted = set(
+        (
+            await session.execute(
+                _insert(session)(Suppression)
+                .on_conflict_do_nothing(
+                    index_elements=["digest", "controller_id", "purpose", "channel"]
+                )
+                .returning(Suppression.id),
+                rows,
+            )
+        ).scalars()
+    )
+    found = (
+        await session.execute(
+            select(*_OUT_COLUMNS).where(
+                Suppression.digest.in_(list(unique)),
+                Suppression.controller_id == controller_id,
+                Suppression.purpose == purpose,
+                Suppression.channel == channel,
+            )
+        )
+    ).all()
+    by_digest = {row.digest: row for row in found}
+    results = []
+    for digest in unique:
+        row = by_digest[digest]
+        created = row.id in inserted
+        if created:
+            record(
+                session,
+                actor,
+                "suppression.created",
+                "suppression",
+                row.id,
+                {
+                    "controller_id": str(controller_id),
+                    "identity_type": row.identity_type,
+                    "channel": channel,
+                    "purpose": purpose,
+                    "source": source,
+                    "request_id": str(request_id) if request_id else None,
+                },
+                subject_request_id=request_id,
+            )
+        results.append(Suppressed(SuppressionOut.model_validate(row), created))
+    return results
+
+
+def _blind_index(
+    indexer: BlindIndexer,
+    identity: Identity,
+    controller_id: uuid.UUID,
+    loc: list[str | int],
+) -> BlindIndex:
+    try:
+        return indexer.of(identity, controller_id=controller_id)
+    except InvalidIdentity as exc:
+        # The message names the type and what is wrong, never the value.
+        raise Unprocessable(str(exc), loc=loc) from None
+
+
+async def create_suppression(
+    session: AsyncSession, principal: Principal, indexer: BlindIndexer, body: SuppressionCreate
+) -> Suppressed:
+    controller_id = body.controller_id
+    if principal.role == "controller":
+        if controller_id is not None and controller_id != principal.controller_id:
+            raise Unprocessable(
+                "A controller key suppresses for its own controller only",
+                loc=["body", "controller_id"],
+            )
+        controller_id = principal.controller_id
+    if controller_id is None:
+        raise Unprocessable(
+            "Name the controller whose messages the subject opted out of",
+            loc=["body", "controller_id"],
+        )
+    blind = _blind_index(indexer, body.identity, controller_id, ["body", "identity", "value"])
+    await ensure_references(session, purpose=body.purpose, controller_id=controller_id)
+    (result,) = await suppress(
+        session,
+        digests=[blind],
+        channel=body.channel,
+        purpose=body.purpose,
+        controller_id=controller_id,
+        source=body.source,
+        request_id=None,
+        actor=principal,
+    )
+    return result
+
+
+def listed(
+    principal: Principal,
+    *,
+    controller_id: uuid.UUID | None,
+    channel: str | None,
+    purpose: str | None,
+    source: str | None,
+) -> Select[Suppression]:
+    statement = select(Suppression)
+    if principal.role == "controller":
+        statement = statement.where(Suppression.controller_id == principal.controller_id)
+    if controller_id is not None:
+        statement = statement.where(Suppression.controller_id == controller_id)
+    if channel is not None:
+        statement = statement.where(Suppression.channel == channel)
+    if purpose is not None:
+        statement = statement.where(Suppression.purpose == purpose)
+    if source is not None:
+        statement = statement.where(Suppression.source == source)
+    return statement
+
+
+async def check(
+    session: AsyncSession,
+    principal: Principal,
+    indexer: BlindIndexer,
+    body: SuppressionCheck,
+    platform: PlatformController,
+) -> SuppressionCheckOut:
+    """Whether any of the identities opted out of this channel (or of all channels) for this
+    purpose and controller. Called before every marketing send: one statement, no ORM loads."""
+    controller_id = body.controller_id
+    foreign = False
+    if principal.role == "controller":
+        foreign = controller_id is not None and controller_id != principal.controller_id
+        controller_id = controller_id or principal.controller_id
+    elif controller_id is None:
+        controller_id = await platform.id(session)
+        if controller_id is None:
+            raise Unprocessable(
+                "No platform controller exists yet (run `spix-dsr seed`); name controller_id",
+                loc=["body", "controller_id"],
+            )
+    assert controller_id is not None
+    digests = list(
+        {
+            _blind_index(
+                indexer, identity, controller_id, ["body", "identities", i, "value"]
+            ).digest
+            for i, identity in enumerate(body.identities)
+        }
+    )
+    if foreign:
+        # Another customer's suppressions are invisible to this key, as if absent.
+        return SuppressionCheckOut(suppressed=False, matches=[])
+    # The purpose and controller rows are joined in so that a typo in either is an error, not
+    # a silent "not suppressed" (which would send marketing to someone who opted out); each is
+    # one primary-key probe, and the suppressions come from the unique (digest, ...) index.
+    rows = (
+        await session.execute(
+            select(
+                Suppression.id,
+                Suppression.identity_type,
+                Suppression.channel,
+                Suppression.purpose,
+                Suppression.controller_id,
+                Suppression.source,
+                Suppression.created_at,
+            )
+            .select_from(Purpose)
+            .join(Controller, Controller.id == controller_id)
+            .outerjoin(
+                Suppression,
+                and_(
+                    Suppression.digest.in_(digests),
+                    Suppression.controller_id == controller_id,
+                    Suppression.purpose == body.purpose,
+                    Suppression.channel.in_([body.channel, "all"]),
+                ),
+            )
+            .where(Purpose.key == body.purpose)
+        )
+    ).all()
+    if not rows:
+        await ensure_references(session, purpose=body.purpose, controller_id=controller_id)
+    matches = [
+        SuppressionMatch.model_validate(row)
+        for row in sorted((r for r in rows if r.id is not None), key=lambda r: r.created_at)
+    ]
+    return SuppressionCheckOut(suppressed=bool(matches), matches=matches)

@@ -1,0 +1,171 @@
+"""Tasks: systems pull their work with a lease, then complete or fail it. On PostgreSQL a
+claim locks rows with FOR UPDATE SKIP LOCKED, so two claimers never share a task; on SQLite
+the writer lock taken at BEGIN IMMEDIATE serialises claims."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.service import record as audit
+from app.auth.service import Principal
+from app.core.db import utcnow
+from app.core.errors import Conflict, NotFound, Unprocessable
+from app.records.service import tombstone
+from app.requests import service as requests
+from app.requests.models import SubjectRequest
+from app.tasks.models import Task
+from app.tasks.schemas import ClaimedTask
+
+
+async def claim(
+    session: AsyncSession,
+    principal: Principal,
+    limit: int,
+    lease_seconds: int,
+    ctx: requests.RequestContext,
+) -> list[ClaimedTask]:
+    now = utcnow()
+    statement = (
+        select(Task)
+        .join(SubjectRequest, SubjectRequest.id == Task.request_id)
+        .where(
+            Task.system == principal.system_key,
+            SubjectRequest.status == "in_progress",
+            or_(
+                Task.status == "pending",
+                # A lapsed lease returns the task.
+                and_(Task.status == "claimed", Task.lease_expires_at < now),
+            ),
+        )
+        .order_by(Task.created_at, Task.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Task)
+    )
+    tasks = list((await session.scalars(statement)).all())
+    lease = now + timedelta(seconds=lease_seconds)
+    for task in tasks:
+        task.status = "claimed"
+        task.lease_expires_at = lease
+        task.attempts += 1
+        task.claimed_by_key_id = principal.key_id
+    await session.flush()
+    if tasks:
+        audit(
+            session,
+            principal,
+            "tasks.claimed",
+            "task",
+            tasks[0].id,
+            {"tasks": [str(t.id) for t in tasks], "lease_seconds": lease_seconds},
+        )
+    return [
+        ClaimedTask(
+            id=t.id,
+            request_id=t.request_id,
+            action=t.action,  # type: ignore[arg-type]
+            record_refs=t.record_refs,
+            details=requests.open_corrections(t.details, ctx.box),
+            lease_expires_at=lease,
+        )
+        for t in tasks
+    ]
+
+
+async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
+    statement = select(Task).where(Task.id == task_id)
+    if principal.role == "system":
+        statement = statement.where(Task.system == principal.system_key)
+    task = await session.scalar(statement.with_for_update())
+    if task is None:
+        raise NotFound("No task with this id")
+    return task
+
+
+def _require_claimed(task: Task) -> None:
+    if task.status != "claimed":
+        raise Conflict(f"The task is {task.status}; claim it first")
+
+
+async def complete(
+    session: AsyncSession,
+    principal: Principal,
+    task: Task,
+    result: dict[str, object],
+    ctx: requests.RequestContext,
+) -> None:
+    _require_claimed(task)
+    if task.action == "export" and not isinstance(result.get("data"), dict):
+        raise Unprocessable(
+            'An export task completes with {"data": {...}}', loc=["body", "result", "data"]
+        )
+    now = utcnow()
+    if task.action == "erase":
+        await tombstone(session, [uuid.UUID(i) for i in task.record_ids])
+    task.status = "completed"
+    task.completed_at = now
+    task.lease_expires_at = None
+    task.result = result if task.action == "export" else None
+    await session.flush()
+    audit(
+        session,
+        principal,
+        "task.completed",
+        "task",
+        task.id,
+        {"action": task.action, "system": task.system, "records": len(task.record_ids)},
+        subject_request_id=task.request_id,
+    )
+    await requests.on_task_done(session, principal, task, ctx)
+
+
+async def fail(
+    session: AsyncSession,
+    principal: Principal,
+    task: Task,
+    error: str,
+    retryable: bool,
+    ctx: requests.RequestContext,
+) -> None:
+    _require_claimed(task)
+    task.error = error
+    task.retryable = retryable
+    task.lease_expires_at = None
+    task.status = "pending" if retryable else "failed"
+    await session.flush()
+    audit(
+        session,
+        principal,
+        "task.failed",
+        "task",
+        task.id,
+        {"action": task.action, "system": task.system, "retryable": retryable},
+        subject_request_id=task.request_id,
+    )
+    if not retryable:
+        await requests.on_task_done(session, principal, task, ctx)
+
+
+async def retry(session: AsyncSession, principal: Principal, task: Task) -> None:
+    """Someone acted on a failure: the task goes back to the queue, its scope back to work."""
+    if task.status != "failed":
+        raise Conflict(f"The task is {task.status}, not failed")
+    request = await session.get(SubjectRequest, task.request_id)
+    if request is None or request.status != "in_progress":
+        raise Conflict("The task's request is closed")
+    task.status = "pending"
+    task.error = None
+    await session.flush()
+    await requests.on_task_retried(session, principal, task)
+    audit(
+        session,
+        principal,
+        "task.retried",
+        "task",
+        task.id,
+        {"system": task.system},
+        subject_request_id=task.request_id,
+    )
