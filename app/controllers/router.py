@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from app.audit.service import record
 from app.auth.dependencies import AdminKey, AnyKey
@@ -15,14 +15,12 @@ from app.controllers.schemas import (
 )
 from app.core.crypto import SecretBoxDep
 from app.core.errors import error_responses
-from app.core.etag import check_if_match, etag_of
+from app.core.etag import IfMatch, check_if_match, etag_of
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params, paginate
 from app.core.session import SessionDep
 
 router = APIRouter(prefix="/v1/controllers", tags=["controllers"])
-
-IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag you read")]
 
 
 @router.post(

@@ -1,10 +1,10 @@
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal, Self
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from app.core.schemas import InputModel, Name, OutputModel, Url
+from app.core.schemas import InputModel, Name, OutputModel, Url, not_null
 
 
 class DsrRouting(BaseModel):
@@ -54,13 +54,7 @@ class ControllerUpdate(InputModel):
     dsr_routing: DsrRouting | None = None
     auto_execute: bool | None = None
 
-    @field_validator("name", "dsr_routing", "auto_execute", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # Omit a field to keep it; null would clear a column that must have a value.
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = not_null("name", "dsr_routing", "auto_execute")
 
 
 class ControllerOut(OutputModel):

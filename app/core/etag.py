@@ -1,5 +1,9 @@
 """ETag / If-Match for registry objects: the ETag is the object's version counter."""
 
+from typing import Annotated
+
+from fastapi import Header
+
 from app.core.errors import PreconditionFailed
 
 
@@ -15,3 +19,6 @@ def check_if_match(if_match: str | None, version: int) -> None:
     candidates = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
     if "*" not in candidates and current not in candidates:
         raise PreconditionFailed(f"If-Match does not match the current ETag {current}")
+
+
+IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag you read")]

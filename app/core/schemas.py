@@ -1,9 +1,9 @@
 """Pieces every domain's schemas share."""
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 
 
 class InputModel(BaseModel):
@@ -33,3 +33,15 @@ DottedKey = Annotated[str, StringConstraints(min_length=1, max_length=200, patte
 SystemKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_SYSTEM.pattern)]
 Url = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_http_url)]
 Text = Annotated[str, StringConstraints(max_length=10_000)]
+
+
+def not_null(*fields: str) -> Any:
+    """For PATCH bodies: these fields may be omitted (kept) but not null (that would clear a
+    column that must have a value). Use as `_not_null = not_null("name", ...)` in the model."""
+
+    def reject(cls: type, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+    return field_validator(*fields, mode="before")(classmethod(reject))  # type: ignore[arg-type]

@@ -1,9 +1,9 @@
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from app.core.schemas import DottedKey, InputModel, Name, OutputModel, Text
+from app.core.schemas import DottedKey, InputModel, Name, OutputModel, Text, not_null
 
 CategoryKey = DottedKey
 
@@ -36,13 +36,7 @@ class DataCategoryUpdate(InputModel):
     sensitivity: Sensitivity | None = Field(None, examples=["high"])
     fideslang: DottedKey | None = Field(None, examples=["user.biometric.voice"])
 
-    @field_validator("name", "sensitivity", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # Omit a field to keep it; null would clear a column that must have a value.
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = not_null("name", "sensitivity")
 
 
 class DataCategoryOut(OutputModel):

@@ -1,11 +1,11 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from app.audit.service import record
 from app.auth.dependencies import AdminKey, AnyKey
 from app.core.errors import error_responses
-from app.core.etag import check_if_match, etag_of
+from app.core.etag import IfMatch, check_if_match, etag_of
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params, paginate
 from app.core.session import SessionDep
@@ -14,8 +14,6 @@ from app.purposes.models import Purpose
 from app.purposes.schemas import LegalBasis, PurposeCreate, PurposeOut, PurposeUpdate
 
 router = APIRouter(prefix="/v1/purposes", tags=["purposes"])
-
-IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag you read")]
 
 
 @router.post(

@@ -1,9 +1,9 @@
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from app.core.schemas import DottedKey, InputModel, Name, OutputModel, Text
+from app.core.schemas import DottedKey, InputModel, Name, OutputModel, Text, not_null
 
 PurposeKey = DottedKey
 
@@ -44,13 +44,7 @@ class PurposeUpdate(InputModel):
     objection_absolute: bool | None = Field(None, examples=[True])
     fideslang: DottedKey | None = Field(None, examples=["marketing.communications.email"])
 
-    @field_validator("name", "legal_basis", "objection_absolute", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # Omit a field to keep it; null would clear a column that must have a value.
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = not_null("name", "legal_basis", "objection_absolute")
 
 
 class PurposeOut(OutputModel):

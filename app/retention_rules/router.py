@@ -1,13 +1,13 @@
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.audit.service import record
 from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
 from app.core.errors import error_responses
-from app.core.etag import check_if_match, etag_of
+from app.core.etag import IfMatch, check_if_match, etag_of
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params, paginate
 from app.core.session import SessionDep
@@ -25,7 +25,6 @@ from app.retention_rules.schemas import (
 
 router = APIRouter(prefix="/v1/retention-rules", tags=["retention-rules"])
 
-IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag you read")]
 # Controller keys write their own customer's settings; the service holds them to that.
 RuleWriter = Annotated[Principal, require_roles("admin", "controller")]
 

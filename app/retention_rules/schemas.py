@@ -1,10 +1,10 @@
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, StringConstraints
 
-from app.core.schemas import DottedKey, InputModel, Name, OutputModel, SystemKey, Text
+from app.core.schemas import DottedKey, InputModel, Name, OutputModel, SystemKey, Text, not_null
 from app.retention.policy import parse_period, validate_anchor
 
 RuleKind = Literal["minimum", "maximum"]
@@ -86,16 +86,9 @@ class RetentionRuleUpdate(InputModel):
     key: RuleKey | None = Field(None, examples=["de-invoices-min"])
     default_to_review: bool | None = None
 
-    @field_validator(
-        "name", "kind", "period", "anchor", "action", "source", "default_to_review", mode="before"
+    _not_null = not_null(
+        "name", "kind", "period", "anchor", "action", "source", "default_to_review"
     )
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # Omit a field to keep it; null would clear a column that must have a value. The
-        # scope fields, citation and key may be null: that clears them.
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
 
 
 class RetentionRuleOut(OutputModel):

@@ -1,9 +1,8 @@
 from datetime import datetime
-from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from app.core.schemas import InputModel, Name, OutputModel, SystemKey, Text, Url
+from app.core.schemas import InputModel, Name, OutputModel, SystemKey, Text, Url, not_null
 
 
 class SystemCreate(InputModel):
@@ -26,13 +25,7 @@ class SystemUpdate(InputModel):
     description: Text | None = Field(None, examples=["Stores call recordings and voicemail"])
     webhook_url: Url | None = Field(None, examples=["https://voice.internal.spix.sh/dsr/tasks"])
 
-    @field_validator("name", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # Omit a field to keep it; null would clear a column that must have a value.
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = not_null("name")
 
 
 class SystemOut(OutputModel):
