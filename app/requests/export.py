@@ -35,7 +35,10 @@ async def build_package(
     session: AsyncSession, request: SubjectRequest, controller_id: uuid.UUID | None
 ) -> dict[str, Any]:
     """`controller_id` limits the package to one controller's scope (a controller key)."""
-    scope_query = select(RequestScope).where(RequestScope.request_id == request.id)
+    # Only what Spix carried out: a scope the controller declined or answered itself is its own.
+    scope_query = select(RequestScope).where(
+        RequestScope.request_id == request.id, RequestScope.status == "completed"
+    )
     if controller_id is not None:
         scope_query = scope_query.where(RequestScope.controller_id == controller_id)
     scopes = (await session.scalars(scope_query)).all()

@@ -28,6 +28,7 @@ from app.requests.schemas import (
     RequestPage,
     RequestStatus,
     RequestType,
+    ScopeStatus,
     VerifyIn,
 )
 
@@ -100,7 +101,11 @@ async def list_requests(
     overdue: bool | None = None,
     controller_id: uuid.UUID | None = None,
     scope_status: Annotated[
-        str | None, Query(description="Requests with a scope in this status (e.g. failed)")
+        ScopeStatus | None,
+        Query(
+            description="Requests with a scope in this status: `failed` for what needs "
+            "someone's attention, `awaiting_controller` for a customer's queue"
+        ),
     ] = None,
 ) -> RequestPage:
     from app.requests.models import RequestScope
@@ -122,14 +127,13 @@ async def list_requests(
             .exists()
         )
     if scope_status is not None:
-        statement = statement.where(
-            select(RequestScope.id)
-            .where(
-                RequestScope.request_id == SubjectRequest.id,
-                RequestScope.status == scope_status,
-            )
-            .exists()
+        scope_filter = select(RequestScope.id).where(
+            RequestScope.request_id == SubjectRequest.id, RequestScope.status == scope_status
         )
+        if principal.role == "controller":
+            # A customer's queue: its own scopes waiting for it, not other customers'.
+            scope_filter = scope_filter.where(RequestScope.controller_id == principal.controller_id)
+        statement = statement.where(scope_filter.exists())
     rows, next_cursor = await paginate(session, statement, SubjectRequest.id, page)
     return RequestPage(
         items=await service.describe(session, principal, rows), next_cursor=next_cursor

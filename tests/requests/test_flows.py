@@ -547,3 +547,74 @@ class TestOversight:
         for text in texts:
             assert "alice@example.com" not in text.lower()
             assert "Alice Liddell" not in text
+
+
+class TestRectificationAndPortability:
+    async def test_corrections_reach_the_systems_only(
+        self,
+        client: AsyncClient,
+        admin: dict[str, str],
+        spix: dict[str, Any],
+        session: AsyncSession,
+    ) -> None:
+        created = await file(
+            client,
+            admin,
+            type="rectification",
+            verified=True,
+            details={"corrections": {"name": "Alice Pleasance Liddell"}},
+        )
+        assert "Pleasance" not in str(created)
+        (task,) = await claim(client, spix["keys"]["accounts"])
+        assert task["action"] == "rectify"
+        assert task["details"]["corrections"] == {"name": "Alice Pleasance Liddell"}
+        assert "corrections_sealed" not in task["details"]
+        stored = (await session.scalars(select(AuditEvent))).all()
+        assert all("Pleasance" not in str(e.details) for e in stored)
+        done = await client.post(
+            f"/v1/tasks/{task['id']}/complete", json={}, headers=spix["keys"]["accounts"]
+        )
+        assert done.status_code == 200
+
+    async def test_portability_package(
+        self, client: AsyncClient, admin: dict[str, str], spix: dict[str, Any]
+    ) -> None:
+        created = await file(client, admin, type="portability", verified=True)
+        for system in ("accounts", "billing"):
+            (task,) = await claim(client, spix["keys"][system])
+            await client.post(
+                f"/v1/tasks/{task['id']}/complete",
+                json={"result": {"data": {"s": system}}},
+                headers=spix["keys"][system],
+            )
+        decided = await client.post(
+            f"/v1/requests/{created['id']}/scopes/{spix['acme'].id}/decision",
+            json={"decision": "handled_by_controller", "reason": "Acme answers its users"},
+            headers=spix["acme_key"],
+        )
+        assert decided.json()["status"] == "completed"
+        package = (await client.get(f"/v1/requests/{created['id']}/export", headers=admin)).json()
+        assert {d["system"] for d in package["data"]} == {"accounts", "billing"}
+        assert {s["key"] for s in package["recipients"]["systems"]} == {"accounts", "billing"}
+        assert {c["key"] for c in package["categories"]} == {"account.profile", "billing.invoice"}
+        assert {"category": "billing.invoice", "citation": "HGB 257"}.items() <= {
+            k: v
+            for r in package["retention"]
+            for k, v in r.items()
+            if r["category"] == "billing.invoice"
+        }.items()
+        assert {r["right"] for r in package["rights"]} >= {"access", "erasure", "portability"}
+
+    async def test_a_customers_queue(
+        self, client: AsyncClient, admin: dict[str, str], spix: dict[str, Any]
+    ) -> None:
+        created = await file(client, admin, type="erasure", verified=True)
+        queue = await client.get(
+            "/v1/requests?scope_status=awaiting_controller", headers=spix["acme_key"]
+        )
+        assert [r["id"] for r in queue.json()["items"]] == [created["id"]]
+        platform_queue = await client.get(
+            f"/v1/requests?scope_status=awaiting_controller&controller_id={spix['platform'].id}",
+            headers=admin,
+        )
+        assert [r["id"] for r in platform_queue.json()["items"]] == [created["id"]]
