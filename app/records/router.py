@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, Query, Response
 from app.audit.service import record as audit
 from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
-from app.core.db import utcnow
 from app.core.errors import Unprocessable, error_responses
 from app.core.identity import IndexerDep
 from app.core.pagination import PageParams, page_params
@@ -134,8 +133,7 @@ async def get_record(record_id: uuid.UUID, session: SessionDep, principal: AnyKe
 async def get_record_retention(
     record_id: uuid.UUID, session: SessionDep, principal: AnyKey
 ) -> RetentionDecision:
-    record, _profile = await service.get_visible(session, principal, record_id)
-    return service.stored_decision(record, utcnow())
+    return await service.decision_of(session, principal, record_id)
 
 
 @router.patch(

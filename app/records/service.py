@@ -695,3 +695,29 @@ async def tombstone(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
         .execution_options(synchronize_session=False)
     )
     await session.execute(delete(RecordIdentity).where(RecordIdentity.record_id.in_(ids)))
+
+
+_DECISION_COLUMNS = select(
+    Record.id,
+    Record.held,
+    Record.keep_until,
+    Record.keep_indefinitely,
+    Record.delete_by,
+    Record.action,
+    Record.retention,
+)
+
+
+async def decision_of(
+    session: AsyncSession, principal: Principal, record_id: uuid.UUID
+) -> RetentionDecision:
+    """The hot path of a retention check: one indexed Core read of the decision columns."""
+    statement = _DECISION_COLUMNS.where(Record.id == record_id)
+    if principal.role == "system":
+        statement = statement.where(Record.system == principal.system_key)
+    elif principal.role == "controller":
+        statement = statement.where(Record.controller_id == principal.controller_id)
+    row = (await session.execute(statement)).first()
+    if row is None:
+        raise NotFound("No record with this id")
+    return stored_decision(row, utcnow())
