@@ -9,7 +9,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, exists, or_, select, update
+import orjson
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Select,
+    String,
+    Table,
+    Uuid,
+    bindparam,
+    exists,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import utcnow
@@ -182,16 +197,55 @@ async def recompute(
     now = now or utcnow()
     rules = await engine.load_rulebook(session)
     holds = await engine.load_holdbook(session)
-    statement = update(records_table).where(records_table.c.id == bindparam("b_id"))
     done = 0
     for scope in scopes:
         async for decided in _decided(session, scope, rules, holds, now):
-            await session.execute(
-                statement,
-                [{"b_id": row.id, **engine.stored_columns(decision)} for row, decision in decided],
-            )
+            await _write(session, [(row.id, engine.stored_columns(d)) for row, d in decided])
             done += len(decided)
     return done
+
+
+_BULK_UPDATE = text(
+    """
+    UPDATE records AS r SET held = v.held, keep_until = v.keep_until,
+        keep_indefinitely = v.keep_indefinitely, delete_by = v.delete_by, action = v.action,
+        retention = CAST(v.retention AS JSON)
+    FROM unnest(:ids, :held, :keep_until, :keep_indefinitely, :delete_by, :action, :retention)
+        AS v(id, held, keep_until, keep_indefinitely, delete_by, action, retention)
+    WHERE r.id = v.id
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid())),
+    bindparam("held", type_=ARRAY(Boolean())),
+    bindparam("keep_until", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("keep_indefinitely", type_=ARRAY(Boolean())),
+    bindparam("delete_by", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("action", type_=ARRAY(String())),
+    bindparam("retention", type_=ARRAY(String())),
+)
+
+
+async def _write(session: AsyncSession, decisions: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
+    """Store a chunk of decisions: on PostgreSQL one UPDATE joined to unnested arrays (an
+    executemany costs a statement per row), elsewhere an executemany by primary key."""
+    if session.get_bind().dialect.name != "postgresql":
+        await session.execute(
+            update(records_table).where(records_table.c.id == bindparam("b_id")),
+            [{"b_id": record_id, **columns} for record_id, columns in decisions],
+        )
+        return
+    await session.execute(
+        _BULK_UPDATE,
+        {
+            "ids": [record_id for record_id, _ in decisions],
+            "held": [c["held"] for _, c in decisions],
+            "keep_until": [c["keep_until"] for _, c in decisions],
+            "keep_indefinitely": [c["keep_indefinitely"] for _, c in decisions],
+            "delete_by": [c["delete_by"] for _, c in decisions],
+            "action": [c["action"] for _, c in decisions],
+            "retention": [orjson.dumps(c["retention"]).decode() for _, c in decisions],
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
