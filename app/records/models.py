@@ -67,6 +67,8 @@ class Record(Base):
     __table_args__ = (
         UniqueConstraint("system", "record_ref"),
         CheckConstraint("state IN ('active', 'restricted', 'erased')", name="state"),
+        # A profile's records in id order: recompute walks them in keyset chunks.
+        Index("ix_records_profile_id_id", "profile_id", "id"),
         # The due sweep: one range scan per system over deletable records by deadline.
         Index(
             "ix_records_due",
@@ -83,9 +85,7 @@ class Record(Base):
     record_ref: Mapped[str] = mapped_column(String(500))
     # Copied from the profile so tenant filters need no join.
     controller_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("controllers.id"), index=True)
-    profile_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("record_profiles.id"), index=True
-    )
+    profile_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("record_profiles.id"))
     collected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     events: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

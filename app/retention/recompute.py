@@ -110,13 +110,15 @@ _RECORD_COLUMNS = (
 
 
 async def _chunks(
-    session: AsyncSession, profile_ids: list[uuid.UUID], scope: Scope
+    session: AsyncSession, profile_id: uuid.UUID, scope: Scope
 ) -> AsyncIterator[list[Any]]:
+    """One profile's records in keyset chunks along ix_records_profile_id_id: every chunk is
+    one index range read, however large the profile."""
     last: uuid.UUID | None = None
     while True:
         statement = (
             select(*_RECORD_COLUMNS)
-            .where(Record.profile_id.in_(profile_ids), Record.state != "erased")
+            .where(Record.profile_id == profile_id, Record.state != "erased")
             .order_by(Record.id)
             .limit(CHUNK)
         )
@@ -170,11 +172,11 @@ async def _decided(
         ).scalars()
     }
     facts = {pid: engine.profile_facts(p) for pid, p in profiles.items()}
-    ids = list(profiles)
-    for start in range(0, len(ids), 500):
-        async for rows in _chunks(session, ids[start : start + 500], scope):
+    # Small profiles are gathered into one chunk, so writes stay a statement per chunk.
+    decided: list[tuple[Any, policy.Decision]] = []
+    for profile_id in profiles:
+        async for rows in _chunks(session, profile_id, scope):
             digests = await _digests(session, [r.id for r in rows]) if need_digests else {}
-            decided = []
             for row in rows:
                 dates = engine.RecordDates(
                     id=row.id,
@@ -187,7 +189,11 @@ async def _decided(
                 decided.append(
                     (row, engine.decide(rules, holds, facts[row.profile_id], dates, now))
                 )
-            yield decided
+            if len(decided) >= CHUNK:
+                yield decided
+                decided = []
+    if decided:
+        yield decided
 
 
 async def recompute(
