@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
-from app.auth.dependencies import AnyKey, require_roles
+from app.auth.dependencies import require_roles
 from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import Conflict, error_responses, problem_response
@@ -290,5 +290,3 @@ async def get_request_export(
     own = principal.controller_id if principal.role == "controller" else None
     return await build_package(session, found, own)
 
-
-__all__ = ["AnyKey", "router"]
