@@ -59,11 +59,15 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 @pytest.fixture
 def database(engine: AsyncEngine, connection: AsyncConnection) -> Database:
-    # The app's commits release savepoints inside the test's transaction.
+    # The app's commits release savepoints inside the test's transaction; its read-only
+    # sessions read in that transaction and leave it alone.
     return Database(
         engine,
         async_sessionmaker(
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        ),
+        async_sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="rollback_only"
         ),
     )
 

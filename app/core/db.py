@@ -122,10 +122,18 @@ class Database:
     """The engine and session factory one process shares."""
 
     def __init__(
-        self, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self,
+        engine: AsyncEngine,
+        sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+        read_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self.engine = engine
         self.sessionmaker = sessionmaker or async_sessionmaker(engine, expire_on_commit=False)
+        # Hot read paths (retention and suppression checks) run without BEGIN and COMMIT:
+        # one statement, one round trip, and on SQLite no write lock.
+        self.read_sessionmaker = read_sessionmaker or async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10, echo: bool = False) -> Database:

@@ -24,3 +24,13 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the code after `yield` runs when the endpoint returns, before the
 # response is sent, so nothing is answered 2xx that was not committed.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    database: Database = request.app.state.db
+    async with database.read_sessionmaker() as session:
+        yield session
+
+
+# For endpoints that only read, each statement on its own (no transaction to commit).
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

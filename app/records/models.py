@@ -62,6 +62,11 @@ class RecordProfilePurpose(Base):
     )
 
 
+# The due sweep's partial index condition. Queries repeat it word for word: SQLite uses a
+# partial index only when the query's WHERE visibly contains the index's condition.
+DUE_PREDICATE = "state = 'active' AND NOT held AND delete_by IS NOT NULL"
+
+
 class Record(Base):
     __tablename__ = "records"
     __table_args__ = (
@@ -75,8 +80,8 @@ class Record(Base):
             "system",
             "delete_by",
             "id",
-            sqlite_where=text("state = 'active' AND NOT held AND delete_by IS NOT NULL"),
-            postgresql_where=text("state = 'active' AND NOT held AND delete_by IS NOT NULL"),
+            sqlite_where=text(DUE_PREDICATE),
+            postgresql_where=text(DUE_PREDICATE),
         ),
     )
 

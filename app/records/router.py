@@ -9,7 +9,7 @@ from app.auth.service import Principal
 from app.core.errors import Unprocessable, error_responses
 from app.core.identity import IndexerDep
 from app.core.pagination import PageParams, page_params
-from app.core.session import SessionDep
+from app.core.session import ReadSessionDep, SessionDep
 from app.records import service
 from app.records.models import Record
 from app.records.schemas import (
@@ -131,7 +131,7 @@ async def get_record(record_id: uuid.UUID, session: SessionDep, principal: AnyKe
     responses=error_responses(401, 404, 422),
 )
 async def get_record_retention(
-    record_id: uuid.UUID, session: SessionDep, principal: AnyKey
+    record_id: uuid.UUID, session: ReadSessionDep, principal: AnyKey
 ) -> RetentionDecision:
     return await service.decision_of(session, principal, record_id)
 

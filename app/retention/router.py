@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, Query
 from app.auth.dependencies import AnyKey
 from app.core.errors import error_responses
 from app.core.pagination import PageParams, page_params
-from app.core.session import SessionDep
+from app.core.session import ReadSessionDep, SessionDep
 from app.retention import service
 from app.retention.schemas import CoverageOut, DuePage, EligibilityIn, EligibilityOut
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/retention", tags=["retention"])
     responses=error_responses(400, 401, 413, 422),
 )
 async def check_retention_eligibility(
-    body: EligibilityIn, session: SessionDep, principal: AnyKey
+    body: EligibilityIn, session: ReadSessionDep, principal: AnyKey
 ) -> EligibilityOut:
     return EligibilityOut(results=await service.eligibility(session, principal, body))
 
@@ -31,7 +31,7 @@ async def check_retention_eligibility(
     responses=error_responses(400, 401, 422),
 )
 async def list_due_records(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: AnyKey,
     page: Annotated[PageParams, Depends(page_params)],
     system: Annotated[str | None, Query(max_length=100)] = None,

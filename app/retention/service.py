@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
@@ -18,7 +18,7 @@ from app.core.errors import BadRequest
 from app.core.pagination import decode_cursor, encode_cursor
 from app.legal_holds.models import LegalHold
 from app.records import service as records
-from app.records.models import Record, RecordProfile
+from app.records.models import DUE_PREDICATE, Record, RecordProfile
 from app.retention import engine, policy
 from app.retention.schemas import (
     CoverageItem,
@@ -88,12 +88,7 @@ async def due(
         system = principal.system_key
     statement = select(
         Record.id, Record.system, Record.record_ref, Record.delete_by, Record.action
-    ).where(
-        Record.state == "active",
-        ~Record.held,
-        Record.delete_by.is_not(None),
-        Record.delete_by <= now,
-    )
+    ).where(text(DUE_PREDICATE), Record.delete_by <= now)
     if system is not None:
         statement = statement.where(Record.system == system)
     if principal.role == "controller":

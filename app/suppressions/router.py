@@ -10,7 +10,7 @@ from app.core.idempotency import IdempotencyDep
 from app.core.identity import IndexerDep
 from app.core.pagination import Page, PageParams, page_params, paginate
 from app.core.schemas import DottedKey
-from app.core.session import SessionDep
+from app.core.session import ReadSessionDep, SessionDep
 from app.suppressions import service
 from app.suppressions.models import Suppression
 from app.suppressions.schemas import (
@@ -98,7 +98,7 @@ async def list_suppressions(
 )
 async def check_suppression(
     body: SuppressionCheck,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: AnyKey,
     indexer: IndexerDep,
     platform: PlatformDep,
