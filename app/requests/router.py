@@ -289,4 +289,3 @@ async def get_request_export(
         raise Conflict(f"The request is {found.status}; the package comes when it completes")
     own = principal.controller_id if principal.role == "controller" else None
     return await build_package(session, found, own)
-
