@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
+from sqlalchemy import text
 
 from app.audit.service import OPERATOR, record
 from app.auth.service import Principal
@@ -102,4 +103,10 @@ async def import_records(
                     )
             if progress is not None:
                 progress(len(batch))
+    if report.created:
+        # Fresh statistics after a bulk load, so the planner keeps using the indexes; with
+        # autovacuum off (or not yet run) a grown table is planned as if it were empty.
+        async with database.engine.connect() as connection:
+            await connection.execute(text("ANALYZE"))
+            await connection.commit()
     return report
