@@ -6,8 +6,8 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth.service import Principal, verify_key
+from app.core.db import Database
 from app.core.errors import Forbidden, Unauthorized
-from app.core.session import SessionDep
 
 bearer_scheme = HTTPBearer(
     auto_error=False, scheme_name="apiKey", description="An API key: `Bearer sdsr_…`"
@@ -16,15 +16,18 @@ bearer_scheme = HTTPBearer(
 
 async def get_principal(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> Principal:
     if credentials is None:
         raise Unauthorized("Send `Authorization: Bearer <key>`")
     settings = request.app.state.settings
-    principal = await verify_key(
-        session, credentials.credentials, cache_ttl=settings.api_key_cache_seconds
-    )
+    database: Database = request.app.state.db
+    # Its own short session, given back at once: a request never holds two pooled
+    # connections, so a burst of requests cannot exhaust the pool waiting on itself.
+    async with database.read_sessionmaker() as session:
+        principal = await verify_key(
+            session, credentials.credentials, cache_ttl=settings.api_key_cache_seconds
+        )
     if principal is None:
         raise Unauthorized("Unknown or revoked API key")
     request.state.principal = principal
