@@ -136,24 +136,22 @@ def _validation_problem(exc: ValidationError) -> ItemProblem:
     return problem
 
 
-async def _existing_keys(
-    session: AsyncSession, model: Any, column: Any, wanted: set[Any]
-) -> set[Any]:
+async def _existing_keys(session: AsyncSession, column: Any, wanted: set[Any]) -> set[Any]:
     if not wanted:
         return set()
     return set((await session.scalars(select(column).where(column.in_(wanted)))).all())
 
 
 async def _check_references(session: AsyncSession, items: list[_Item]) -> dict[int, ItemProblem]:
-    systems = await _existing_keys(session, System, System.key, {i.body.system for i in items})
+    systems = await _existing_keys(session, System.key, {i.body.system for i in items})
     controllers = await _existing_keys(
-        session, Controller, Controller.id, {i.body.controller_id for i in items}
+        session, Controller.id, {i.body.controller_id for i in items}
     )
     categories = await _existing_keys(
-        session, DataCategory, DataCategory.key, {c for i in items for c in i.body.categories}
+        session, DataCategory.key, {c for i in items for c in i.body.categories}
     )
     purposes = await _existing_keys(
-        session, Purpose, Purpose.key, {p for i in items for p in i.body.purposes}
+        session, Purpose.key, {p for i in items for p in i.body.purposes}
     )
     problems: dict[int, ItemProblem] = {}
     for item in items:
@@ -231,10 +229,6 @@ async def _resolve_profiles(session: AsyncSession, items: list[_Item]) -> dict[s
             )
         found.update(created)
     return found
-
-
-def _event_datetimes(events: dict[str, datetime]) -> dict[str, datetime]:
-    return dict(events)
 
 
 def decision_out(record_id: uuid.UUID, decision: policy.Decision) -> RetentionDecision:
@@ -447,7 +441,7 @@ def _decide(
         id=item.record_id,
         collected_at=item.body.collected_at,
         last_activity_at=item.body.last_activity_at,
-        events=_event_datetimes(item.body.events),
+        events=dict(item.body.events),
         restricted=item.restricted,
         digests=frozenset(d.digest for d in item.digests),
     )
