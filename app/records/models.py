@@ -6,7 +6,6 @@ through a handful of profiles instead of scanning records."""
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -15,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Text,
     UniqueConstraint,
     Uuid,
     text,
@@ -36,6 +36,10 @@ class RecordProfile(Base):
     region: Mapped[str | None] = mapped_column(String(50))
     categories: Mapped[list[str]] = mapped_column(JSON)
     purposes: Mapped[list[str]] = mapped_column(JSON)
+    # The retention rules that apply to these records, ranked, as JSON text
+    # (engine.encode_ranked): written with the records' stored decisions, read by a check
+    # to explain a decision from the record's own dates.
+    ranked_rules: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
 
 
 class RecordProfileCategory(Base):
@@ -104,8 +108,6 @@ class Record(Base):
     keep_indefinitely: Mapped[bool] = mapped_column(Boolean, default=False)
     delete_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
     action: Mapped[str] = mapped_column(String(10), default="delete")
-    # Rule outcomes and hold ids behind the decision, so a check is one read.
-    retention: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class RecordIdentity(Base):

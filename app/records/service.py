@@ -174,8 +174,11 @@ async def _check_references(session: AsyncSession, items: list[_Item]) -> dict[i
     return problems
 
 
-async def _resolve_profiles(session: AsyncSession, items: list[_Item]) -> dict[str, Any]:
-    """Profile rows by fingerprint, creating the missing ones (concurrent creators agree)."""
+async def _resolve_profiles(
+    session: AsyncSession, items: list[_Item], rules: engine.RuleBook
+) -> dict[str, Any]:
+    """Profile rows by fingerprint, creating the missing ones (concurrent creators agree)
+    with the retention rules that apply to them, ranked."""
     wanted = {item.fingerprint: item.body for item in items}
     found = {
         row.fingerprint: row
@@ -191,17 +194,25 @@ async def _resolve_profiles(session: AsyncSession, items: list[_Item]) -> dict[s
         rows = []
         for fp in missing:
             body = wanted[fp]
-            rows.append(
-                {
-                    "id": new_id(),
-                    "fingerprint": fp,
-                    "controller_id": body.controller_id,
-                    "system": body.system,
-                    "region": body.region,
-                    "categories": sorted(set(body.categories)),
-                    "purposes": sorted(set(body.purposes)),
-                }
+            categories, purposes = sorted(set(body.categories)), sorted(set(body.purposes))
+            row = {
+                "id": new_id(),
+                "fingerprint": fp,
+                "controller_id": body.controller_id,
+                "system": body.system,
+                "region": body.region,
+                "categories": categories,
+                "purposes": purposes,
+            }
+            facts = engine.ProfileFacts(
+                controller_id=body.controller_id,
+                system=body.system,
+                region=body.region,
+                categories=tuple(categories),
+                purposes=tuple(purposes),
             )
+            ranked = rules.ranked(facts)
+            rows.append({**row, "ranked_rules": engine.encode_ranked(ranked)})
         await session.execute(
             insert(RecordProfile).on_conflict_do_nothing(index_elements=["fingerprint"]), rows
         )
@@ -253,20 +264,23 @@ def decision_out(record_id: uuid.UUID, decision: policy.Decision) -> RetentionDe
     )
 
 
-def stored_decision(record: Any, now: datetime) -> RetentionDecision:
-    """The decision kept on a record row; only the status depends on the clock."""
-    stored = record.retention or {}
-    return RetentionDecision(
-        record_id=record.id,
-        status=policy.status_at(
-            record.held, record.keep_until, record.keep_indefinitely, record.delete_by, now
-        ),
-        keep_until=record.keep_until,
-        keep_indefinitely=record.keep_indefinitely,
-        delete_by=record.delete_by,
-        action=record.action,
-        holds=stored.get("holds", []),
-        rules=stored.get("rules", []),
+def stored_decision(
+    record: Any, ranked_rules: str, hold_ids: list[str], now: datetime
+) -> RetentionDecision:
+    """The decision kept on a record row, explained by its profile's ranked rules applied to
+    the record's dates. The dates come from the row: they are what the due sweep reads."""
+    explained = engine.explain(ranked_rules, record, hold_ids, now)
+    stored = decision_out(record.id, explained)
+    return stored.model_copy(
+        update={
+            "status": policy.status_at(
+                record.held, record.keep_until, record.keep_indefinitely, record.delete_by, now
+            ),
+            "keep_until": record.keep_until,
+            "keep_indefinitely": record.keep_indefinitely,
+            "delete_by": record.delete_by,
+            "action": record.action,
+        }
     )
 
 
@@ -367,7 +381,8 @@ async def _existing(session: AsyncSession, refs: list[tuple[str, str]]) -> dict[
 
 
 async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> None:
-    profiles = await _resolve_profiles(session, items)
+    rules = await engine.load_rulebook(session)
+    profiles = await _resolve_profiles(session, items, rules)
     existing = await _existing(session, [(i.body.system, i.body.record_ref) for i in items])
     for item in items:
         row = existing.get((item.body.system, item.body.record_ref))
@@ -378,7 +393,6 @@ async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> No
         else:
             item.record_id = new_id()
 
-    rules = await engine.load_rulebook(session)
     holds = await engine.load_holdbook(session)
     for item in items:
         _decide(item, profiles[item.fingerprint], rules, holds, now)
@@ -458,7 +472,7 @@ def _row(item: _Item, now: datetime, *, created: bool) -> dict[str, Any]:
         "profile_id": item.profile_id,
         "collected_at": body.collected_at,
         "last_activity_at": body.last_activity_at,
-        "events": {name: ts.isoformat() for name, ts in body.events.items()},
+        "events": {name: engine.event_text(ts) for name, ts in body.events.items()},
         "state": "restricted" if item.restricted else "active",
         "updated_at": now,
         "erased_at": None,
@@ -523,7 +537,11 @@ async def identities_of(
 
 
 def record_out(
-    record: Record, profile: RecordProfile, identities: list[IdentityDigest], now: datetime
+    record: Record,
+    profile: RecordProfile,
+    identities: list[IdentityDigest],
+    hold_ids: list[str],
+    now: datetime,
 ) -> RecordOut:
     return RecordOut(
         id=record.id,
@@ -536,19 +554,24 @@ def record_out(
         identities=identities,
         collected_at=record.collected_at,
         last_activity_at=record.last_activity_at,
-        events={k: datetime.fromisoformat(v) for k, v in (record.events or {}).items()},
+        events=engine.parse_events(record.events),
         state=record.state,  # type: ignore[arg-type]
         created_at=record.created_at,
         updated_at=record.updated_at,
         erased_at=record.erased_at,
-        retention=stored_decision(record, now),
+        retention=stored_decision(record, profile.ranked_rules, hold_ids, now),
     )
 
 
 async def records_out(session: AsyncSession, rows: Sequence[Any]) -> list[RecordOut]:
     now = utcnow()
     identities = await identities_of(session, [row[0].id for row in rows])
-    return [record_out(rec, prof, identities[rec.id], now) for rec, prof in rows]
+    holds = await engine.holds_of(
+        session, [(rec.id, engine.profile_facts(prof)) for rec, prof in rows if rec.held]
+    )
+    return [
+        record_out(rec, prof, identities[rec.id], holds.get(rec.id, []), now) for rec, prof in rows
+    ]
 
 
 async def get_visible(
@@ -596,13 +619,14 @@ async def update_record(
     if record.state == "erased":
         raise Conflict("An erased record cannot change")
     now = utcnow()
+    rules = await engine.load_rulebook(session)
     changes = body.model_dump(exclude_unset=True)
     if "last_activity_at" in changes:
         record.last_activity_at = body.last_activity_at
     if body.events:
         record.events = {
             **(record.events or {}),
-            **{name: ts.isoformat() for name, ts in body.events.items()},
+            **{name: engine.event_text(ts) for name, ts in body.events.items()},
         }
     if body.categories is not None or body.purposes is not None:
         categories = body.categories if body.categories is not None else profile.categories
@@ -629,15 +653,14 @@ async def update_record(
             problem = problems[0]
             loc = problem.error.errors[0]["loc"] if problem.error.errors else None
             raise Unprocessable(problem.error.detail, loc=["body", *loc] if loc else None)
-        profile = (await _resolve_profiles(session, [item]))[item.fingerprint]
+        profile = (await _resolve_profiles(session, [item], rules))[item.fingerprint]
         record.profile_id = profile.id
-    rules = await engine.load_rulebook(session)
     holds = await engine.load_holdbook(session)
     dates = engine.RecordDates(
         id=record.id,
         collected_at=record.collected_at,
         last_activity_at=record.last_activity_at,
-        events={k: datetime.fromisoformat(v) for k, v in (record.events or {}).items()},
+        events=engine.parse_events(record.events),
         restricted=record.state == "restricted",
         digests=await _digests_of_record(session, record.id),
     )
@@ -684,7 +707,6 @@ async def tombstone(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
             keep_until=None,
             keep_indefinitely=False,
             delete_by=None,
-            retention={},
         )
         .execution_options(synchronize_session=False)
     )
@@ -693,19 +715,24 @@ async def tombstone(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
 
 _DECISION_COLUMNS = select(
     Record.id,
+    Record.state,
+    Record.collected_at,
+    Record.last_activity_at,
+    Record.events,
     Record.held,
     Record.keep_until,
     Record.keep_indefinitely,
     Record.delete_by,
     Record.action,
-    Record.retention,
-)
+    RecordProfile.ranked_rules,
+).join(RecordProfile, RecordProfile.id == Record.profile_id)
 
 
 async def decision_of(
     session: AsyncSession, principal: Principal, record_id: uuid.UUID
 ) -> RetentionDecision:
-    """The hot path of a retention check: one indexed Core read of the decision columns."""
+    """The hot path of a retention check: one indexed Core read of the decision columns and
+    the profile's ranked rules (a held record also reads which holds)."""
     statement = _DECISION_COLUMNS.where(Record.id == record_id)
     if principal.role == "system":
         statement = statement.where(Record.system == principal.system_key)
@@ -714,4 +741,11 @@ async def decision_of(
     row = (await session.execute(statement)).first()
     if row is None:
         raise NotFound("No record with this id")
-    return stored_decision(row, utcnow())
+    hold_ids: list[str] = []
+    if row.held:
+        profile = (
+            await session.execute(select(RecordProfile).join(Record).where(Record.id == row.id))
+        ).scalar_one()
+        holds = await engine.holds_of(session, [(row.id, engine.profile_facts(profile))])
+        hold_ids = holds[row.id]
+    return stored_decision(row, row.ranked_rules, hold_ids, utcnow())

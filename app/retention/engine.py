@@ -4,14 +4,18 @@ decides records in bulk (rules resolved once per profile, dates per record)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
+from app.records.models import RecordIdentity
 from app.retention import policy
 from app.retention_rules.models import RetentionRule
 
@@ -73,11 +77,65 @@ class RuleBook:
     rules: list[policy.Rule]
     _groups: dict[ProfileFacts, policy.GroupRules] = field(default_factory=dict)
 
-    def group(self, profile: ProfileFacts, facts: policy.RecordFacts) -> policy.GroupRules:
-        ranked = self._groups.get(profile)
-        if ranked is None:
-            ranked = self._groups[profile] = policy.group_rules(self.rules, facts)
-        return ranked
+    def ranked(self, profile: ProfileFacts) -> policy.GroupRules:
+        group = self._groups.get(profile)
+        if group is None:
+            group = self._groups[profile] = policy.group_rules(self.rules, anchorless(profile))
+        return group
+
+
+def anchorless(profile: ProfileFacts) -> policy.RecordFacts:
+    # Which rules apply depends on the profile alone; the dates here are never read.
+    return policy.RecordFacts(
+        categories=profile.categories,
+        purposes=profile.purposes,
+        controller_id=profile.controller_id,
+        system=profile.system,
+        region=profile.region,
+        collected_at=datetime.min,
+    )
+
+
+# A profile keeps its ranked rules as JSON text (record_profiles.ranked_rules): a check
+# explains a stored decision from them and the record's own dates, in the same read.
+_ROLES = ("minimum", "maximum", "outranked")
+
+
+def encode_ranked(group: policy.GroupRules) -> str:
+    return orjson.dumps(
+        [
+            {
+                "role": role,
+                "id": rule.id,
+                "kind": rule.kind,
+                "period": str(rule.period),
+                "anchor": rule.anchor,
+                "action": rule.action,
+            }
+            for role in _ROLES
+            for rule in getattr(group, role)
+        ]
+    ).decode()
+
+
+@lru_cache(maxsize=4096)
+def decode_ranked(text: str) -> policy.GroupRules:
+    found: dict[str, list[policy.Rule]] = {role: [] for role in _ROLES}
+    for item in orjson.loads(text):
+        found[item["role"]].append(
+            policy.Rule(
+                id=item["id"],
+                kind=item["kind"],
+                period=policy.parse_period(item["period"]),
+                anchor=item["anchor"],
+                action=item["action"],
+            )
+        )
+    return policy.GroupRules(
+        minimum=tuple(found["minimum"]),
+        maximum=tuple(found["maximum"]),
+        outranked=tuple(found["outranked"]),
+    )
 
 
 _RULE_COLUMNS = select(
@@ -97,7 +155,8 @@ _RULE_COLUMNS = select(
 
 
 async def load_rulebook(session: AsyncSession) -> RuleBook:
-    rows = (await session.execute(_RULE_COLUMNS)).all()
+    # In id order, so a profile's ranked rules encode to the same text every time.
+    rows = (await session.execute(_RULE_COLUMNS.order_by(RetentionRule.id))).all()
     return RuleBook([to_policy_rule(row) for row in rows])
 
 
@@ -119,12 +178,12 @@ class HoldScope:
             policy.category_covers(self.category, c) for c in profile.categories
         )
 
-    def covers(self, profile: ProfileFacts, record: RecordDates) -> bool:
+    def covers(self, profile: ProfileFacts, record_id: uuid.UUID, digests: frozenset[str]) -> bool:
         if not self.covers_profile(profile):
             return False
-        if self.digests and self.digests.isdisjoint(record.digests):
+        if self.digests and self.digests.isdisjoint(digests):
             return False
-        return not (self.record_ids and record.id not in self.record_ids)
+        return not (self.record_ids and record_id not in self.record_ids)
 
 
 @dataclass
@@ -132,7 +191,11 @@ class HoldBook:
     holds: list[HoldScope]
 
     def covering(self, profile: ProfileFacts, record: RecordDates) -> list[policy.Hold]:
-        return [policy.Hold(str(h.id)) for h in self.holds if h.covers(profile, record)]
+        return [
+            policy.Hold(str(h.id))
+            for h in self.holds
+            if h.covers(profile, record.id, record.digests)
+        ]
 
 
 async def load_holdbook(session: AsyncSession) -> HoldBook:
@@ -177,6 +240,32 @@ async def load_holdbook(session: AsyncSession) -> HoldBook:
     )
 
 
+async def holds_of(
+    session: AsyncSession, held: Sequence[tuple[uuid.UUID, ProfileFacts]]
+) -> dict[uuid.UUID, list[str]]:
+    """The active holds on each of these held records, to explain their decisions. Records
+    store only that they are held; which holds is read here, for held records alone."""
+    if not held:
+        return {}
+    book = await load_holdbook(session)
+    digests: dict[uuid.UUID, set[str]] = {}
+    if any(hold.digests for hold in book.holds):
+        for record_id, digest in await session.execute(
+            select(RecordIdentity.record_id, RecordIdentity.digest).where(
+                RecordIdentity.record_id.in_([record_id for record_id, _ in held])
+            )
+        ):
+            digests.setdefault(record_id, set()).add(digest)
+    return {
+        record_id: [
+            str(hold.id)
+            for hold in book.holds
+            if hold.covers(profile, record_id, frozenset(digests.get(record_id, ())))
+        ]
+        for record_id, profile in held
+    }
+
+
 def decide(
     rules: RuleBook,
     holds: HoldBook,
@@ -195,28 +284,49 @@ def decide(
         events=record.events,
         restricted=record.restricted,
     )
-    return policy.resolve(rules.group(profile, facts), facts, holds.covering(profile, record), now)
+    return policy.resolve(rules.ranked(profile), facts, holds.covering(profile, record), now)
+
+
+def explain(
+    ranked_rules: str,
+    record: Any,
+    hold_ids: Sequence[str],
+    now: datetime,
+) -> policy.Decision:
+    """A stored decision with its reasons: the profile's ranked rules applied to the record's
+    own dates. `record` has collected_at, last_activity_at, events and state."""
+    facts = policy.RecordFacts(
+        categories=(),
+        purposes=(),
+        controller_id=None,
+        system="",
+        region=None,
+        collected_at=record.collected_at,
+        last_activity_at=record.last_activity_at,
+        events=parse_events(record.events),
+        restricted=record.state == "restricted",
+    )
+    return policy.resolve(
+        decode_ranked(ranked_rules), facts, [policy.Hold(h) for h in hold_ids], now
+    )
+
+
+def parse_events(stored: Mapping[str, str] | None) -> dict[str, datetime]:
+    return {name: datetime.fromisoformat(ts) for name, ts in (stored or {}).items()}
+
+
+def event_text(moment: datetime) -> str:
+    """How an event time is stored: UTC ISO text with microseconds, one shape for every
+    value, so SQL can read it back as a timestamp (decision_sql.Dates.event)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def stored_columns(decision: policy.Decision) -> dict[str, Any]:
-    """The record columns that keep a decision, so a check is one read."""
+    """The record columns that keep a decision, so a check and the due sweep are one read."""
     return {
         "held": decision.status == "held",
         "keep_until": decision.keep_until,
         "keep_indefinitely": decision.keep_indefinitely,
         "delete_by": decision.delete_by,
         "action": decision.action,
-        "retention": {
-            "holds": decision.holds,
-            "rules": [
-                {
-                    "id": outcome.rule_id,
-                    "kind": outcome.kind,
-                    "ends_at": outcome.ends_at.isoformat() if outcome.ends_at else None,
-                    "decisive": outcome.decisive,
-                    "outranked": outcome.outranked,
-                }
-                for outcome in decision.rules
-            ],
-        },
     }

@@ -1,44 +1,45 @@
 """Recompute stored retention decisions after a rule or hold changes: only the records the
-change can reach, found through their profiles, streamed in chunks with constant memory."""
+change can reach, found through their profiles, and computed in the database (one UPDATE per
+group of profiles that share their ranked rules and holds; decision_sql has the expressions)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import (
-    Boolean,
-    DateTime,
+    ColumnElement,
     Select,
-    String,
     Table,
-    Uuid,
+    and_,
     bindparam,
+    case,
     exists,
+    func,
+    literal,
+    not_,
     or_,
     select,
-    text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import utcnow
+from app.core.db import UTCDateTime, utcnow
 from app.records.models import (
     Record,
-    RecordIdentity,
     RecordProfile,
     RecordProfileCategory,
     RecordProfilePurpose,
 )
-from app.retention import engine, policy
+from app.retention import decision_sql, engine, policy
 
-CHUNK = 2000
+# Profile ids bound in one statement: well under SQLite's limit on bound parameters.
+PROFILES_PER_STATEMENT = 500
 records_table: Table = Record.__table__  # type: ignore[assignment]
+profiles_table: Table = RecordProfile.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,164 +95,88 @@ def profiles_in(scope: Scope) -> Select[uuid.UUID]:
     return statement
 
 
-_RECORD_COLUMNS = (
-    Record.id,
-    Record.profile_id,
-    Record.collected_at,
-    Record.last_activity_at,
-    Record.events,
-    Record.state,
-    Record.held,
-    Record.keep_until,
-    Record.keep_indefinitely,
-    Record.delete_by,
-    Record.action,
-)
-
-
-async def _chunks(
-    session: AsyncSession, profile_id: uuid.UUID, scope: Scope
-) -> AsyncIterator[list[Any]]:
-    """One profile's records in keyset chunks along ix_records_profile_id_id: every chunk is
-    one index range read, however large the profile."""
-    last: uuid.UUID | None = None
-    while True:
-        statement = (
-            select(*_RECORD_COLUMNS)
-            .where(Record.profile_id == profile_id, Record.state != "erased")
-            .order_by(Record.id)
-            .limit(CHUNK)
-        )
-        if scope.record_ids:
-            statement = statement.where(Record.id.in_(scope.record_ids))
-        if scope.digests:
-            statement = statement.where(
-                Record.id.in_(
-                    select(RecordIdentity.record_id).where(RecordIdentity.digest.in_(scope.digests))
-                )
-            )
-        if last is not None:
-            statement = statement.where(Record.id > last)
-        rows = list((await session.execute(statement)).all())
-        if not rows:
-            return
-        yield rows
-        last = rows[-1].id
-
-
-async def _digests(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
-    found: dict[uuid.UUID, set[str]] = {}
-    for record_id, digest in await session.execute(
-        select(RecordIdentity.record_id, RecordIdentity.digest).where(
-            RecordIdentity.record_id.in_(ids)
-        )
-    ):
-        found.setdefault(record_id, set()).add(digest)
-    return found
-
-
-def _events(raw: dict[str, str] | None) -> dict[str, datetime]:
-    return {name: datetime.fromisoformat(ts) for name, ts in (raw or {}).items()}
-
-
-async def _decided(
-    session: AsyncSession,
-    scope: Scope,
-    rules: engine.RuleBook,
-    holds: engine.HoldBook,
-    now: datetime,
-) -> AsyncIterator[list[tuple[Any, policy.Decision]]]:
-    """Chunks of (stored record row, fresh decision) for every record the scope reaches."""
-    need_digests = any(hold.digests for hold in holds.holds)
-    profiles = {
-        row.id: row
-        for row in (
+async def _profiles(session: AsyncSession, scope: Scope) -> list[Any]:
+    return list(
+        (
             await session.execute(
-                select(RecordProfile).where(RecordProfile.id.in_(profiles_in(scope)))
+                select(
+                    RecordProfile.id,
+                    RecordProfile.controller_id,
+                    RecordProfile.system,
+                    RecordProfile.region,
+                    RecordProfile.categories,
+                    RecordProfile.purposes,
+                    RecordProfile.ranked_rules,
+                ).where(RecordProfile.id.in_(profiles_in(scope)))
             )
-        ).scalars()
+        ).all()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """Profiles whose records get the same SQL: the same ranked rules and covering holds."""
+
+    ranked_rules: str
+    holds: tuple[engine.HoldScope, ...]
+
+
+def _grouped(
+    profiles: list[Any], rules: engine.RuleBook, holds: engine.HoldBook
+) -> tuple[dict[_Group, list[uuid.UUID]], list[dict[str, Any]]]:
+    """Profiles by group, and the profiles whose stored ranked rules are out of date."""
+    groups: dict[_Group, list[uuid.UUID]] = {}
+    stale: list[dict[str, Any]] = []
+    for profile in profiles:
+        facts = engine.profile_facts(profile)
+        ranked = engine.encode_ranked(rules.ranked(facts))
+        if ranked != profile.ranked_rules:
+            stale.append({"b_id": profile.id, "ranked_rules": ranked})
+        covering = tuple(hold for hold in holds.holds if hold.covers_profile(facts))
+        groups.setdefault(_Group(ranked, covering), []).append(profile.id)
+    return groups, stale
+
+
+def _columns(group: _Group, dates: decision_sql.Dates) -> dict[str, ColumnElement[Any]]:
+    return {
+        "held": decision_sql.held_column(group.holds),
+        **decision_sql.decision_columns(engine.decode_ranked(group.ranked_rules), dates),
     }
-    facts = {pid: engine.profile_facts(p) for pid, p in profiles.items()}
-    # Small profiles are gathered into one chunk, so writes stay a statement per chunk.
-    decided: list[tuple[Any, policy.Decision]] = []
-    for profile_id in profiles:
-        async for rows in _chunks(session, profile_id, scope):
-            digests = await _digests(session, [r.id for r in rows]) if need_digests else {}
-            for row in rows:
-                dates = engine.RecordDates(
-                    id=row.id,
-                    collected_at=row.collected_at,
-                    last_activity_at=row.last_activity_at,
-                    events=_events(row.events),
-                    restricted=row.state == "restricted",
-                    digests=frozenset(digests.get(row.id, ())),
-                )
-                decided.append(
-                    (row, engine.decide(rules, holds, facts[row.profile_id], dates, now))
-                )
-            if len(decided) >= CHUNK:
-                yield decided
-                decided = []
-    if decided:
-        yield decided
 
 
-async def recompute(
-    session: AsyncSession, scopes: Iterable[Scope], *, now: datetime | None = None
-) -> int:
-    """Recompute every record that any of these scopes reaches; returns how many."""
-    now = now or utcnow()
+def _chunks(ids: list[uuid.UUID]) -> list[list[uuid.UUID]]:
+    return [ids[i : i + PROFILES_PER_STATEMENT] for i in range(0, len(ids), PROFILES_PER_STATEMENT)]
+
+
+async def recompute(session: AsyncSession, scopes: Iterable[Scope]) -> int:
+    """Recompute the stored decision of every record any of these scopes reaches, in the
+    database: one UPDATE per group of profiles, writing only the rows whose decision
+    changes. Returns how many rows changed. Stored decisions hold dates, not statuses, so
+    the clock does not enter."""
     rules = await engine.load_rulebook(session)
     holds = await engine.load_holdbook(session)
-    done = 0
+    dates = decision_sql.Dates(session.get_bind().dialect.name)
+    changed = 0
     for scope in scopes:
-        async for decided in _decided(session, scope, rules, holds, now):
-            await _write(session, [(row.id, engine.stored_columns(d)) for row, d in decided])
-            done += len(decided)
-    return done
-
-
-_BULK_UPDATE = text(
-    """
-    UPDATE records AS r SET held = v.held, keep_until = v.keep_until,
-        keep_indefinitely = v.keep_indefinitely, delete_by = v.delete_by, action = v.action,
-        retention = CAST(v.retention AS JSON)
-    FROM unnest(:ids, :held, :keep_until, :keep_indefinitely, :delete_by, :action, :retention)
-        AS v(id, held, keep_until, keep_indefinitely, delete_by, action, retention)
-    WHERE r.id = v.id
-    """
-).bindparams(
-    bindparam("ids", type_=ARRAY(Uuid())),
-    bindparam("held", type_=ARRAY(Boolean())),
-    bindparam("keep_until", type_=ARRAY(DateTime(timezone=True))),
-    bindparam("keep_indefinitely", type_=ARRAY(Boolean())),
-    bindparam("delete_by", type_=ARRAY(DateTime(timezone=True))),
-    bindparam("action", type_=ARRAY(String())),
-    bindparam("retention", type_=ARRAY(String())),
-)
-
-
-async def _write(session: AsyncSession, decisions: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
-    """Store a chunk of decisions: on PostgreSQL one UPDATE joined to unnested arrays (an
-    executemany costs a statement per row), elsewhere an executemany by primary key."""
-    if session.get_bind().dialect.name != "postgresql":
-        await session.execute(
-            update(records_table).where(records_table.c.id == bindparam("b_id")),
-            [{"b_id": record_id, **columns} for record_id, columns in decisions],
-        )
-        return
-    await session.execute(
-        _BULK_UPDATE,
-        {
-            "ids": [record_id for record_id, _ in decisions],
-            "held": [c["held"] for _, c in decisions],
-            "keep_until": [c["keep_until"] for _, c in decisions],
-            "keep_indefinitely": [c["keep_indefinitely"] for _, c in decisions],
-            "delete_by": [c["delete_by"] for _, c in decisions],
-            "action": [c["action"] for _, c in decisions],
-            "retention": [orjson.dumps(c["retention"]).decode() for _, c in decisions],
-        },
-    )
+        groups, stale = _grouped(await _profiles(session, scope), rules, holds)
+        if stale:
+            await session.execute(
+                update(profiles_table).where(profiles_table.c.id == bindparam("b_id")), stale
+            )
+        for group, profile_ids in groups.items():
+            columns = _columns(group, dates)
+            for chunk in _chunks(profile_ids):
+                result = await session.execute(
+                    update(records_table)
+                    .where(
+                        records_table.c.profile_id.in_(chunk),
+                        *decision_sql.scope_filter(scope.record_ids, scope.digests),
+                        decision_sql.changed(columns),
+                    )
+                    .values(columns)
+                )
+                changed += max(result.rowcount, 0)  # type: ignore[attr-defined]
+    return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,30 +189,41 @@ class Simulation:
 async def simulate(
     session: AsyncSession, rule: policy.Rule, scope: Scope, *, now: datetime | None = None
 ) -> Simulation:
-    """What adding `rule` would do to stored decisions, computed and thrown away."""
+    """What adding `rule` would do to stored decisions: counted in the database with the same
+    expressions a recompute writes, and nothing written."""
     now = now or utcnow()
     current = await engine.load_rulebook(session)
     rules = engine.RuleBook([*current.rules, rule])
     holds = await engine.load_holdbook(session)
+    dates = decision_sql.Dates(session.get_bind().dialect.name)
+    groups, _ = _grouped(await _profiles(session, scope), rules, holds)
+    at = literal(now, UTCDateTime())
     matched = becoming_due = changing = 0
-    async for decided in _decided(session, scope, rules, holds, now):
-        for row, decision in decided:
-            if not any(outcome.rule_id == rule.id for outcome in decision.rules):
-                continue  # the scope reached the profile, but the rule does not apply to it
-            matched += 1
-            before = (row.keep_until, row.keep_indefinitely, row.delete_by, row.action)
-            after = (
-                decision.keep_until,
-                decision.keep_indefinitely,
-                decision.delete_by,
-                decision.action,
-            )
-            changing += before != after
-            was_due = (
-                policy.status_at(
-                    row.held, row.keep_until, row.keep_indefinitely, row.delete_by, now
+    for group, profile_ids in groups.items():
+        ranked = engine.decode_ranked(group.ranked_rules)
+        if not any(r.id == rule.id for r in (*ranked.minimum, *ranked.maximum, *ranked.outranked)):
+            continue  # the scope reached these profiles, but the rule does not apply to them
+        columns = _columns(group, dates)
+        dated = {name: value for name, value in columns.items() if name != "held"}
+        was_due = decision_sql.due_now(decision_sql.stored(list(columns)), at)
+        for chunk in _chunks(profile_ids):
+            row = (
+                await session.execute(
+                    select(
+                        func.count(),
+                        _count_if(and_(decision_sql.due_now(columns, at), not_(was_due))),
+                        _count_if(decision_sql.changed(dated)),
+                    ).where(
+                        records_table.c.profile_id.in_(chunk),
+                        *decision_sql.scope_filter(scope.record_ids, scope.digests),
+                    )
                 )
-                == "due"
-            )
-            becoming_due += decision.status == "due" and not was_due
+            ).one()
+            matched += row[0]
+            becoming_due += row[1]
+            changing += row[2]
     return Simulation(matched, becoming_due, changing)
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)

@@ -41,15 +41,23 @@ async def eligibility(
     by_id: dict[uuid.UUID, Any] = {}
     by_ref: dict[tuple[str, str], Any] = {}
     if ids:
-        for record, _profile in await session.execute(
+        for record, profile in await session.execute(
             records.visible(principal).where(Record.id.in_(ids))
         ):
-            by_id[record.id] = record
+            by_id[record.id] = (record, profile)
     if refs:
-        for record, _profile in await session.execute(
+        for record, profile in await session.execute(
             records.visible(principal).where(tuple_(Record.system, Record.record_ref).in_(refs))
         ):
-            by_ref[(record.system, record.record_ref)] = record
+            by_ref[(record.system, record.record_ref)] = (record, profile)
+    holds = await engine.holds_of(
+        session,
+        [
+            (record.id, engine.profile_facts(profile))
+            for record, profile in (*by_id.values(), *by_ref.values())
+            if record.held
+        ],
+    )
     results = []
     for index, loc in enumerate(body.records):
         found = by_id.get(loc.id) if loc.id else by_ref.get((loc.system, loc.record_ref))  # type: ignore[arg-type]
@@ -60,13 +68,17 @@ async def eligibility(
                 )
             )
         else:
+            record, profile = found
+            decision = records.stored_decision(
+                record, profile.ranked_rules, holds.get(record.id, []), now
+            )
             results.append(
                 EligibilityResult(
                     index=index,
                     found=True,
-                    system=found.system,
-                    record_ref=found.record_ref,
-                    decision=records.stored_decision(found, now),
+                    system=record.system,
+                    record_ref=record.record_ref,
+                    decision=decision,
                 )
             )
     return results
@@ -133,11 +145,7 @@ async def coverage(session: AsyncSession, principal: Principal) -> CoverageOut:
             )
         ).all()
         for profile in profiles:
-            facts = engine.profile_facts(profile)
-            ranked = policy.rank_rules(
-                rule for rule in rules.rules if policy.rule_applies(rule, _anchorless(facts))
-            )
-            if ranked.maximum:
+            if rules.ranked(engine.profile_facts(profile)).maximum:
                 continue
             count = per_profile[profile.id]
             total += count
@@ -150,18 +158,6 @@ async def coverage(session: AsyncSession, principal: Principal) -> CoverageOut:
             for c, n in sorted(uncovered.items())
         ],
         records_without_rule=total,
-    )
-
-
-def _anchorless(facts: engine.ProfileFacts) -> policy.RecordFacts:
-    # Which rules apply depends on the profile alone; the dates here are never read.
-    return policy.RecordFacts(
-        categories=facts.categories,
-        purposes=facts.purposes,
-        controller_id=facts.controller_id,
-        system=facts.system,
-        region=facts.region,
-        collected_at=datetime.min,
     )
 
 
@@ -179,65 +175,57 @@ async def erasure_split(
     now = now or utcnow()
     rows = (
         await session.execute(
-            select(
-                Record.id,
-                Record.system,
-                Record.record_ref,
-                Record.state,
-                Record.held,
-                Record.keep_until,
-                Record.keep_indefinitely,
-                Record.delete_by,
-                Record.retention,
-            ).where(Record.id.in_(record_ids), Record.state != "erased")
+            select(Record, RecordProfile)
+            .join(RecordProfile, RecordProfile.id == Record.profile_id)
+            .where(Record.id.in_(record_ids), Record.state != "erased")
         )
     ).all()
-    hold_ids = {h for row in rows for h in (row.retention or {}).get("holds", [])}
-    rule_ids = {
-        r["id"]
-        for row in rows
-        for r in (row.retention or {}).get("rules", [])
-        if r["kind"] == "minimum" and r["decisive"]
+    hold_ids = await engine.holds_of(
+        session,
+        [(record.id, engine.profile_facts(profile)) for record, profile in rows if record.held],
+    )
+    explained = {
+        record.id: engine.explain(profile.ranked_rules, record, hold_ids.get(record.id, []), now)
+        for record, profile in rows
     }
-    holds = (
-        {
-            str(h.id): h
-            for h in (
-                await session.scalars(
-                    select(LegalHold).where(LegalHold.id.in_([uuid.UUID(i) for i in hold_ids]))
+    wanted_holds = {h for ids in hold_ids.values() for h in ids}
+    wanted_rules = {
+        o.rule_id
+        for decision in explained.values()
+        for o in decision.rules
+        if o.kind == "minimum" and o.decisive
+    }
+    holds = {
+        str(h.id): h
+        for h in (
+            await session.scalars(
+                select(LegalHold).where(LegalHold.id.in_([uuid.UUID(i) for i in wanted_holds]))
+            )
+        ).all()
+    }
+    rules = {
+        str(r.id): r
+        for r in (
+            await session.scalars(
+                select(RetentionRule).where(
+                    RetentionRule.id.in_([uuid.UUID(i) for i in wanted_rules])
                 )
-            ).all()
-        }
-        if hold_ids
-        else {}
-    )
-    rules = (
-        {
-            str(r.id): r
-            for r in (
-                await session.scalars(
-                    select(RetentionRule).where(
-                        RetentionRule.id.in_([uuid.UUID(i) for i in rule_ids])
-                    )
-                )
-            ).all()
-        }
-        if rule_ids
-        else {}
-    )
+            )
+        ).all()
+    }
     erasable: list[uuid.UUID] = []
     withheld: list[dict[str, Any]] = []
-    for row in rows:
+    for record, _profile in rows:
         status = policy.status_at(
-            row.held, row.keep_until, row.keep_indefinitely, row.delete_by, now
+            record.held, record.keep_until, record.keep_indefinitely, record.delete_by, now
         )
         if status in ("eligible", "due"):
-            erasable.append(row.id)
+            erasable.append(record.id)
             continue
         grounds: list[dict[str, Any]] = []
-        if row.state == "restricted":
+        if record.state == "restricted":
             grounds.append({"ground": "restricted", "basis": "GDPR Art. 18"})
-        for hold_id in (row.retention or {}).get("holds", []):
+        for hold_id in hold_ids.get(record.id, []):
             hold = holds.get(hold_id)
             grounds.append(
                 {
@@ -247,25 +235,25 @@ async def erasure_split(
                     "reason": hold.reason if hold else None,
                 }
             )
-        for outcome in (row.retention or {}).get("rules", []):
-            if outcome["kind"] == "minimum" and outcome["decisive"]:
-                rule = rules.get(outcome["id"])
+        for outcome in explained[record.id].rules:
+            if outcome.kind == "minimum" and outcome.decisive:
+                rule = rules.get(outcome.rule_id)
                 grounds.append(
                     {
                         "ground": "retention_minimum",
                         "basis": "GDPR Art. 17(3)(b)",
-                        "rule_id": outcome["id"],
+                        "rule_id": outcome.rule_id,
                         "rule": rule.name if rule else None,
                         "source": rule.source if rule else None,
                         "citation": rule.citation if rule else None,
-                        "keep_until": outcome["ends_at"],
+                        "keep_until": outcome.ends_at.isoformat() if outcome.ends_at else None,
                     }
                 )
         withheld.append(
             {
-                "record_id": str(row.id),
-                "system": row.system,
-                "record_ref": row.record_ref,
+                "record_id": str(record.id),
+                "system": record.system,
+                "record_ref": record.record_ref,
                 "status": status,
                 "grounds": grounds,
             }

@@ -26,6 +26,7 @@ from app.core.identity import BlindIndexer, Identity
 from app.core.ids import new_id
 from app.records.models import RecordProfile, RecordProfileCategory, RecordProfilePurpose
 from app.records.service import fingerprint
+from app.retention import engine
 from app.retention.policy import add_period, parse_period
 from tests.builders import (
     TEST_SUBJECT_KEY,
@@ -158,7 +159,6 @@ RECORD_COLUMNS = (
     "keep_indefinitely",
     "delete_by",
     "action",
-    "retention",
 )
 IDENTITY_COLUMNS = ("record_id", "identity_type", "digest", "key_id")
 ONE_YEAR = parse_period("P1Y")
@@ -177,8 +177,12 @@ async def seed_profiles(session: AsyncSession, world: World) -> dict[tuple[str, 
         wanted[key] = (sorted(set(item["categories"])), sorted(set(item["purposes"])))
     ids: dict[tuple[str, ...], uuid.UUID] = {}
     rows, category_rows, purpose_rows = [], [], []
+    rules = await engine.load_rulebook(session)
     for key, (categories, purposes) in wanted.items():
         ids[key] = profile_id = new_id()
+        facts = engine.ProfileFacts(
+            world.controller_id, SYSTEM, None, tuple(categories), tuple(purposes)
+        )
         rows.append(
             {
                 "id": profile_id,
@@ -188,6 +192,7 @@ async def seed_profiles(session: AsyncSession, world: World) -> dict[tuple[str, 
                 "region": None,
                 "categories": categories,
                 "purposes": purposes,
+                "ranked_rules": engine.encode_ranked(rules.ranked(facts)),
             }
         )
         category_rows += [{"profile_id": profile_id, "category": c} for c in categories]
@@ -231,18 +236,6 @@ def raw_rows(
                 "keep_indefinitely": False,
                 "delete_by": delete_by,
                 "action": "delete",
-                "retention": {
-                    "holds": [],
-                    "rules": [
-                        {
-                            "id": str(world.rule_id),
-                            "kind": "maximum",
-                            "ends_at": delete_by.isoformat(),
-                            "decisive": True,
-                            "outranked": False,
-                        }
-                    ],
-                },
             }
         )
         for raw in item["identities"]:
