@@ -1,48 +1,58 @@
 """Who is calling: the principal behind the bearer key, and role requirements as types."""
 
+from collections.abc import Collection
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request, Security
+from fastapi.security import HTTPBearer
 
-from app.auth.service import Principal, verify_key
+from app.auth.service import Principal, cached_principal, verify_key
 from app.core.db import Database
 from app.core.errors import Forbidden, Unauthorized
 
-bearer_scheme = HTTPBearer(
-    auto_error=False, scheme_name="apiKey", description="An API key: `Bearer sdsr_…`"
-)
+
+class ApiKeyAuth(HTTPBearer):
+    """The bearer scheme the spec documents, resolving the key to its principal and checking
+    its role in one dependency: FastAPI solves every dependency level anew on each request,
+    and this one runs on every /v1 call."""
+
+    def __init__(self, roles: Collection[str] | None = None) -> None:
+        super().__init__(
+            auto_error=False, scheme_name="apiKey", description="An API key: `Bearer sdsr_…`"
+        )
+        self.roles = frozenset(roles) if roles is not None else None
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        # As HTTPBearer reads the header, without building its credentials model.
+        scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
+        key = key.strip()
+        if not key or scheme.lower() != "bearer":
+            raise Unauthorized("Send `Authorization: Bearer <key>`")
+        principal = cached_principal(key)
+        if principal is None:
+            principal = await _verify(request, key)
+        request.state.principal = principal
+        if self.roles is not None and principal.role not in self.roles:
+            raise Forbidden(f"The {principal.role} role may not call this operation")
+        return principal
 
 
-async def get_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
-) -> Principal:
-    if credentials is None:
-        raise Unauthorized("Send `Authorization: Bearer <key>`")
+async def _verify(request: Request, key: str) -> Principal:
     settings = request.app.state.settings
     database: Database = request.app.state.db
     # Its own short session, given back at once: a request never holds two pooled
     # connections, so a burst of requests cannot exhaust the pool waiting on itself.
     async with database.read_sessionmaker() as session:
-        principal = await verify_key(
-            session, credentials.credentials, cache_ttl=settings.api_key_cache_seconds
-        )
+        principal = await verify_key(session, key, cache_ttl=settings.api_key_cache_seconds)
     if principal is None:
         raise Unauthorized("Unknown or revoked API key")
-    request.state.principal = principal
     return principal
 
 
 def require_roles(*roles: str) -> object:
-    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        if principal.role not in roles:
-            raise Forbidden(f"The {principal.role} role may not call this operation")
-        return principal
-
-    return Depends(check)
+    return Security(ApiKeyAuth(roles))
 
 
-AnyKey = Annotated[Principal, Depends(get_principal)]
+AnyKey = Annotated[Principal, Security(ApiKeyAuth())]
 AdminKey = Annotated[Principal, require_roles("admin")]
 ReaderKey = Annotated[Principal, require_roles("admin", "auditor")]

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy import DateTime, Integer, MetaData, any_, bindparam, event
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -74,12 +74,27 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    # orjson for JSON columns: every record write stores its retention decision as JSON.
+def create_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False
+) -> AsyncEngine:
+    # orjson for JSON columns (events, profiles, audit and request payloads).
     json = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, hide_parameters=True, **json)
-        _configure_sqlite(engine)
+        if not autocommit:
+            engine = create_async_engine(url, echo=echo, hide_parameters=True, **json)
+            _configure_sqlite(engine, begin_immediate=True)
+            return engine
+        # Autocommit from the connection's start: no transaction ever opens, so there is
+        # none to roll back when the connection goes back to the pool.
+        engine = create_async_engine(
+            url,
+            echo=echo,
+            hide_parameters=True,
+            isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,
+            **json,
+        )
+        _configure_sqlite(engine, begin_immediate=False)
         return engine
     return create_async_engine(
         url,
@@ -95,7 +110,20 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
     )
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _is_sqlite_file(url: str) -> bool:
+    """A SQLite database in a file: a second engine on an in-memory one would see another
+    database."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and "memory" not in database
+        and parsed.query.get("mode") != "memory"
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine, *, begin_immediate: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN is ours (see _on_begin).
@@ -111,8 +139,13 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.execute(pragma)
         cursor.close()
 
+    if not begin_immediate:
+        return
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return  # a read on its own: no transaction, no write lock
         # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
         # can never fail with SQLITE_BUSY half way; concurrent writers queue on busy_timeout.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -126,21 +159,34 @@ class Database:
         engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession] | None = None,
         read_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        read_engine: AsyncEngine | None = None,
     ) -> None:
         self.engine = engine
+        self.read_engine = read_engine
         self.sessionmaker = sessionmaker or async_sessionmaker(engine, expire_on_commit=False)
         # Hot read paths (retention and suppression checks) run without BEGIN and COMMIT:
         # one statement, one round trip, and on SQLite no write lock.
         self.read_sessionmaker = read_sessionmaker or async_sessionmaker(
-            engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+            read_engine or engine.execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False,
         )
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10, echo: bool = False) -> Database:
-        return cls(create_engine(url, pool_size=pool_size, echo=echo))
+        engine = create_engine(url, pool_size=pool_size, echo=echo)
+        read_engine = None
+        if _is_sqlite_file(url):
+            # Reads get their own autocommit connections on SQLite: switching a shared one to
+            # autocommit and back costs four aiosqlite thread hops per read. (On PostgreSQL the
+            # switch is a flag in the driver, and one pool keeps the connection count bounded.)
+            read_engine = create_engine(url, echo=echo, autocommit=True)
+        return cls(engine, read_engine=read_engine)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not None:
+            await self.read_engine.dispose()
 
 
 def any_of(session: AsyncSession, column: Any, values: Iterable[Any]) -> Any:

@@ -38,6 +38,32 @@ def _route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    """The last value of a header, as dict(scope["headers"]) would give it, without the dict."""
+    found = None
+    for key, value in scope["headers"]:
+        if key == name:
+            found = value
+    return found
+
+
+# The labelled children of the two metrics, per (method, route, status): prometheus_client's
+# labels() takes a lock and checks its arguments on every call. Bounded like the labels are:
+# routes are templates or "unmatched", and statuses are the app's own.
+_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _observe(method: str, route: str, status: int, elapsed: float) -> None:
+    series = _series.get((method, route, status))
+    if series is None:
+        series = _series[(method, route, status)] = (
+            HTTP_REQUESTS.labels(method, route, str(status)),
+            HTTP_LATENCY.labels(method, route),
+        )
+    series[0].inc()
+    series[1].observe(elapsed)
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -46,31 +72,25 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        incoming = (_header(scope, b"x-request-id") or b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         status = 500
         started = time.perf_counter()
+        response_started = False
+        request_id_header = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", []).append(
-                    (b"x-request-id", request_id.encode("latin-1"))
-                )
+                response_started = True
+                message.setdefault("headers", []).append(request_id_header)
             await send(message)
 
-        response_started = False
-
-        async def send_tracked(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send_with_id(message)
-
         try:
-            await self.app(scope, receive, send_tracked)
+            await self.app(scope, receive, send_with_id)
         except Exception as exc:
             # Handled here rather than re-raised to the server, which would log it again.
             log.error("unhandled error", exc_info=exc, extra={"error_type": type(exc).__name__})
@@ -87,19 +107,19 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope["method"]
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(elapsed)
-            principal = scope["state"].get("principal")
-            log.info(
-                "request",
-                extra={
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "key_id": str(principal.key_id) if principal else None,
-                },
-            )
+            _observe(method, route, status, elapsed)
+            if log.isEnabledFor(logging.INFO):
+                principal = scope["state"].get("principal")
+                log.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "key_id": str(principal.key_id) if principal else None,
+                    },
+                )
             request_id_var.reset(token)
 
 
@@ -118,7 +138,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._send_413(scope, send)
             return
