@@ -14,12 +14,14 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     Table,
+    Uuid,
     and_,
     bindparam,
     case,
     exists,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -169,7 +171,7 @@ async def recompute(session: AsyncSession, scopes: Iterable[Scope]) -> int:
                 result = await session.execute(
                     update(records_table)
                     .where(
-                        records_table.c.profile_id.in_(chunk),
+                        await _in_profiles(session, chunk, scope),
                         *decision_sql.scope_filter(scope.record_ids, scope.digests),
                         decision_sql.changed(columns),
                     )
@@ -177,6 +179,30 @@ async def recompute(session: AsyncSession, scopes: Iterable[Scope]) -> int:
                 )
                 changed += max(result.rowcount, 0)  # type: ignore[attr-defined]
     return changed
+
+
+# From this many records on, SQLite may be better off scanning the table (see _in_profiles).
+_SCAN_CANDIDATE = 50_000
+
+
+async def _in_profiles(
+    session: AsyncSession, profile_ids: list[uuid.UUID], scope: Scope
+) -> ColumnElement[bool]:
+    """`profile_id IN (...)`. SQLite's planner walks ix_records_profile_id_id profile by
+    profile even when the profiles hold most of the table, which reads the rows in random
+    order (measured: 38k rows/s against 112k/s for a scan at 1,000,000 records). When they
+    hold over a quarter of it, a unary plus keeps the index out and the table is scanned.
+    PostgreSQL's planner weighs this itself."""
+    if session.get_bind().dialect.name != "sqlite" or scope.record_ids or scope.digests:
+        return records_table.c.profile_id.in_(profile_ids)
+    reached = await session.scalar(
+        select(func.count()).where(records_table.c.profile_id.in_(profile_ids))
+    )
+    if (reached or 0) >= _SCAN_CANDIDATE:
+        total = await session.scalar(select(func.count()).select_from(records_table))
+        if (reached or 0) * 4 > (total or 0):
+            return literal_column("+profile_id", Uuid()).in_(profile_ids)
+    return records_table.c.profile_id.in_(profile_ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 
 from app.core.config import Settings
 from app.core.db import Database
@@ -178,8 +178,17 @@ async def _build(
 async def _recompute(database: Database, world: _data.World, total: int) -> dict[str, Any]:
     """A rule change (P1Y to P2Y on the root category) and its recompute, in one transaction."""
     traced = bool(os.environ.get("SPIX_DSR_BENCH_TRACEMALLOC"))
+    updates: list[tuple[str, Any]] = []
+
+    def capture(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+    ) -> None:
+        if statement.lstrip().upper().startswith("UPDATE RECORDS"):
+            updates.append((statement, parameters))
+
     rss_before = _data.rss_mib()
     _data.reset_peak_rss()
+    event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
     if traced:
         tracemalloc.start()
     try:
@@ -193,9 +202,18 @@ async def _recompute(database: Database, world: _data.World, total: int) -> dict
         rss_peak_delta = _data.peak_rss_mib() - rss_before
         traced_peak = tracemalloc.get_traced_memory()[1] / 2**20 if traced else 0.0
     finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
         if traced:
             tracemalloc.stop()
     assert done == total
+    # How the database ran the recompute: one UPDATE per group of profiles.
+    explain = "EXPLAIN QUERY PLAN " if database.engine.dialect.name == "sqlite" else "EXPLAIN "
+    async with database.engine.connect() as connection:
+        for statement, parameters in updates[:1]:
+            plan = await connection.exec_driver_sql(explain + statement, parameters)
+            print(f"  {len(updates)} UPDATE statement(s); plan of the first:", flush=True)
+            for line in plan:
+                print("   ", " ".join(str(part) for part in line), flush=True)
     async with database.sessionmaker() as session:
         sample = (
             await session.execute(select(Record.collected_at, Record.delete_by).limit(1))
