@@ -240,7 +240,7 @@ async def simulate(
                         _count_if(and_(decision_sql.due_now(columns, at), not_(was_due))),
                         _count_if(decision_sql.changed(dated)),
                     ).where(
-                        records_table.c.profile_id.in_(chunk),
+                        await _in_profiles(session, chunk, scope),
                         *decision_sql.scope_filter(scope.record_ids, scope.digests),
                     )
                 )
