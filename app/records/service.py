@@ -242,6 +242,19 @@ async def _resolve_profiles(
     return found
 
 
+def _rules_out(outcomes: Sequence[policy.RuleOutcome]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": uuid.UUID(o.rule_id),
+            "kind": o.kind,
+            "ends_at": o.ends_at,
+            "decisive": o.decisive,
+            "outranked": o.outranked,
+        }
+        for o in outcomes
+    ]
+
+
 def decision_out(record_id: uuid.UUID, decision: policy.Decision) -> RetentionDecision:
     return RetentionDecision(
         record_id=record_id,
@@ -251,16 +264,7 @@ def decision_out(record_id: uuid.UUID, decision: policy.Decision) -> RetentionDe
         delete_by=decision.delete_by,
         action=decision.action,
         holds=[uuid.UUID(h) for h in decision.holds],
-        rules=[
-            {
-                "id": uuid.UUID(o.rule_id),
-                "kind": o.kind,
-                "ends_at": o.ends_at,
-                "decisive": o.decisive,
-                "outranked": o.outranked,
-            }
-            for o in decision.rules
-        ],
+        rules=_rules_out(decision.rules),
     )
 
 
@@ -270,17 +274,17 @@ def stored_decision(
     """The decision kept on a record row, explained by its profile's ranked rules applied to
     the record's dates. The dates come from the row: they are what the due sweep reads."""
     explained = engine.explain(ranked_rules, record, hold_ids, now)
-    stored = decision_out(record.id, explained)
-    return stored.model_copy(
-        update={
-            "status": policy.status_at(
-                record.held, record.keep_until, record.keep_indefinitely, record.delete_by, now
-            ),
-            "keep_until": record.keep_until,
-            "keep_indefinitely": record.keep_indefinitely,
-            "delete_by": record.delete_by,
-            "action": record.action,
-        }
+    return RetentionDecision(
+        record_id=record.id,
+        status=policy.status_at(
+            record.held, record.keep_until, record.keep_indefinitely, record.delete_by, now
+        ),
+        keep_until=record.keep_until,
+        keep_indefinitely=record.keep_indefinitely,
+        delete_by=record.delete_by,
+        action=record.action,
+        holds=[uuid.UUID(h) for h in hold_ids],
+        rules=_rules_out(explained.rules),
     )
 
 
