@@ -5,20 +5,28 @@ explanation (each rule's end, which rule decided) is derived on read from the pr
 ranked rules and the record's dates. Event times are stored in one UTC shape so SQL can
 read them.
 
+The retention logic this needs (ranking a profile's rules, their JSON text, event times,
+a record's explanation, hold scopes) is this revision's own frozen copy, at the end of the
+file, of app.retention.engine and app.retention.policy as they were when it was written:
+replayed later, the revision does what it did then, whatever the application has become.
+
 Revision ID: 5b1e0c7d9a24
 Revises: c71c55f9488c
 Create Date: 2026-11-29 09:45:00+00:00
 """
 
+import calendar
+import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from alembic import op
-
-from app.retention import engine
 
 revision: str = "5b1e0c7d9a24"
 down_revision: str | None = "c71c55f9488c"
@@ -91,7 +99,8 @@ def upgrade() -> None:
         "record_profiles", sa.Column("ranked_rules", sa.Text(), server_default="[]", nullable=False)
     )
     connection = op.get_bind()
-    book = engine.RuleBook([engine.to_policy_rule(r) for r in connection.execute(sa.select(rules))])
+    # In id order, as the application ranks them, so a profile's text is the one it writes.
+    book = [_rule(r) for r in connection.execute(sa.select(rules).order_by(rules.c.id))]
     columns = sa.select(
         profiles.c.id,
         profiles.c.controller_id,
@@ -106,7 +115,7 @@ def upgrade() -> None:
             [
                 {
                     "b_id": row.id,
-                    "ranked_rules": engine.encode_ranked(book.ranked(engine.profile_facts(row))),
+                    "ranked_rules": _encode_ranked(_ranked(book, row)),
                 }
                 for row in rows
             ],
@@ -121,7 +130,7 @@ def upgrade() -> None:
                 {
                     "b_id": row.id,
                     "events": {
-                        name: engine.event_text(datetime.fromisoformat(moment))
+                        name: _event_text(datetime.fromisoformat(moment))
                         for name, moment in (row.events or {}).items()
                     },
                 }
@@ -136,7 +145,6 @@ def downgrade() -> None:
     # Each record's explanation again, from its profile's ranked rules and its dates.
     connection = op.get_bind()
     holds = _active_holds(connection)
-    now = datetime.now(UTC)
     statement = (
         sa.select(
             records.c.id,
@@ -159,28 +167,17 @@ def downgrade() -> None:
         digests = _digests(connection, [row.id for row in rows if row.held])
         values = []
         for row in rows:
-            facts = engine.profile_facts(row)
             hold_ids = [
                 str(h.id)
                 for h in holds
-                if row.held and h.covers(facts, row.id, frozenset(digests.get(row.id, ())))
+                if row.held and h.covers(row, row.id, frozenset(digests.get(row.id, ())))
             ]
-            decision = engine.explain(row.ranked_rules, _aware(row), hold_ids, now)
             values.append(
                 {
                     "b_id": row.id,
                     "retention": {
                         "holds": hold_ids,
-                        "rules": [
-                            {
-                                "id": o.rule_id,
-                                "kind": o.kind,
-                                "ends_at": o.ends_at.isoformat() if o.ends_at else None,
-                                "decisive": o.decisive,
-                                "outranked": o.outranked,
-                            }
-                            for o in decision.rules
-                        ],
+                        "rules": _explain(row.ranked_rules, _aware(row)),
                     },
                 }
             )
@@ -204,7 +201,7 @@ def _aware(row: Any) -> SimpleNamespace:
     )
 
 
-def _active_holds(connection: sa.Connection) -> list[engine.HoldScope]:
+def _active_holds(connection: sa.Connection) -> list["_HoldScope"]:
     held = sa.table(
         "legal_holds",
         sa.column("id", sa.Uuid()),
@@ -226,7 +223,7 @@ def _active_holds(connection: sa.Connection) -> list[engine.HoldScope]:
     for hold_id, record_id in connection.execute(sa.select(named.c.hold_id, named.c.record_id)):
         record_ids.setdefault(hold_id, set()).add(record_id)
     return [
-        engine.HoldScope(
+        _HoldScope(
             id=h.id,
             controller_id=h.controller_id,
             system=h.system,
@@ -251,3 +248,219 @@ def _digests(connection: sa.Connection, record_ids: list[Any]) -> dict[Any, set[
         ):
             found.setdefault(record_id, set()).add(digest)
     return found
+
+
+# Frozen retention logic: this revision's copy of what it used from app.retention.engine and
+# app.retention.policy on 2026-11-29, trimmed to what it reads and writes. Keep it as it is:
+# it must not follow later changes to the application.
+
+_ROLES = ("minimum", "maximum", "outranked")
+_PERIOD_RE = re.compile(r"P(?:([0-9]+)Y)?(?:([0-9]+)M)?(?:([0-9]+)W)?(?:([0-9]+)D)?")
+
+_Period = tuple[int, int, int, int]  # years, months, weeks, days
+
+
+@dataclass(frozen=True)
+class _Rule:
+    id: str
+    kind: str
+    period: _Period
+    anchor: str
+    action: str
+    category: str | None = None
+    purpose: str | None = None
+    controller_id: Any = None
+    system: str | None = None
+    region: str | None = None
+
+
+def _parse_period(text: str) -> _Period:
+    match = _PERIOD_RE.fullmatch(text)
+    if match is None or all(g is None for g in match.groups()):
+        raise ValueError("a retention rule's period is not an ISO 8601 duration")
+    years, months, weeks, days = (int(g) if g is not None else 0 for g in match.groups())
+    return years, months, weeks, days
+
+
+def _period_text(period: _Period) -> str:
+    text = "".join(f"{n}{unit}" for n, unit in zip(period, "YMWD", strict=True) if n)
+    return f"P{text or '0D'}"
+
+
+def _add_period(start: datetime, period: _Period) -> datetime:
+    years, months, weeks, days = period
+    # Years and months together, so 29 Feb + P1Y1M is 29 March, not 28 March.
+    month_index = start.month - 1 + years * 12 + months
+    year = start.year + month_index // 12
+    month = month_index % 12 + 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return start.replace(year=year, month=month, day=day) + timedelta(weeks=weeks, days=days)
+
+
+def _rule(row: Any) -> _Rule:
+    return _Rule(
+        id=str(row.id),
+        kind=row.kind,
+        period=_parse_period(row.period),
+        anchor=row.anchor,
+        action=row.action,
+        category=row.category,
+        purpose=row.purpose,
+        controller_id=row.controller_id,
+        system=row.system,
+        region=row.region,
+    )
+
+
+def _id_text(value: Any) -> str | None:
+    return None if value is None else str(value).lower()
+
+
+def _category_covers(prefix: str, category: str) -> bool:
+    return category == prefix or category.startswith(prefix + ".")
+
+
+def _applies(rule: _Rule, profile: Any) -> bool:
+    """`profile` has controller_id, system, region, categories and purposes."""
+    if rule.controller_id is not None and _id_text(rule.controller_id) != _id_text(
+        profile.controller_id
+    ):
+        return False
+    if rule.system is not None and rule.system != profile.system:
+        return False
+    if rule.region is not None and rule.region != profile.region:
+        return False
+    if rule.purpose is not None and rule.purpose not in profile.purposes:
+        return False
+    return rule.category is None or any(
+        _category_covers(rule.category, category) for category in profile.categories
+    )
+
+
+def _specificity(rule: _Rule) -> tuple[int, int, int, int]:
+    # (controller set, system set, category depth, purpose set), compared in that order.
+    depth = 0 if rule.category is None else rule.category.count(".") + 1
+    return (
+        int(rule.controller_id is not None),
+        int(rule.system is not None),
+        depth,
+        int(rule.purpose is not None),
+    )
+
+
+def _ranked(rules: list[_Rule], profile: Any) -> dict[str, tuple[_Rule, ...]]:
+    """The rules that apply to the profile: minimum, the most specific maximum, outranked."""
+    applicable = [rule for rule in rules if _applies(rule, profile)]
+    maximum = [rule for rule in applicable if rule.kind == "maximum"]
+    top = max((_specificity(rule) for rule in maximum), default=None)
+    return {
+        "minimum": tuple(rule for rule in applicable if rule.kind == "minimum"),
+        "maximum": tuple(rule for rule in maximum if _specificity(rule) == top),
+        "outranked": tuple(rule for rule in maximum if _specificity(rule) != top),
+    }
+
+
+def _encode_ranked(ranked: dict[str, tuple[_Rule, ...]]) -> str:
+    return orjson.dumps(
+        [
+            {
+                "role": role,
+                "id": rule.id,
+                "kind": rule.kind,
+                "period": _period_text(rule.period),
+                "anchor": rule.anchor,
+                "action": rule.action,
+            }
+            for role in _ROLES
+            for rule in ranked[role]
+        ]
+    ).decode()
+
+
+@lru_cache(maxsize=4096)
+def _decode_ranked(text: str) -> dict[str, tuple[_Rule, ...]]:
+    found: dict[str, list[_Rule]] = {role: [] for role in _ROLES}
+    for item in orjson.loads(text):
+        found[item["role"]].append(
+            _Rule(
+                id=item["id"],
+                kind=item["kind"],
+                period=_parse_period(item["period"]),
+                anchor=item["anchor"],
+                action=item["action"],
+            )
+        )
+    return {role: tuple(rules) for role, rules in found.items()}
+
+
+def _event_text(moment: datetime) -> str:
+    """An event time in its stored shape: UTC ISO text with microseconds."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _explain(ranked_rules: str, record: Any) -> list[dict[str, Any]]:
+    """Each rule's outcome for a record (collected_at, last_activity_at, events): its end,
+    whether it decides, whether it is outranked."""
+    ranked = _decode_ranked(ranked_rules)
+    events = {name: datetime.fromisoformat(ts) for name, ts in (record.events or {}).items()}
+
+    def end(rule: _Rule) -> datetime | None:
+        if rule.anchor == "collected_at":
+            start = record.collected_at
+        elif rule.anchor == "last_activity_at":
+            start = record.last_activity_at
+            if start is None:
+                start = record.collected_at
+        else:
+            start = events.get(rule.anchor.removeprefix("event:"))
+        return None if start is None else _add_period(start, rule.period)
+
+    # The longest minimum wins; a minimum waiting for its event keeps the record indefinitely.
+    min_ends = [(rule, end(rule)) for rule in ranked["minimum"]]
+    keep_indefinitely = any(ends is None for _, ends in min_ends)
+    keep_until = None
+    if not keep_indefinitely:
+        keep_until = max((ends for _, ends in min_ends if ends is not None), default=None)
+    # The earliest end of the counted maximum rules decides, when the record has a delete_by.
+    max_ends = [(rule, end(rule)) for rule in ranked["maximum"]]
+    earliest = min((ends for _, ends in max_ends if ends is not None), default=None)
+    deletes = earliest is not None and not keep_indefinitely
+    outcomes = [
+        (rule, ends, (ends is None) if keep_indefinitely else (ends == keep_until), False)
+        for rule, ends in min_ends
+    ]
+    outcomes += [(rule, ends, deletes and ends == earliest, False) for rule, ends in max_ends]
+    outcomes += [(rule, end(rule), False, True) for rule in ranked["outranked"]]
+    return [
+        {
+            "id": rule.id,
+            "kind": rule.kind,
+            "ends_at": ends.isoformat() if ends else None,
+            "decisive": decisive,
+            "outranked": outranked,
+        }
+        for rule, ends, decisive, outranked in outcomes
+    ]
+
+
+@dataclass(frozen=True)
+class _HoldScope:
+    id: Any
+    controller_id: Any
+    system: str | None
+    category: str | None
+    digests: frozenset[str]
+    record_ids: frozenset[Any]
+
+    def covers(self, profile: Any, record_id: Any, digests: frozenset[str]) -> bool:
+        if self.controller_id is not None and self.controller_id != profile.controller_id:
+            return False
+        if self.system is not None and self.system != profile.system:
+            return False
+        if self.category is not None and not any(
+            _category_covers(self.category, c) for c in profile.categories
+        ):
+            return False
+        if self.digests and self.digests.isdisjoint(digests):
+            return False
+        return not (self.record_ids and record_id not in self.record_ids)
