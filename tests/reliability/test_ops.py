@@ -8,6 +8,9 @@ import os
 import random
 import subprocess
 import sys
+import uuid
+from collections.abc import Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +18,11 @@ import orjson
 import pytest
 from alembic.script import ScriptDirectory
 from httpx import ASGITransport, AsyncClient, Response
-from sqlalchemy import func, select, text
+from sqlalchemy import TextClause, func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.audit.models import AuditEvent
+from app.auth.models import ApiKey
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.identity import BlindIndexer
@@ -91,6 +95,50 @@ async def test_concurrent_batches_over_the_same_refs_never_fail(
         assert [s for s in statuses if s != 200] == []
 
 
+_WAITING = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+    "AND datname = current_database() AND pid <> :pid"
+)
+
+
+async def _deadlocked(
+    url: str,
+    request: Coroutine[Any, Any, Response],
+    first: tuple[TextClause, dict[str, Any]],
+    second: tuple[TextClause, dict[str, Any]],
+    *,
+    commit: bool,
+) -> Response:
+    """Sends `request` while an outside transaction holds what `first` locks; once the request
+    waits on it, the outside transaction runs `second`, which waits on what the request holds.
+    PostgreSQL aborts the request's transaction (the outside one checks only after 10 s)."""
+    other = create_async_engine(url)
+    try:
+        async with other.connect() as outside, other.connect() as watcher:
+            await outside.execute(text("SET deadlock_timeout = '10s'"))
+            pid = await outside.scalar(text("SELECT pg_backend_pid()"))
+            await outside.execute(*first)
+            task = asyncio.create_task(request)
+            for _ in range(250):
+                if await watcher.scalar(_WAITING, {"pid": pid}):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the request never waited on the outside transaction")
+            await outside.execute(*second)  # the deadlock: the request's transaction loses
+            await (outside.commit() if commit else outside.rollback())
+            return await task
+    finally:
+        await other.dispose()
+
+
+async def _count(database: Database, event_type: str) -> int | None:
+    async with database.sessionmaker() as session:
+        return await session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.event_type == event_type)
+        )
+
+
 async def test_a_transaction_that_loses_a_deadlock_is_run_again(
     backend: str, tmp_path: Path
 ) -> None:
@@ -119,45 +167,73 @@ async def test_a_transaction_that_loses_a_deadlock_is_run_again(
             }
             for ref in ("r1", "r2")
         ]
-        other = create_async_engine(url)
+        touch = text("UPDATE records SET updated_at = updated_at WHERE record_ref = :ref")
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client:
             created = await client.post(
                 "/v1/records/batch", json={"records": records}, headers=admin
             )
             assert created.status_code == 200, created.text
-            touch = text("UPDATE records SET updated_at = updated_at WHERE record_ref = :ref")
-            async with other.connect() as outside, other.connect() as watcher:
-                # The batch (r1 then r2) must be the deadlock's victim, not this transaction.
-                await outside.execute(text("SET deadlock_timeout = '10s'"))
-                pid = await outside.scalar(text("SELECT pg_backend_pid()"))
-                await outside.execute(touch, {"ref": "r2"})
-                batch = asyncio.create_task(
-                    client.post("/v1/records/batch", json={"records": records}, headers=admin)
-                )
-                waiting = text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database() AND pid <> :pid"
-                )
-                for _ in range(200):
-                    if await watcher.scalar(waiting, {"pid": pid}):
-                        break
-                    await asyncio.sleep(0.02)
-                else:
-                    raise AssertionError("the batch never waited on r2")
-                await outside.execute(touch, {"ref": "r1"})  # the batch holds r1: deadlock
-                await outside.commit()
-                response = await batch
-        await other.dispose()
-        async with database.sessionmaker() as session:
-            registered = await session.scalar(
-                select(func.count())
-                .select_from(AuditEvent)
-                .where(AuditEvent.event_type == "records.registered")
+            # The batch locks r1 then r2; the outside transaction r2 then r1.
+            response = await _deadlocked(
+                url,
+                client.post("/v1/records/batch", json={"records": records}, headers=admin),
+                (touch, {"ref": "r2"}),
+                (touch, {"ref": "r1"}),
+                commit=True,
             )
+        registered = await _count(database, "records.registered")
         await database.dispose()
         assert response.status_code == 200, response.text
         assert [r["status"] for r in response.json()["results"]] == ["updated", "updated"]
         assert registered == 2  # the retried request wrote its audit event once
+
+
+async def test_an_idempotent_create_run_again_after_a_deadlock_still_replays(
+    backend: str, tmp_path: Path
+) -> None:
+    """The request's Idempotency-Key claim is rolled back with its lost transaction and made
+    again by the re-run, whose answer is the one stored and replayed."""
+    if backend != "postgresql":
+        pytest.skip("SQLite takes the write lock up front (BEGIN IMMEDIATE): no deadlocks")
+    async with fresh_database(backend, tmp_path) as url:
+        database = Database.from_url(url)
+        app = create_app(
+            Settings(database_url=url, subject_key=TEST_SUBJECT_KEY, data_dir=tmp_path),
+            database=database,
+        )
+        async with database.sessionmaker() as session:
+            admin = await bearer(session, "admin")
+            key_id = await session.scalar(select(ApiKey.id))
+        headers = {**admin, "Idempotency-Key": "create-crm"}
+        body = {"key": "crm", "name": "CRM"}
+        now = datetime.now(UTC)
+        # The request claims the key, then inserts the system; the outside transaction
+        # inserts the system, then claims the same key.
+        system = text(
+            "INSERT INTO systems (key, name, created_at, updated_at, version) "
+            "VALUES ('crm', 'Outside', :now, :now, 1)"
+        )
+        claim = text(
+            "INSERT INTO idempotency_keys (id, key_id, key, request_hash, created_at) "
+            "VALUES (:id, :key_id, 'create-crm', 'outside', :now)"
+        )
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client:
+            response = await _deadlocked(
+                url,
+                client.post("/v1/systems", json=body, headers=headers),
+                (system, {"now": now}),
+                (claim, {"id": uuid.uuid4(), "key_id": key_id, "now": now}),
+                commit=False,
+            )
+            replay = await client.post("/v1/systems", json=body, headers=headers)
+        created = await _count(database, "system.created")
+        await database.dispose()
+        assert response.status_code == 201, response.text
+        assert response.json()["name"] == "CRM"
+        assert replay.status_code == 201
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert replay.json() == response.json()
+        assert created == 1
 
 
 def _assert_unavailable(response: Response) -> None:
