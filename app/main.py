@@ -19,6 +19,8 @@ from app.core.idempotency import IdempotentReplay
 from app.core.identity import BlindIndexer
 from app.core.logging import configure_logging
 from app.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.core.resilience import DatabaseFaultMiddleware
+from app.core.revisions import head_revisions
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
 from app.legal_holds.router import router as legal_holds_router
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     application.state.secret_box = SecretBox(subject_key, settings.subject_key_id)
     # Parsed once, so a bad override stops the start instead of failing a request.
     application.state.clocks = clocks_from_overrides(settings.regime_clocks)
+    # What /readyz expects in alembic_version: read from the shipped migrations once.
+    application.state.schema_heads = head_revisions()
 
     install_error_handlers(application)
     application.add_exception_handler(IdempotentReplay, _replay)
@@ -99,13 +103,15 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     ):
         application.router.routes.extend(router.routes)
 
+    # Innermost: it re-runs the routed request (a lost deadlock) or answers 503 (no database).
+    application.add_middleware(DatabaseFaultMiddleware)
     if settings.cors_origins:
         application.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
-            expose_headers=["ETag", "X-Request-ID", "Location"],
+            expose_headers=["ETag", "X-Request-ID", "Location", "Retry-After"],
         )
     application.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     application.add_middleware(RequestContextMiddleware)

@@ -65,6 +65,9 @@ DESCRIPTION = (
 # operation (it is also the one 4xx that the unauthenticated operations can answer).
 BODY_LIMIT_STATUS = "413"
 BODY_LIMIT_DESCRIPTION = "Request body too large"
+# Answered by middleware when the database cannot be reached, on every /v1 operation.
+UNAVAILABLE_STATUS = "503"
+UNAVAILABLE_DESCRIPTION = "Database unreachable or busy; retry after Retry-After seconds"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
@@ -72,6 +75,18 @@ def _problem_response(description: str) -> dict[str, Any]:
     return {
         "description": description,
         "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def _unavailable_response() -> dict[str, Any]:
+    return {
+        **_problem_response(UNAVAILABLE_DESCRIPTION),
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again",
+                "schema": {"type": "integer"},
+            }
+        },
     }
 
 
@@ -112,6 +127,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 operation["security"] = []
             responses = operation.setdefault("responses", {})
             responses.setdefault(BODY_LIMIT_STATUS, _problem_response(BODY_LIMIT_DESCRIPTION))
+            if path.startswith("/v1/"):
+                responses.setdefault(UNAVAILABLE_STATUS, _unavailable_response())
             # FastAPI's stock 422 is plain JSON of another shape; ours is a problem document.
             if "422" in responses:
                 responses["422"] = _problem_response("Invalid fields")

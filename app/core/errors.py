@@ -96,6 +96,9 @@ class Unprocessable(AppError):
 class ServiceUnavailable(AppError):
     status, slug, title = 503, "unavailable", "Service unavailable"
 
+    def __init__(self, detail: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
 
 class ValidationErrorItem(BaseModel):
     loc: list[str | int]

@@ -1,18 +1,9 @@
 """Run Alembic from code: the migrations ship inside the package, so any folder works."""
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
 
-import app
-
-_PACKAGED = Path(app.__file__).resolve().parent / "_migrations"
-_SOURCE = Path(app.__file__).resolve().parent.parent / "migrations"
-
-
-def migrations_dir() -> Path:
-    return _PACKAGED if _PACKAGED.is_dir() else _SOURCE
+from app.core.revisions import migrations_dir
 
 
 def alembic_config(database_url: str) -> Config:

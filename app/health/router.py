@@ -3,9 +3,11 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app.core.db import Database
 from app.core.errors import ServiceUnavailable, error_responses
+from app.core.resilience import classify
 from app.requests.models import REGIMES
 from app.requests.service import open_and_overdue
 
@@ -26,19 +28,31 @@ async def get_health() -> Health:
     return Health()
 
 
+_VERSIONS = text("SELECT version_num FROM alembic_version")
+
+
 @router.get(
     "/readyz",
     operation_id="get_readiness",
-    summary="The database answers",
+    summary="The database answers and its schema is at the newest migration",
     responses=error_responses(503),
 )
 async def get_readiness(request: Request) -> Health:
     database: Database = request.app.state.db
     try:
         async with database.sessionmaker() as session:
-            await session.execute(text("SELECT 1"))
+            try:
+                versions = set((await session.scalars(_VERSIONS)).all())
+            except DBAPIError as exc:
+                if classify(exc) is not None:
+                    raise
+                versions = set()  # no alembic_version table: never migrated
     except Exception as exc:
         raise ServiceUnavailable("The database does not answer") from exc
+    if versions != request.app.state.schema_heads:
+        # An older schema would fail the requests that need the newer one; a newer one (or a
+        # revision this code does not know) is another version's to serve.
+        raise ServiceUnavailable("The database schema is not at the newest migration")
     return Health()
 
 

@@ -188,7 +188,8 @@ async def _resolve_profiles(
             )
         ).scalars()
     }
-    missing = [fp for fp in wanted if fp not in found]
+    # Sorted: concurrent batches take the unique-index locks of new profiles in one order.
+    missing = sorted(fp for fp in wanted if fp not in found)
     if missing:
         insert = _insert(session)
         rows = []
@@ -224,12 +225,11 @@ async def _resolve_profiles(
                 )
             ).scalars()
         }
+        in_order = [created[fp] for fp in missing if fp in created]
         category_rows = [
-            {"profile_id": p.id, "category": c} for p in created.values() for c in p.categories
+            {"profile_id": p.id, "category": c} for p in in_order for c in p.categories
         ]
-        purpose_rows = [
-            {"profile_id": p.id, "purpose": c} for p in created.values() for c in p.purposes
-        ]
+        purpose_rows = [{"profile_id": p.id, "purpose": c} for p in in_order for c in p.purposes]
         if category_rows:
             await session.execute(
                 insert(RecordProfileCategory).on_conflict_do_nothing(), category_rows
@@ -385,6 +385,10 @@ async def _existing(session: AsyncSession, refs: list[tuple[str, str]]) -> dict[
 
 
 async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> None:
+    # Every row this writes (records, identities) is written in (system, record_ref) order:
+    # concurrent batches over the same refs then lock them in the same order and queue
+    # instead of deadlocking (a residual deadlock is retried, see app/core/resilience.py).
+    items = sorted(items, key=lambda i: (i.body.system, i.body.record_ref))
     rules = await engine.load_rulebook(session)
     profiles = await _resolve_profiles(session, items, rules)
     existing = await _existing(session, [(i.body.system, i.body.record_ref) for i in items])
