@@ -131,7 +131,7 @@ def normalise(
         local, at, domain = value.rpartition("@")
         if not at or not local or "." not in domain or any(c.isspace() for c in value):
             raise InvalidIdentity("an email identity must look like name@domain")
-        return f"{local.lower()}@{_ascii_domain(domain)}"
+        return f"{unicodedata.normalize('NFC', local.lower())}@{_ascii_domain(domain)}"
     if identity_type is IdentityType.phone:
         return _phone(value, default_region)
     if identity_type is IdentityType.ip_address:
@@ -194,9 +194,11 @@ def v1_spellings(identity_type: IdentityType, value: str, current: str) -> set[s
     """Spellings of one identity that version 2 equates and version 1 hashed apart: a hash
     stored under version 1 from any of them is this identity's (`current` is its v2 form)."""
     value = value.strip()
+    if identity_type is IdentityType.phone:
+        return set()  # both versions write E.164: a stored phone hash is the current one
     if identity_type is IdentityType.ip_address:
         return {value, current, f"::ffff:{current}"} if "." in current else {value, current}
-    if identity_type is IdentityType.phone or (value.isascii() and "xn--" not in current):
+    if value.isascii() and "xn--" not in current:
         return {value}
     if identity_type is IdentityType.email:
         local, _, domain = current.rpartition("@")

@@ -220,6 +220,9 @@ class TestSpellingsOfOneIdentity:
         for record_id in (before, after):
             decision = await retention(client, world, record_id)
             assert decision["status"] == "held" and decision["holds"] == [hold_id]
+        hold = await client.get(f"/v1/legal-holds/{hold_id}", headers=world["admin"])
+        # The hold shows the identity once, by its current hash.
+        assert len(hold.json()["scope"]["identities"]) == 1
 
     @pytest.mark.parametrize(("kind", "one", "other"), PAIRS[:1] + PAIRS[-2:-1])
     async def test_request_finds_records_of_the_other_spelling(
@@ -240,6 +243,26 @@ class TestSpellingsOfOneIdentity:
         assert response.status_code == 201, response.text
         (scope,) = response.json()["scopes"]
         assert scope["records"] == 1
+
+
+    async def test_opt_out_request_suppresses_once_and_matches_the_other_spelling(
+        self, client: AsyncClient, world: dict[str, Any]
+    ) -> None:
+        response = await client.post(
+            "/v1/requests",
+            json={
+                "type": "opt_out",
+                "regime": "ccpa",
+                "identities": [ident("email", "x@bücher.example")],
+                "controller_id": str(world["acme"].id),
+                "details": {"channel": "email"},
+            },
+            headers=world["admin"],
+        )
+        assert response.status_code == 201, response.text
+        (scope,) = response.json()["scopes"]
+        assert scope["outcome"]["suppressions"] == 1
+        assert await suppressed(client, world, ident("email", "x@xn--bcher-kva.example"))
 
 
 class TestInvisibleCharacters:
