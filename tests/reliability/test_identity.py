@@ -244,7 +244,6 @@ class TestSpellingsOfOneIdentity:
         (scope,) = response.json()["scopes"]
         assert scope["records"] == 1
 
-
     async def test_opt_out_request_suppresses_once_and_matches_the_other_spelling(
         self, client: AsyncClient, world: dict[str, Any]
     ) -> None:
