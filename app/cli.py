@@ -24,6 +24,8 @@ cli.add_typer(keys_cli, name="keys")
 cli.add_typer(audit_cli, name="audit")
 import_cli = typer.Typer(help="Bulk imports.", no_args_is_help=True)
 cli.add_typer(import_cli, name="import")
+identities_cli = typer.Typer(help="Stored identity hashes.", no_args_is_help=True)
+cli.add_typer(identities_cli, name="identities")
 
 OPENAPI_PATH = Path("openapi/openapi.json")
 
@@ -211,6 +213,28 @@ def audit_verify() -> None:
     raise typer.Exit(1)
 
 
+@identities_cli.command("versions")
+def identities_versions(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Count stored identity hashes per normalisation version: a legacy version may leave
+    SPIX_DSR_IDENTITY_LEGACY_VERSIONS once no hash is stored under it alone."""
+    from app.identities.service import version_report
+
+    report = _with_session(version_report)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+        return
+    for table, counts in report.counts.items():
+        for (version, kind), n in sorted(counts.items()):
+            typer.echo(f"{table:<24} v{version} {kind:<10} {n:>10}")
+    left = report.legacy_only(1)
+    if left:
+        typer.echo(f"{left} hashes are stored under version 1 only: keep 1 in the legacy list")
+    else:
+        typer.echo("no hash is stored under version 1 only: 1 may leave the legacy list")
+
+
 @import_cli.command("records")
 def import_records(
     file: Annotated[Path, typer.Argument(help="JSON Lines: one record body per line")],
@@ -227,7 +251,10 @@ def import_records(
         raise typer.Exit(2)
     settings = get_settings()
     indexer = BlindIndexer(
-        settings.resolve_subject_key(), settings.subject_key_id, settings.default_phone_region
+        settings.resolve_subject_key(),
+        settings.subject_key_id,
+        settings.default_phone_region,
+        settings.identity_legacy_versions,
     )
 
     async def run() -> object:

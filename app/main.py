@@ -67,7 +67,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     application.state.settings = settings
     application.state.db = database
     application.state.indexer = BlindIndexer(
-        subject_key, settings.subject_key_id, settings.default_phone_region
+        subject_key,
+        settings.subject_key_id,
+        settings.default_phone_region,
+        settings.identity_legacy_versions,
     )
     application.state.secret_box = SecretBox(subject_key, settings.subject_key_id)
     # Parsed once, so a bad override stops the start instead of failing a request.

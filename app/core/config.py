@@ -29,7 +29,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".spix-dsr")
     # HMAC key of the identity blind index; hex or any string of at least 32 characters.
     subject_key: str | None = None
-    subject_key_id: str = "k1"
+    # Stored beside each hash with its normalisation version (`k1.n2`): at most 12 characters.
+    subject_key_id: str = Field("k1", min_length=1, max_length=12)
+    # Identity normalisation versions older than the current one whose hashes lookups still
+    # match (JSON list); `[]` once `spix-dsr identities versions` reports none left.
+    identity_legacy_versions: list[int] = Field(default_factory=lambda: [1])
     default_phone_region: str = "US"
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = 5 * 1024 * 1024
@@ -54,6 +58,13 @@ class Settings(BaseSettings):
     def _long_enough(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 32:
             raise ValueError("SPIX_DSR_SUBJECT_KEY must be at least 32 characters")
+        return value
+
+    @field_validator("identity_legacy_versions")
+    @classmethod
+    def _known_versions(cls, value: list[int]) -> list[int]:
+        if any(v != 1 for v in value):
+            raise ValueError("SPIX_DSR_IDENTITY_LEGACY_VERSIONS may list only version 1")
         return value
 
     @property

@@ -18,7 +18,7 @@ from app.auth.service import Principal
 from app.controllers.models import Controller
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
-from app.core.identity import BlindIndexer, InvalidIdentity
+from app.core.identity import BlindIndexer, InvalidIdentity, parse_label
 from app.core.ids import new_id
 from app.data_categories.models import DataCategory
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
@@ -56,13 +56,17 @@ class HoldView:
             tuple(self.record_ids),
         )
 
+    def shown_identities(self) -> list[LegalHoldIdentity]:
+        # Legacy companions of an identity's current hash match records; they are not shown.
+        return [i for i in self.identities if not parse_label(i.key_id)[2]]
+
     def audit(self) -> dict[str, Any]:
         # Ids and counts: enough to find the hold's reach, nothing about who is held.
         return {
             "controller_id": str(self.hold.controller_id) if self.hold.controller_id else None,
             "system": self.hold.system,
             "category": self.hold.category,
-            "identity_count": len(self.identities),
+            "identity_count": len(self.shown_identities()),
             "record_count": len(self.record_ids),
         }
 
@@ -83,7 +87,7 @@ class HoldView:
                 category=hold.category,
                 identities=[
                     HeldIdentity(type=i.identity_type, digest=i.digest)  # type: ignore[arg-type]
-                    for i in self.identities
+                    for i in self.shown_identities()
                 ],
                 record_ids=self.record_ids,
             ),
@@ -165,15 +169,21 @@ def _blind_indexes(body: LegalHoldCreate, indexer: BlindIndexer) -> list[LegalHo
     rows: dict[tuple[str, str], LegalHoldIdentity] = {}
     for index, identity in enumerate(body.identities):
         try:
-            blind = indexer.of(identity, controller_id=body.controller_id)
+            # Under every normalisation version in use, so the hold covers records whose
+            # hashes were stored under an older one (and they, kept beside the current one,
+            # keep it covering records registered later).
+            blinds = indexer.all_of(identity, controller_id=body.controller_id)
         except InvalidIdentity as exc:
             # The message names the type and what is wrong, never the value.
             raise Unprocessable(str(exc), loc=["body", "identities", index]) from None
         # Spellings that normalise alike (case, spaces) are one identity.
-        rows.setdefault(
-            (blind.type, blind.digest),
-            LegalHoldIdentity(identity_type=blind.type, digest=blind.digest, key_id=blind.key_id),
-        )
+        for blind in blinds:
+            rows.setdefault(
+                (blind.type, blind.digest),
+                LegalHoldIdentity(
+                    identity_type=blind.type, digest=blind.digest, key_id=blind.key_id
+                ),
+            )
     return list(rows.values())
 
 

@@ -22,7 +22,7 @@ from app.auth.service import Principal
 from app.controllers.models import Controller
 from app.core.db import any_of, utcnow
 from app.core.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, Unprocessable
-from app.core.identity import BlindIndex, BlindIndexer, InvalidIdentity
+from app.core.identity import BlindIndex, BlindIndexer, InvalidIdentity, parse_label
 from app.core.ids import new_id
 from app.core.pagination import decode_cursor, encode_cursor
 from app.data_categories.models import DataCategory
@@ -319,7 +319,7 @@ async def register(
             digests = []
             for position, identity in enumerate(body.identities):
                 try:
-                    digests.append(indexer.of(identity, controller_id=body.controller_id))
+                    digests.extend(indexer.all_of(identity, controller_id=body.controller_id))
                 except InvalidIdentity as exc:
                     raise ItemProblem(
                         422, "Invalid identity", str(exc), ["identities", position, "value"]
@@ -335,7 +335,8 @@ async def register(
             _Item(
                 index=index,
                 body=body,
-                digests=list({d.digest: d for d in digests}.values()),
+                # The first of equal hashes stays: an identity's current one before companions.
+                digests=list(dict(reversed([(d.digest, d) for d in digests])).values()),
                 fingerprint=fingerprint(
                     body.categories, body.purposes, body.controller_id, body.system, body.region
                 ),
@@ -502,7 +503,9 @@ def _out(item: _Item, now: datetime) -> RecordOut:
         categories=sorted(set(body.categories)),
         purposes=sorted(set(body.purposes)),
         region=body.region,
-        identities=[IdentityDigest(type=d.type, digest=d.digest) for d in item.digests],
+        identities=[
+            IdentityDigest(type=d.type, digest=d.digest) for d in item.digests if not d.companion
+        ],
         collected_at=body.collected_at,
         last_activity_at=body.last_activity_at,
         events=dict(body.events),
@@ -536,11 +539,15 @@ async def identities_of(
     if record_ids:
         rows = await session.execute(
             select(
-                RecordIdentity.record_id, RecordIdentity.identity_type, RecordIdentity.digest
+                RecordIdentity.record_id,
+                RecordIdentity.identity_type,
+                RecordIdentity.digest,
+                RecordIdentity.key_id,
             ).where(RecordIdentity.record_id.in_(record_ids))
         )
-        for record_id, identity_type, digest in rows:
-            found[record_id].append(IdentityDigest(type=identity_type, digest=digest))
+        for record_id, identity_type, digest, label in rows:
+            if not parse_label(label)[2]:
+                found[record_id].append(IdentityDigest(type=identity_type, digest=digest))
     return found
 
 

@@ -326,10 +326,13 @@ def _digests(
     found: dict[str, BlindIndex] = {}
     for position, identity in enumerate(body.identities):
         try:
-            blind = indexer.of(identity, controller_id=controller_id)
+            # Under every normalisation version in use: the request finds records whose
+            # hashes were stored under an older one.
+            blinds = indexer.all_of(identity, controller_id=controller_id)
         except InvalidIdentity as exc:
             raise Unprocessable(str(exc), loc=["body", "identities", position, "value"]) from None
-        found[blind.digest] = blind
+        for blind in blinds:
+            found.setdefault(blind.digest, blind)
     return list(found.values())
 
 
@@ -674,7 +677,8 @@ async def _suppress_for(
     purpose = request.details.get("purpose") or MARKETING
     made = await suppress(
         session,
-        digests=digests,
+        # One suppression per identity: the check matches its legacy hashes itself.
+        digests=[d for d in digests if not d.companion],
         channel=channel,
         purpose=purpose,
         controller_id=scope.controller_id,

@@ -21,7 +21,8 @@ def subject_digests(
     digests = []
     for position, identity in enumerate(body.identities):
         try:
-            digests.append(indexer.of(identity, controller_id=controller_id).digest)
+            # Under every normalisation version in use: old hashes still match.
+            digests.extend(indexer.matching(identity, controller_id=controller_id))
         except InvalidIdentity as exc:
             raise Unprocessable(str(exc), loc=["body", "identities", position, "value"]) from None
     return digests

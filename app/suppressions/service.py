@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +20,14 @@ from app.auth.service import Principal
 from app.controllers.models import Controller
 from app.core.db import utcnow
 from app.core.errors import Unprocessable
-from app.core.identity import BlindIndex, BlindIndexer, Identity, InvalidIdentity
+from app.core.identity import (
+    CURRENT_VERSION,
+    BlindIndex,
+    BlindIndexer,
+    Identity,
+    InvalidIdentity,
+    parse_label,
+)
 from app.core.ids import new_id
 from app.purposes.models import Purpose
 from app.suppressions.models import Suppression
@@ -168,17 +175,63 @@ async def suppress(
     return results
 
 
-def _blind_index(
+def _blind_indexes(
     indexer: BlindIndexer,
     identity: Identity,
     controller_id: uuid.UUID,
     loc: list[str | int],
-) -> BlindIndex:
+) -> list[BlindIndex]:
+    """The identity's current hash first, then its hashes under the legacy versions in use."""
     try:
-        return indexer.of(identity, controller_id=controller_id)
+        return indexer.all_of(identity, controller_id=controller_id)
     except InvalidIdentity as exc:
         # The message names the type and what is wrong, never the value.
         raise Unprocessable(str(exc), loc=loc) from None
+
+
+async def _carry_forward(
+    session: AsyncSession,
+    actor: Principal,
+    blinds: list[BlindIndex],
+    body: SuppressionCreate,
+    controller_id: uuid.UUID,
+) -> None:
+    """This identity's opt-out for the scope, stored under an older normalisation, moves to
+    the current hash and label: sending an opt-out again moves it over, and it stays one row."""
+    current = blinds[0]
+    rows = (
+        await session.execute(
+            select(Suppression.id, Suppression.digest, Suppression.key_id)
+            .where(
+                Suppression.digest.in_([b.digest for b in blinds]),
+                Suppression.controller_id == controller_id,
+                Suppression.purpose == body.purpose,
+                Suppression.channel == body.channel,
+            )
+            .order_by(Suppression.created_at)
+        )
+    ).all()
+    same = [row for row in rows if row.digest == current.digest]
+    if not rows or (same and same[0].key_id == current.key_id):
+        return
+    old = same[0] if same else rows[0]
+    await session.execute(
+        update(Suppression)
+        .where(Suppression.id == old.id)
+        .values(digest=current.digest, key_id=current.key_id)
+    )
+    record(
+        session,
+        actor,
+        "suppression.rehashed",
+        "suppression",
+        old.id,
+        {
+            "identity_type": str(current.type),
+            "from_version": parse_label(old.key_id)[1],
+            "to_version": CURRENT_VERSION,
+        },
+    )
 
 
 async def create_suppression(
@@ -197,11 +250,12 @@ async def create_suppression(
             "Name the controller whose messages the subject opted out of",
             loc=["body", "controller_id"],
         )
-    blind = _blind_index(indexer, body.identity, controller_id, ["body", "identity", "value"])
+    blinds = _blind_indexes(indexer, body.identity, controller_id, ["body", "identity", "value"])
     await ensure_references(session, purpose=body.purpose, controller_id=controller_id)
+    await _carry_forward(session, principal, blinds, body, controller_id)
     (result,) = await suppress(
         session,
-        digests=[blind],
+        digests=blinds[:1],
         channel=body.channel,
         purpose=body.purpose,
         controller_id=controller_id,
@@ -256,12 +310,14 @@ async def check(
                 loc=["body", "controller_id"],
             )
     assert controller_id is not None
+    # Under every normalisation version in use: opt-outs stored under an older one count.
     digests = list(
         {
-            _blind_index(
-                indexer, identity, controller_id, ["body", "identities", i, "value"]
-            ).digest
+            blind.digest
             for i, identity in enumerate(body.identities)
+            for blind in _blind_indexes(
+                indexer, identity, controller_id, ["body", "identities", i, "value"]
+            )
         }
     )
     if foreign:
