@@ -297,5 +297,4 @@ async def get_request_export(
         raise Conflict("Only access and portability requests have a package")
     if found.status != "completed":
         raise Conflict(f"The request is {found.status}; the package comes when it completes")
-    own = principal.controller_id if principal.role == "controller" else None
-    return await build_package(session, found, own)
+    return await build_package(session, principal, found)

@@ -93,6 +93,94 @@ async def tenants(session: AsyncSession) -> dict[str, Any]:
     }
 
 
+async def _completed_access(client: AsyncClient, admin: dict[str, str], t: dict[str, Any]) -> str:
+    """Alice's access request, filed with the privacy team, approved and carried out for both
+    customers."""
+    response = await client.post(
+        "/v1/requests",
+        json={"type": "access", "regime": "gdpr", "identities": ALICE, "verified": True},
+        headers=admin,
+    )
+    assert response.status_code == 201, response.text
+    request_id = response.json()["id"]
+    for name in ("acme", "globex"):
+        decided = await client.post(
+            f"/v1/requests/{request_id}/scopes/{t[name].id}/decision",
+            json={"decision": "approve"},
+            headers=t[f"{name}_key"],
+        )
+        assert decided.status_code == 200, decided.text
+    claimed = await client.post("/v1/tasks/claim", json={}, headers=t["messaging_key"])
+    tasks = claimed.json()["tasks"]
+    assert len(tasks) == 2
+    for task in tasks:
+        done = await client.post(
+            f"/v1/tasks/{task['id']}/complete",
+            json={"result": {"data": {"messages": task["record_refs"]}}},
+            headers=t["messaging_key"],
+        )
+        assert done.status_code == 200, done.text
+    final = await client.get(f"/v1/requests/{request_id}", headers=admin)
+    assert final.json()["status"] == "completed"
+    return str(request_id)
+
+
+def _citations(package: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        entry["record_ref"]: [rule["citation"] for rule in entry["rules"]]
+        for entry in package["retention"]
+    }
+
+
+class TestAccessPackage:
+    async def test_a_customers_package_holds_nothing_of_another_customer(
+        self, client: AsyncClient, admin: dict[str, str], tenants: dict[str, Any]
+    ) -> None:
+        request_id = await _completed_access(client, admin, tenants)
+        response = await client.get(
+            f"/v1/requests/{request_id}/export", headers=tenants["acme_key"]
+        )
+        assert response.status_code == 200, response.text
+        text_of_package = response.text
+        globex = tenants["globex"]
+        for leak in (
+            B_CITATION,
+            str(tenants["rules"]["globex"].id),
+            str(globex.id),
+            "Globex",
+            "globex-sms-1",
+            "P14D",
+        ):
+            assert leak not in text_of_package, leak
+        # A's own record, explained by A's own setting (which outranks the platform default).
+        assert _citations(response.json()) == {"acme-sms-1": ["Acme messaging terms"]}
+
+    async def test_each_record_is_explained_by_its_own_controllers_rules(
+        self, client: AsyncClient, admin: dict[str, str], tenants: dict[str, Any]
+    ) -> None:
+        request_id = await _completed_access(client, admin, tenants)
+        package = (await client.get(f"/v1/requests/{request_id}/export", headers=admin)).json()
+        assert _citations(package) == {
+            "acme-sms-1": ["Acme messaging terms"],
+            "globex-sms-1": [B_CITATION],
+        }
+        # A rule scoped to another system does not apply to the subject's records.
+        assert UNRELATED_CITATION not in str(package)
+        (acme_entry,) = [e for e in package["retention"] if e["record_ref"] == "acme-sms-1"]
+        assert acme_entry["delete_by"] == "2026-01-31T00:00:00+00:00"  # collected + P30D
+        assert acme_entry["rules"][0]["decisive"] is True
+
+    async def test_the_other_customers_package_holds_nothing_of_the_first(
+        self, client: AsyncClient, admin: dict[str, str], tenants: dict[str, Any]
+    ) -> None:
+        request_id = await _completed_access(client, admin, tenants)
+        response = await client.get(
+            f"/v1/requests/{request_id}/export", headers=tenants["globex_key"]
+        )
+        assert "Acme" not in response.text and str(tenants["acme"].id) not in response.text
+        assert _citations(response.json()) == {"globex-sms-1": [B_CITATION]}
+
+
 class TestControllerFilters:
     """A controller key's filters never name another controller: an empty page, always."""
 
