@@ -73,7 +73,7 @@ class Visibility:
         return (
             controller_id is not None
             and self.kind == "controller"
-            and (controller_id != self.controller_id)
+            and controller_id != self.controller_id
         )
 
 
