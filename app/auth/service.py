@@ -8,12 +8,13 @@ import hmac
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import ROLES, ApiKey
+from app.auth.visibility import Visibility
 from app.controllers.models import Controller
 from app.core.db import utcnow
 from app.core.errors import NotFound, Unprocessable
@@ -28,6 +29,14 @@ class Principal:
     role: str
     system_key: str | None = None
     controller_id: uuid.UUID | None = None
+    # What this key sees, decided once from its role and binding (fails closed).
+    visibility: Visibility = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        visibility = Visibility.of(
+            self.role, system_key=self.system_key, controller_id=self.controller_id
+        )
+        object.__setattr__(self, "visibility", visibility)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
+from app.auth.visibility import every_row
 from app.controllers.models import Controller
 from app.controllers.schemas import ControllerCreate, ControllerOut, ControllerUpdate, DsrRouting
 from app.core.crypto import SecretBox
@@ -30,12 +31,12 @@ def to_out(controller: Controller) -> dict[str, Any]:
 
 def visible(principal: Principal) -> Select[Controller]:
     """Controllers this key may see: a controller key sees itself and the platform."""
-    statement = select(Controller)
-    if principal.role == "controller":
-        statement = statement.where(
-            or_(Controller.id == principal.controller_id, Controller.kind == "platform")
+    return select(Controller).where(
+        principal.visibility.where(
+            system=every_row,
+            controller=lambda own: or_(Controller.id == own, Controller.kind == "platform"),
         )
-    return statement
+    )
 
 
 async def get_controller(

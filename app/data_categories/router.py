@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from app.audit.service import record
 from app.auth.dependencies import AdminKey, AnyKey
-from app.core.errors import error_responses
+from app.core.errors import NotFound, error_responses
 from app.core.etag import IfMatch, check_if_match, etag_of
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params, paginate
@@ -80,7 +80,9 @@ async def list_data_categories(
         ),
     ] = None,
 ) -> Page[DataCategoryOut]:
-    statement = service.select_categories(parent=parent, prefix=prefix)
+    statement = service.select_categories(parent=parent, prefix=prefix).where(
+        principal.visibility.shared()
+    )
     rows, next_cursor = await paginate(session, statement, DataCategory.key, page, str)
     return Page[DataCategoryOut](
         items=[DataCategoryOut.model_validate(row) for row in rows], next_cursor=next_cursor
@@ -96,6 +98,8 @@ async def list_data_categories(
 async def get_data_category(
     key: str, session: SessionDep, principal: AnyKey, response: Response
 ) -> DataCategoryOut:
+    if principal.visibility.nothing:
+        raise NotFound("No data category with this key")
     category = await service.get_category(session, key)
     response.headers["ETag"] = etag_of(category.version)
     return DataCategoryOut.model_validate(category)

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from app.audit.service import record
 from app.auth.dependencies import AdminKey, AnyKey
-from app.core.errors import error_responses
+from app.core.errors import NotFound, error_responses
 from app.core.etag import IfMatch, check_if_match, etag_of
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params, paginate
@@ -57,7 +57,9 @@ async def list_purposes(
         LegalBasis | None, Query(description="Only purposes on this legal basis")
     ] = None,
 ) -> Page[PurposeOut]:
-    statement = service.select_purposes(legal_basis=legal_basis)
+    statement = service.select_purposes(legal_basis=legal_basis).where(
+        principal.visibility.shared()
+    )
     rows, next_cursor = await paginate(session, statement, Purpose.key, page, str)
     return Page[PurposeOut](
         items=[PurposeOut.model_validate(row) for row in rows], next_cursor=next_cursor
@@ -73,6 +75,8 @@ async def list_purposes(
 async def get_purpose(
     key: str, session: SessionDep, principal: AnyKey, response: Response
 ) -> PurposeOut:
+    if principal.visibility.nothing:
+        raise NotFound("No purpose with this key")
     purpose = await service.get_purpose(session, key)
     response.headers["ETag"] = etag_of(purpose.version)
     return PurposeOut.model_validate(purpose)

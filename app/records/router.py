@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from app.audit.service import record as audit
 from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
+from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import Unprocessable, error_responses
 from app.core.identity import IndexerDep
 from app.core.pagination import PageParams, page_params
@@ -96,7 +97,9 @@ async def list_records(
     page: Annotated[PageParams, Depends(page_params)],
     system: Annotated[str | None, Query(max_length=100)] = None,
     record_ref: Annotated[str | None, Query(max_length=500)] = None,
-    controller_id: uuid.UUID | None = None,
+    controller_id: Annotated[
+        uuid.UUID | None, Query(description="Only this controller's records. " + CONTROLLER_FILTER)
+    ] = None,
     state: Annotated[str | None, Query(pattern="^(active|restricted|erased)$")] = None,
 ) -> RecordPage:
     statement = service.visible(principal)

@@ -4,6 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, StringConstraints
 
+from app.auth.visibility import CONTROLLER_FILTER
 from app.core.identity import Identity, IdentityType
 from app.core.schemas import DottedKey, InputModel, OutputModel, SystemKey
 
@@ -120,7 +121,9 @@ class ErasedOut(OutputModel):
 
 class LookupIn(InputModel):
     identities: list[Identity] = Field(min_length=1, max_length=20)
-    controller_id: uuid.UUID | None = None
+    controller_id: uuid.UUID | None = Field(
+        default=None, description="Only this controller's records. " + CONTROLLER_FILTER
+    )
 
 
 class LookupSummary(OutputModel):

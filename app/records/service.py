@@ -12,13 +12,24 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Select, String, Table, bindparam, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
+from app.auth.visibility import Visibility
 from app.controllers.models import Controller
 from app.core.db import any_of, utcnow
 from app.core.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, Unprocessable
@@ -520,16 +531,20 @@ def _out(item: _Item, now: datetime) -> RecordOut:
 # Reading -------------------------------------------------------------------------------
 
 
-def visible(principal: Principal) -> Select[Record, RecordProfile]:
-    """Records this key may see: a system key its system's, a controller key its own."""
-    statement = select(Record, RecordProfile).join(
-        RecordProfile, RecordProfile.id == Record.profile_id
+def record_rows(visibility: Visibility) -> ColumnElement[bool]:
+    """Records a key sees: a system key its system's, a controller key its controller's."""
+    return visibility.where(
+        system=lambda key: Record.system == key,
+        controller=lambda controller_id: Record.controller_id == controller_id,
     )
-    if principal.role == "system":
-        statement = statement.where(Record.system == principal.system_key)
-    elif principal.role == "controller":
-        statement = statement.where(Record.controller_id == principal.controller_id)
-    return statement
+
+
+def visible(principal: Principal) -> Select[Record, RecordProfile]:
+    return (
+        select(Record, RecordProfile)
+        .join(RecordProfile, RecordProfile.id == Record.profile_id)
+        .where(record_rows(principal.visibility))
+    )
 
 
 async def identities_of(
@@ -741,9 +756,10 @@ _DECISION_COLUMNS = select(
     Record.action,
     RecordProfile.ranked_rules,
 ).join(RecordProfile, RecordProfile.id == Record.profile_id)
-# Built once per role: constructing a select() per request costs more than running it.
-_DECISION_BY_ROLE = {
-    "admin": _DECISION_COLUMNS.where(Record.id == bindparam("record_id")),
+# Built once per kind of visibility: constructing a select() per request costs more than
+# running it. A key that sees nothing has no statement: it finds no record.
+_DECISION_BY_KIND = {
+    "everything": _DECISION_COLUMNS.where(Record.id == bindparam("record_id")),
     "system": _DECISION_COLUMNS.where(
         Record.id == bindparam("record_id"), Record.system == bindparam("system_key")
     ),
@@ -758,12 +774,15 @@ async def decision_of(
 ) -> RetentionDecision:
     """The hot path of a retention check: one indexed Core read of the decision columns and
     the profile's ranked rules (a held record also reads which holds)."""
-    statement = _DECISION_BY_ROLE.get(principal.role, _DECISION_BY_ROLE["admin"])
+    visibility = principal.visibility
+    statement = _DECISION_BY_KIND.get(visibility.kind)
+    if statement is None:
+        raise NotFound("No record with this id")
     params: dict[str, Any] = {"record_id": record_id}
-    if principal.role == "system":
-        params["system_key"] = principal.system_key
-    elif principal.role == "controller":
-        params["controller_id"] = principal.controller_id
+    if visibility.kind == "system":
+        params["system_key"] = visibility.system_key
+    elif visibility.kind == "controller":
+        params["controller_id"] = visibility.controller_id
     row = (await session.execute(statement, params)).first()
     if row is None:
         raise NotFound("No record with this id")

@@ -9,6 +9,7 @@ from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
 from app.auth.dependencies import require_roles
 from app.auth.service import Principal
+from app.auth.visibility import CONTROLLER_FILTER
 from app.core.db import utcnow
 from app.core.errors import Conflict, error_responses, problem_response
 from app.core.idempotency import IdempotencyDep
@@ -99,7 +100,10 @@ async def list_requests(
     status: RequestStatus | None = None,
     type: RequestType | None = None,
     overdue: bool | None = None,
-    controller_id: uuid.UUID | None = None,
+    controller_id: Annotated[
+        uuid.UUID | None,
+        Query(description="Requests with a scope of this controller. " + CONTROLLER_FILTER),
+    ] = None,
     scope_status: Annotated[
         ScopeStatus | None,
         Query(
@@ -117,23 +121,29 @@ async def list_requests(
         statement = statement.where(SubjectRequest.type == type)
     if overdue is True:
         statement = statement.where(service.overdue_clause(utcnow()))
+    # Filters on scopes read only the scopes this key sees: a controller key's queue is its
+    # own scopes, and naming another customer finds nothing (it would tell that the other
+    # customer holds the same subject).
     if controller_id is not None:
         statement = statement.where(
             select(RequestScope.id)
             .where(
                 RequestScope.request_id == SubjectRequest.id,
                 RequestScope.controller_id == controller_id,
+                service.scope_rows(principal),
             )
             .exists()
         )
     if scope_status is not None:
-        scope_filter = select(RequestScope.id).where(
-            RequestScope.request_id == SubjectRequest.id, RequestScope.status == scope_status
+        statement = statement.where(
+            select(RequestScope.id)
+            .where(
+                RequestScope.request_id == SubjectRequest.id,
+                RequestScope.status == scope_status,
+                service.scope_rows(principal),
+            )
+            .exists()
         )
-        if principal.role == "controller":
-            # A customer's queue: its own scopes waiting for it, not other customers'.
-            scope_filter = scope_filter.where(RequestScope.controller_id == principal.controller_id)
-        statement = statement.where(scope_filter.exists())
     rows, next_cursor = await paginate(session, statement, SubjectRequest.id, page)
     return RequestPage(
         items=await service.describe(session, principal, rows), next_cursor=next_cursor
@@ -287,5 +297,4 @@ async def get_request_export(
         raise Conflict("Only access and portability requests have a package")
     if found.status != "completed":
         raise Conflict(f"The request is {found.status}; the package comes when it completes")
-    own = principal.controller_id if principal.role == "controller" else None
-    return await build_package(session, found, own)
+    return await build_package(session, principal, found)

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, case, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, case, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record as audit
@@ -77,20 +77,24 @@ class VerificationFailed(Exception):
 # Reading ---------------------------------------------------------------------------------
 
 
+def scope_rows(principal: Principal) -> ColumnElement[bool]:
+    """Scopes a key sees: a controller key its own controller's, never another customer's."""
+    return principal.visibility.where(controller=lambda own: RequestScope.controller_id == own)
+
+
 def visible(principal: Principal) -> Select[SubjectRequest]:
     """A controller key sees requests it filed or that have a scope of its own."""
-    statement = select(SubjectRequest)
-    if principal.role == "controller":
-        statement = statement.where(
-            or_(
-                SubjectRequest.filed_by_controller_id == principal.controller_id,
+    return select(SubjectRequest).where(
+        principal.visibility.where(
+            controller=lambda own: or_(
+                SubjectRequest.filed_by_controller_id == own,
                 exists().where(
                     RequestScope.request_id == SubjectRequest.id,
-                    RequestScope.controller_id == principal.controller_id,
+                    RequestScope.controller_id == own,
                 ),
             )
         )
-    return statement
+    )
 
 
 async def get_request(
@@ -123,9 +127,9 @@ async def describe(
     tasks: dict[uuid.UUID, list[TaskSummary]] = defaultdict(list)
     types: dict[uuid.UUID, list[IdentityType]] = defaultdict(list)
     if ids:
-        scope_query = select(RequestScope).where(RequestScope.request_id.in_(ids))
-        if principal.role == "controller":
-            scope_query = scope_query.where(RequestScope.controller_id == principal.controller_id)
+        scope_query = select(RequestScope).where(
+            RequestScope.request_id.in_(ids), scope_rows(principal)
+        )
         for scope in (await session.scalars(scope_query.order_by(RequestScope.id))).all():
             scopes[scope.request_id].append(scope)
         scope_ids = [s.id for ss in scopes.values() for s in ss]
@@ -199,9 +203,9 @@ async def describe(
 
 
 def _outcome_for(outcome: dict[str, Any] | None, principal: Principal) -> dict[str, Any] | None:
-    if outcome is None or principal.role != "controller":
+    if outcome is None or principal.visibility.everything:
         return outcome
-    own = str(principal.controller_id)
+    own = str(principal.visibility.controller_id)
     return {
         **outcome,
         "scopes": [s for s in outcome.get("scopes", []) if s["controller_id"] == own],
@@ -780,11 +784,11 @@ async def decide_scope(
     body: DecisionIn,
     ctx: RequestContext,
 ) -> None:
-    if principal.role == "controller" and principal.controller_id != controller_id:
-        raise NotFound("No scope of this controller in this request")
     scope = await session.scalar(
         select(RequestScope).where(
-            RequestScope.request_id == request.id, RequestScope.controller_id == controller_id
+            RequestScope.request_id == request.id,
+            RequestScope.controller_id == controller_id,
+            scope_rows(principal),
         )
     )
     if scope is None:

@@ -94,17 +94,12 @@ async def due(
 ) -> DuePage:
     """Records past delete_by and not held, oldest first: one range scan of ix_records_due."""
     now = now or utcnow()
-    if principal.role == "system":
-        if system is not None and system != principal.system_key:
-            return DuePage(items=[])
-        system = principal.system_key
+    # A system filter naming another system than a system key's own finds nothing.
     statement = select(
         Record.id, Record.system, Record.record_ref, Record.delete_by, Record.action
-    ).where(text(DUE_PREDICATE), Record.delete_by <= now)
+    ).where(text(DUE_PREDICATE), Record.delete_by <= now, records.record_rows(principal.visibility))
     if system is not None:
         statement = statement.where(Record.system == system)
-    if principal.role == "controller":
-        statement = statement.where(Record.controller_id == principal.controller_id)
     if cursor is not None:
         after_ts, after_id = decode_cursor(cursor, 2)
         try:
@@ -125,11 +120,9 @@ async def due(
 
 async def coverage(session: AsyncSession, principal: Principal) -> CoverageOut:
     """Categories of active records that no maximum rule reaches, with counts."""
-    counts = select(Record.profile_id, func.count().label("n")).where(Record.state != "erased")
-    if principal.role == "system":
-        counts = counts.where(Record.system == principal.system_key)
-    elif principal.role == "controller":
-        counts = counts.where(Record.controller_id == principal.controller_id)
+    counts = select(Record.profile_id, func.count().label("n")).where(
+        Record.state != "erased", records.record_rows(principal.visibility)
+    )
     per_profile: dict[uuid.UUID, int] = {
         pid: n for pid, n in await session.execute(counts.group_by(Record.profile_id))
     }

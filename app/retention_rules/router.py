@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from app.audit.service import record
 from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
+from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import error_responses
 from app.core.etag import IfMatch, check_if_match, etag_of
 from app.core.idempotency import IdempotencyDep
@@ -108,7 +109,10 @@ async def list_retention_rules(
     category: Annotated[
         str | None, Query(max_length=200, description="Rules on exactly this category key")
     ] = None,
-    controller_id: uuid.UUID | None = None,
+    controller_id: Annotated[
+        uuid.UUID | None,
+        Query(description="Rules naming this controller. " + CONTROLLER_FILTER),
+    ] = None,
     system: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Page[RetentionRuleOut]:
     statement = service.visible(principal)

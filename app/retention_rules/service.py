@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
+from app.auth.visibility import every_row
 from app.controllers.models import Controller
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.ids import new_id
@@ -89,15 +90,14 @@ async def on_rules_changed(session: AsyncSession, rule_scopes: Iterable[RuleScop
 
 def visible(principal: Principal) -> Select[RetentionRule]:
     """Rules this key may see: a controller key sees its own and those naming no controller."""
-    statement = select(RetentionRule)
-    if principal.role == "controller":
-        statement = statement.where(
-            or_(
-                RetentionRule.controller_id.is_(None),
-                RetentionRule.controller_id == principal.controller_id,
-            )
+    return select(RetentionRule).where(
+        principal.visibility.where(
+            system=every_row,
+            controller=lambda own: or_(
+                RetentionRule.controller_id.is_(None), RetentionRule.controller_id == own
+            ),
         )
-    return statement
+    )
 
 
 async def get_rule(

@@ -40,12 +40,11 @@ async def lookup(
     limit: int,
     cursor: str | None,
 ) -> LookupOut:
-    controller_id = body.controller_id
-    if principal.role == "controller":
-        if controller_id is not None and controller_id != principal.controller_id:
-            # Another customer's records are invisible, as if absent.
-            return LookupOut(summary=[], items=[], next_cursor=None)
-        controller_id = principal.controller_id
+    visibility = principal.visibility
+    if visibility.names_other_controller(body.controller_id):
+        # Another customer's records are invisible, as if absent.
+        return LookupOut(summary=[], items=[], next_cursor=None)
+    controller_id = body.controller_id or visibility.controller_id
     digests = subject_digests(indexer, body, controller_id)
     ids = subject_record_ids(digests)
     statement = records.visible(principal).where(Record.id.in_(ids), Record.state != "erased")
@@ -57,7 +56,7 @@ async def lookup(
             func.count(Record.id),
         )
         .join(RecordProfileCategory, RecordProfileCategory.profile_id == Record.profile_id)
-        .where(Record.id.in_(ids), Record.state != "erased")
+        .where(Record.id.in_(ids), Record.state != "erased", records.record_rows(visibility))
         .group_by(Record.controller_id, Record.system, RecordProfileCategory.category)
         .order_by(Record.controller_id, Record.system, RecordProfileCategory.category)
     )

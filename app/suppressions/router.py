@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
+from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import error_responses
 from app.core.idempotency import IdempotencyDep
 from app.core.identity import IndexerDep
@@ -76,7 +77,10 @@ async def list_suppressions(
     session: SessionDep,
     principal: ListerKey,
     page: Annotated[PageParams, Depends(page_params)],
-    controller_id: uuid.UUID | None = None,
+    controller_id: Annotated[
+        uuid.UUID | None,
+        Query(description="Only this controller's suppressions. " + CONTROLLER_FILTER),
+    ] = None,
     channel: Annotated[Channel | None, Query()] = None,
     purpose: Annotated[DottedKey | None, Query()] = None,
     source: Annotated[Source | None, Query()] = None,
@@ -94,7 +98,7 @@ async def list_suppressions(
     "/check",
     operation_id="check_suppression",
     summary="Ask whether any of a subject's identities opted out of a channel",
-    responses=error_responses(400, 401, 413, 422),
+    responses=error_responses(400, 401, 403, 413, 422),
 )
 async def check_suppression(
     body: SuppressionCheck,

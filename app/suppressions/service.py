@@ -19,7 +19,7 @@ from app.audit.service import Operator, record
 from app.auth.service import Principal
 from app.controllers.models import Controller
 from app.core.db import utcnow
-from app.core.errors import Unprocessable
+from app.core.errors import Forbidden, Unprocessable
 from app.core.identity import (
     CURRENT_VERSION,
     BlindIndex,
@@ -274,9 +274,10 @@ def listed(
     purpose: str | None,
     source: str | None,
 ) -> Select[Suppression]:
-    statement = select(Suppression)
-    if principal.role == "controller":
-        statement = statement.where(Suppression.controller_id == principal.controller_id)
+    # A controller filter naming another customer than a controller key's own finds nothing.
+    statement = select(Suppression).where(
+        principal.visibility.where(controller=lambda own: Suppression.controller_id == own)
+    )
     if controller_id is not None:
         statement = statement.where(Suppression.controller_id == controller_id)
     if channel is not None:
@@ -297,11 +298,14 @@ async def check(
 ) -> SuppressionCheckOut:
     """Whether any of the identities opted out of this channel (or of all channels) for this
     purpose and controller. Called before every marketing send: one statement, no ORM loads."""
+    visibility = principal.visibility
+    if visibility.nothing:
+        # Not "not suppressed": an answer this key may not have must not read as "send".
+        raise Forbidden("This key's role may not check suppressions")
     controller_id = body.controller_id
-    foreign = False
-    if principal.role == "controller":
-        foreign = controller_id is not None and controller_id != principal.controller_id
-        controller_id = controller_id or principal.controller_id
+    foreign = visibility.names_other_controller(controller_id)
+    if visibility.controller_id is not None:
+        controller_id = controller_id or visibility.controller_id
     elif controller_id is None:
         controller_id = await platform.id(session)
         if controller_id is None:

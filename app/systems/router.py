@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Response
 
 from app.audit.service import record
 from app.auth.dependencies import AdminKey, AnyKey
-from app.core.errors import error_responses
+from app.core.errors import NotFound, error_responses
 from app.core.etag import IfMatch, check_if_match, etag_of
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params, paginate
@@ -52,7 +52,8 @@ async def create_system(
 async def list_systems(
     session: SessionDep, principal: AnyKey, page: Annotated[PageParams, Depends(page_params)]
 ) -> Page[SystemOut]:
-    rows, next_cursor = await paginate(session, service.select_systems(), System.key, page, str)
+    statement = service.select_systems().where(principal.visibility.shared())
+    rows, next_cursor = await paginate(session, statement, System.key, page, str)
     return Page[SystemOut](
         items=[SystemOut.model_validate(row) for row in rows], next_cursor=next_cursor
     )
@@ -67,6 +68,8 @@ async def list_systems(
 async def get_system(
     key: str, session: SessionDep, principal: AnyKey, response: Response
 ) -> SystemOut:
+    if principal.visibility.nothing:
+        raise NotFound("No system with this key")
     system = await service.get_system(session, key)
     response.headers["ETag"] = etag_of(system.version)
     return SystemOut.model_validate(system)

@@ -94,9 +94,7 @@ async def list_tasks(
     status: TaskStatus | None = None,
     request_id: uuid.UUID | None = None,
 ) -> TaskPage:
-    statement = select(Task)
-    if principal.role == "system":
-        statement = statement.where(Task.system == principal.system_key)
+    statement = select(Task).where(service.task_rows(principal))
     if status is not None:
         statement = statement.where(Task.status == status)
     if request_id is not None:

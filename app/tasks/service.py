@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record as audit
@@ -75,10 +75,13 @@ async def claim(
     ]
 
 
+def task_rows(principal: Principal) -> ColumnElement[bool]:
+    """Tasks a key sees: a system key its own system's."""
+    return principal.visibility.where(system=lambda key: Task.system == key)
+
+
 async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
-    statement = select(Task).where(Task.id == task_id)
-    if principal.role == "system":
-        statement = statement.where(Task.system == principal.system_key)
+    statement = select(Task).where(Task.id == task_id, task_rows(principal))
     task = await session.scalar(statement.with_for_update())
     if task is None:
         raise NotFound("No task with this id")

@@ -597,12 +597,13 @@ class TestRectificationAndPortability:
         assert {d["system"] for d in package["data"]} == {"accounts", "billing"}
         assert {s["key"] for s in package["recipients"]["systems"]} == {"accounts", "billing"}
         assert {c["key"] for c in package["categories"]} == {"account.profile", "billing.invoice"}
-        assert {"category": "billing.invoice", "citation": "HGB 257"}.items() <= {
-            k: v
-            for r in package["retention"]
-            for k, v in r.items()
-            if r["category"] == "billing.invoice"
-        }.items()
+        # Each exported record with the rules that decide how long it is kept.
+        (invoice,) = [r for r in package["retention"] if r["system"] == "billing"]
+        assert invoice["categories"] == ["billing.invoice"]
+        assert invoice["keep_until"] is not None
+        assert [(r["category"], r["kind"], r["citation"]) for r in invoice["rules"]] == [
+            ("billing.invoice", "minimum", "HGB 257")
+        ]
         assert {r["right"] for r in package["rights"]} >= {"access", "erasure", "portability"}
 
     async def test_a_customers_queue(
