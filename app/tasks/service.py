@@ -17,6 +17,8 @@ from app.core.errors import Conflict, NotFound, Unprocessable
 from app.records.service import tombstone
 from app.requests import service as requests
 from app.requests.models import SubjectRequest
+from app.retention import grounds
+from app.tasks.holds import erase_allowed
 from app.tasks.models import Task
 from app.tasks.schemas import ClaimedTask
 
@@ -35,6 +37,9 @@ async def claim(
         .where(
             Task.system == principal.system_key,
             SubjectRequest.status == "in_progress",
+            # Holds win: an erase task for a held record is never handed out, whether or not
+            # it has been suspended yet.
+            erase_allowed(),
             or_(
                 Task.status == "pending",
                 # A lapsed lease returns the task.
@@ -85,6 +90,34 @@ async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UU
     return task
 
 
+async def _refuse_if_held(session: AsyncSession, principal: Principal, task: Task) -> None:
+    """An erase task whose records are held is not completed, whenever the hold came: the
+    task is suspended until the hold is released, and the refusal is audited (committed
+    with the 409, which the router answers)."""
+    record_ids = [uuid.UUID(i) for i in task.record_ids]
+    held = await grounds.held_records(session, record_ids, lock=True)
+    if not held:
+        return
+    if task.status == "claimed":
+        task.status = "suspended"
+        task.lease_expires_at = None
+    await session.flush()
+    audit(
+        session,
+        principal,
+        "task.refused_held",
+        "task",
+        task.id,
+        {"action": task.action, "system": task.system, **grounds.audit_details(held)},
+        subject_request_id=task.request_id,
+    )
+    raise grounds.RecordsHeld(
+        f"{len(held)} of the task's records are held (legal hold or restriction): "
+        "they may not be erased until nothing holds them",
+        await grounds.grounds_out(session, held),
+    )
+
+
 def _require_claimed(task: Task) -> None:
     if task.status != "claimed":
         raise Conflict(f"The task is {task.status}; claim it first")
@@ -97,6 +130,8 @@ async def complete(
     result: dict[str, object],
     ctx: requests.RequestContext,
 ) -> None:
+    if task.action == "erase" and task.status in ("claimed", "suspended"):
+        await _refuse_if_held(session, principal, task)
     _require_claimed(task)
     if task.action == "export" and not isinstance(result.get("data"), dict):
         raise Unprocessable(
@@ -104,6 +139,7 @@ async def complete(
         )
     now = utcnow()
     if task.action == "erase":
+        # The rows are locked and checked above; tombstone() skips a held record regardless.
         await tombstone(session, [uuid.UUID(i) for i in task.record_ids])
     task.status = "completed"
     task.completed_at = now
