@@ -54,7 +54,7 @@ async def held_records(
         Record.id.in_(record_ids), Record.state != "erased"
     )
     if lock:
-        statement = statement.with_for_update()
+        statement = statement.order_by(Record.id).with_for_update()
     held_ids = [row.id for row in await session.execute(statement) if row.held]
     if not held_ids:
         return []

@@ -64,10 +64,10 @@ async def sync_suspensions(
                     *narrow,
                 )
                 .values(status="suspended", lease_expires_at=None)
-                .returning(Task.id)
+                .returning(Task.id, Task.request_id)
                 .execution_options(synchronize_session=False)
             )
-        ).scalars()
+        ).all()
     )
     resumed = list(
         (
@@ -80,16 +80,28 @@ async def sync_suspensions(
                     *narrow,
                 )
                 .values(status="pending", lease_expires_at=None)
-                .returning(Task.id)
+                .returning(Task.id, Task.request_id)
                 .execution_options(synchronize_session=False)
             )
-        ).scalars()
+        ).all()
     )
-    for event_type, tasks in (("tasks.suspended", suspended), ("tasks.resumed", resumed)):
-        if tasks:
+    for event_type, rows in (("tasks.suspended", suspended), ("tasks.resumed", resumed)):
+        # One event per request, so each request's own log tells why its work paused.
+        by_request: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        for task_id, request_id in rows:
+            by_request[request_id].append(task_id)
+        for request_id, tasks in sorted(by_request.items()):
             tasks.sort()
-            audit(session, actor, event_type, "task", tasks[0], {"tasks": [str(t) for t in tasks]})
-    return suspended, resumed
+            audit(
+                session,
+                actor,
+                event_type,
+                "task",
+                tasks[0],
+                {"tasks": [str(t) for t in tasks]},
+                subject_request_id=request_id,
+            )
+    return [row.id for row in suspended], [row.id for row in resumed]
 
 
 async def why_suspended(

@@ -52,7 +52,7 @@ async def complete_task(
     ctx: ContextDep,
     request: Request,
 ) -> Any:
-    task = await service.get_task(session, principal, task_id)
+    task = await service.get_task(session, principal, task_id, records_first=True)
     try:
         await service.complete(session, principal, task, body.result, ctx)
     except grounds.RecordsHeld as exc:

@@ -14,11 +14,12 @@ from app.audit.service import record as audit
 from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.records.models import Record
 from app.records.service import tombstone
 from app.requests import service as requests
 from app.requests.models import SubjectRequest
 from app.retention import grounds
-from app.tasks.holds import erase_allowed
+from app.tasks.holds import erase_allowed, sync_suspensions
 from app.tasks.models import Task
 from app.tasks.schemas import ClaimedTask
 
@@ -80,10 +81,25 @@ async def claim(
     ]
 
 
-async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
+async def get_task(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, *, records_first: bool = False
+) -> Task:
+    """The task, locked. `records_first` (completion) locks an erase task's records before
+    the task: placing a hold locks records and then their tasks, and taking both in that
+    order keeps a completion and a hold from deadlocking on PostgreSQL."""
     statement = select(Task).where(Task.id == task_id)
     if principal.role == "system":
         statement = statement.where(Task.system == principal.system_key)
+    if records_first:
+        found = await session.scalar(statement)
+        if found is not None and found.action == "erase":
+            await session.execute(
+                select(Record.id)
+                .where(Record.id.in_([uuid.UUID(i) for i in found.record_ids]))
+                .order_by(Record.id)
+                .with_for_update()
+            )
+        statement = statement.execution_options(populate_existing=True)
     task = await session.scalar(statement.with_for_update())
     if task is None:
         raise NotFound("No task with this id")
@@ -195,6 +211,10 @@ async def retry(session: AsyncSession, principal: Principal, task: Task) -> None
     task.status = "pending"
     task.error = None
     await session.flush()
+    if task.action == "erase":
+        # Back to the queue, unless a hold or restriction came meanwhile: then suspended.
+        await sync_suspensions(session, principal, [uuid.UUID(i) for i in task.record_ids])
+        await session.refresh(task)
     await requests.on_task_retried(session, principal, task)
     audit(
         session,

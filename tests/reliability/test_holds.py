@@ -11,14 +11,22 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import Settings
 from app.core.db import Database
 from app.core.migrate import downgrade, upgrade
+from app.main import create_app
 from app.requests.models import RequestScope, SubjectRequest
 from app.tasks.models import Task, TaskRecord
-from tests.builders import make_category, make_controller, make_record, make_system
+from tests.builders import (
+    TEST_SUBJECT_KEY,
+    make_category,
+    make_controller,
+    make_record,
+    make_system,
+)
 from tests.conftest import bearer
 from tests.databases import fresh_database
 
@@ -163,6 +171,10 @@ class TestHoldAfterEraseTask:
         assert "alice" not in str(task_refusal) + str(erased_refusal)
         (suspension,) = await _events(client, admin, "tasks.suspended")
         assert suspension["details"]["tasks"] == [task_id]
+        # The request's own log tells why its work paused and what was refused.
+        log = await client.get(f"/v1/requests/{request_id}/events?limit=500", headers=admin)
+        types = [e["event_type"] for e in log.json()["items"]]
+        assert "tasks.suspended" in types and "task.refused_held" in types
 
     async def test_leased_task_cannot_complete_once_held(
         self, client: AsyncClient, admin: dict[str, str], spix: dict[str, Any]
@@ -258,6 +270,25 @@ class TestHoldAfterEraseTask:
         assert upsert.json()["retention"]["status"] == "held"
         assert await _claim(client, spix["accounts"]) == []
         assert [t["action"] for t in await _claim(client, spix["support"])] == ["erase"]
+
+    async def test_retried_erase_task_under_a_hold_stays_suspended(
+        self, client: AsyncClient, admin: dict[str, str], spix: dict[str, Any]
+    ) -> None:
+        request_id = await _erasure(client, admin)
+        (task,) = await _claim(client, spix["accounts"])
+        failed = await client.post(
+            f"/v1/tasks/{task['id']}/fail",
+            json={"error": "disk full", "retryable": False},
+            headers=spix["accounts"],
+        )
+        assert failed.status_code == 200, failed.text
+        hold_id = await _hold(client, admin, system="accounts")
+        retried = await client.post(f"/v1/tasks/{task['id']}/retry", headers=admin)
+        assert retried.status_code == 200, retried.text
+        assert retried.json()["status"] == "suspended"
+        assert await _claim(client, spix["accounts"]) == []
+        (shown,) = [t for t in await _tasks(client, admin, request_id) if t["id"] == task["id"]]
+        assert shown["held_by"] == {"holds": [hold_id], "restricted": 0}
 
 
 class TestRestriction:
@@ -378,5 +409,78 @@ async def test_migration_links_existing_tasks_to_their_records(
             async with database.sessionmaker() as session:
                 status = await session.scalar(sa.select(Task.status).where(Task.id == task_id))
                 assert status == "pending"
+        finally:
+            await database.dispose()
+
+
+async def test_hold_racing_completions_never_loses_a_held_record(
+    backend: str, tmp_path: Path
+) -> None:
+    """Completions and a hold at once (real, committed transactions): every completion is
+    either done before the hold (the record erased) or refused (the record active and held),
+    and neither side fails (PostgreSQL: the two take records and tasks in the same order)."""
+    async with fresh_database(backend, tmp_path) as url:
+        database = Database.from_url(url)
+        app = create_app(
+            Settings(database_url=url, subject_key=TEST_SUBJECT_KEY, data_dir=tmp_path),
+            database=database,
+        )
+        try:
+            async with database.sessionmaker() as session:
+                platform = await make_controller(session, kind="platform", name="Spix")
+                await make_system(session, "accounts")
+                await make_category(session, "account.profile")
+                for n in range(20):
+                    await make_record(
+                        session,
+                        system="accounts",
+                        controller_id=platform.id,
+                        categories=["account.profile"],
+                        identities=[{"type": "email", "value": f"user{n}@example.com"}],
+                    )
+                admin = await bearer(session, "admin")
+                worker = await bearer(session, "system", system_key="accounts")
+            async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client:
+                for n in range(20):
+                    body = {
+                        "type": "erasure",
+                        "regime": "gdpr",
+                        "verified": True,
+                        "identities": [{"type": "email", "value": f"user{n}@example.com"}],
+                    }
+                    created = await client.post("/v1/requests", json=body, headers=admin)
+                    assert created.status_code == 201, created.text
+                claimed = await client.post("/v1/tasks/claim", json={"limit": 20}, headers=worker)
+                tasks = claimed.json()["tasks"]
+                assert len(tasks) == 20
+
+                hold = client.post(
+                    "/v1/legal-holds", json={"reason": "audit", "system": "accounts"}, headers=admin
+                )
+
+                async def complete(n: int, task_id: str) -> Any:
+                    # Spread over the hold's own transaction, so some land inside it.
+                    await asyncio.sleep(n * 0.003)
+                    return await client.post(
+                        f"/v1/tasks/{task_id}/complete", json={}, headers=worker
+                    )
+
+                placed, *answers = await asyncio.gather(
+                    hold, *(complete(n, t["id"]) for n, t in enumerate(tasks))
+                )
+                assert placed.status_code == 201, placed.text
+                # Which side wins each record depends on timing; the invariant does not.
+                assert {a.status_code for a in answers} <= {200, 409}, [a.text for a in answers]
+                for task, answer in zip(tasks, answers, strict=True):
+                    records = await client.get(
+                        f"/v1/records?system=accounts&record_ref={task['record_refs'][0]}",
+                        headers=admin,
+                    )
+                    (record,) = records.json()["items"]
+                    if answer.status_code == 200:
+                        assert record["state"] == "erased"
+                    else:
+                        assert record["state"] == "active"
+                        assert record["retention"]["status"] == "held"
         finally:
             await database.dispose()
