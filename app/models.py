@@ -19,7 +19,7 @@ from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, Subj
 from app.retention_rules.models import RetentionRule
 from app.suppressions.models import Suppression
 from app.systems.models import System
-from app.tasks.models import Task
+from app.tasks.models import Task, TaskRecord
 
 metadata = Base.metadata
 
@@ -47,5 +47,6 @@ __all__ = [
     "Suppression",
     "System",
     "Task",
+    "TaskRecord",
     "metadata",
 ]

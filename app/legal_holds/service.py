@@ -26,6 +26,7 @@ from app.legal_holds.schemas import HeldIdentity, LegalHoldCreate, LegalHoldOut,
 from app.records.models import Record
 from app.retention.recompute import Scope, recompute
 from app.systems.models import System
+from app.tasks.holds import sync_suspensions
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,9 @@ class HoldView:
         )
 
 
-async def on_holds_changed(session: AsyncSession, hold_scopes: Iterable[HoldScope]) -> None:
+async def on_holds_changed(
+    session: AsyncSession, actor: Principal, hold_scopes: Iterable[HoldScope]
+) -> None:
     # In the same transaction: a placed hold protects its records from the moment it commits.
     await recompute(
         session,
@@ -109,6 +112,9 @@ async def on_holds_changed(session: AsyncSession, hold_scopes: Iterable[HoldScop
             for s in hold_scopes
         ],
     )
+    # Erase work already handed out or waiting follows the records' new `held`: suspended
+    # under a hold, claimable again once nothing holds its records.
+    await sync_suspensions(session, actor)
 
 
 def listed(active: bool | None) -> Select[LegalHold]:
@@ -211,7 +217,7 @@ async def place_hold(
     await session.flush()
     identities.sort(key=lambda i: (i.identity_type, i.digest))
     view = HoldView(hold, identities, record_ids)
-    await on_holds_changed(session, [view.scope()])
+    await on_holds_changed(session, principal, [view.scope()])
     return view
 
 
@@ -228,4 +234,4 @@ async def release_hold(
     if released.scalar_one_or_none() is None:
         raise Conflict("This legal hold is already released")
     await session.refresh(view.hold)
-    await on_holds_changed(session, [view.scope()])
+    await on_holds_changed(session, principal, [view.scope()])

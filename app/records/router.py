@@ -1,7 +1,7 @@
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.audit.service import record as audit
 from app.auth.dependencies import AnyKey, require_roles
@@ -25,6 +25,8 @@ from app.records.schemas import (
     RecordPatch,
     RetentionDecision,
 )
+from app.retention import grounds
+from app.tasks.holds import sync_suspensions
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
@@ -151,23 +153,42 @@ async def update_record(
     record, profile = await service.get_visible(session, principal, record_id)
     record, profile, changed = await service.update_record(session, record, profile, body)
     audit(session, principal, "record.updated", "record", record.id, {"fields": changed})
+    # Its categories may have brought it under a hold, or out of one: its erase work follows.
+    await sync_suspensions(session, principal, [record.id])
     (out,) = await service.records_out(session, [(record, profile)])
     return out
 
 
 @router.post(
     "/erased",
+    response_model=ErasedOut,
     operation_id="mark_records_erased",
     summary="Report records deleted in their system; they become tombstones",
-    responses=error_responses(400, 401, 403, 413, 422),
+    description="Held records (legal hold or restriction) are never tombstoned: when any "
+    "named record is held, none is, and the answer is 409 `record-held` listing each held "
+    "one (`index` in `record_refs`, `record_id`, `record_ref`, `grounds`) in `held_records`.",
+    responses=error_responses(400, 401, 403, 409, 413, 422),
 )
 async def mark_records_erased(
-    body: ErasedIn, session: SessionDep, principal: WriterKey
-) -> ErasedOut:
+    body: ErasedIn, session: SessionDep, principal: WriterKey, request: Request
+) -> Any:
     service.require_writer(principal, body.system)
     if len(body.record_refs) > MAX_BATCH:
         raise Unprocessable(f"At most {MAX_BATCH} record_refs", loc=["body", "record_refs"])
-    ids = await service.mark_erased(session, body.system, body.record_refs)
+    try:
+        ids = await service.mark_erased(session, body.system, body.record_refs)
+    except grounds.RecordsHeld as exc:
+        # Answered, not raised: the refusal's audit event is committed (ids only).
+        details = grounds.audit_details(exc.held)
+        audit(
+            session,
+            principal,
+            "records.erase_refused",
+            "record_batch",
+            details["records"][0],
+            {"system": body.system, **details},
+        )
+        return grounds.problem(exc, request)
     if ids:
         audit(
             session,

@@ -54,7 +54,7 @@ from app.records.schemas import (
     RecordPatch,
     RetentionDecision,
 )
-from app.retention import engine, policy
+from app.retention import engine, grounds, policy
 from app.systems.models import System
 
 records_table: Table = Record.__table__  # type: ignore[assignment]
@@ -705,30 +705,39 @@ async def update_record(
 async def mark_erased(
     session: AsyncSession, system: str, record_refs: list[str]
 ) -> list[uuid.UUID]:
-    """Systems report deletions: records become tombstones that keep ids and dates only."""
-    ids = list(
-        (
-            await session.scalars(
-                select(Record.id).where(
-                    Record.system == system,
-                    Record.record_ref.in_(set(record_refs)),
-                    Record.state != "erased",
-                )
+    """Systems report deletions: records become tombstones that keep ids and dates only.
+    Holds win: when any named record is held, nothing is tombstoned (RecordsHeld)."""
+    rows = (
+        await session.execute(
+            select(Record.id, Record.record_ref).where(
+                Record.system == system,
+                Record.record_ref.in_(set(record_refs)),
+                Record.state != "erased",
             )
-        ).all()
-    )
-    await tombstone(session, ids)
-    return ids
+        )
+    ).all()
+    ids = [row.id for row in rows]
+    held = await grounds.held_records(session, ids, lock=True)
+    if held:
+        out = {g["record_ref"]: g for g in await grounds.grounds_out(session, held)}
+        raise grounds.RecordsHeld(
+            f"{len(held)} of these records are held (legal hold or restriction): "
+            "none was marked erased",
+            [{"index": i, **out[ref]} for i, ref in enumerate(record_refs) if ref in out],
+            held,
+        )
+    return await tombstone(session, ids)
 
 
-async def tombstone(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
-    """Erased means gone: keep the record's id and dates, drop its identities and decision."""
+async def tombstone(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Erased means gone: keep the record's id and dates, drop its identities and decision.
+    A held record is never tombstoned, whatever the caller checked. Returns the ids erased."""
     if not ids:
-        return
+        return []
     now = utcnow()
-    await session.execute(
+    erased = await session.execute(
         update(Record)
-        .where(Record.id.in_(ids), Record.state != "erased")
+        .where(Record.id.in_(ids), Record.state != "erased", Record.held.is_(False))
         .values(
             state="erased",
             erased_at=now,
@@ -738,9 +747,13 @@ async def tombstone(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
             keep_indefinitely=False,
             delete_by=None,
         )
+        .returning(Record.id)
         .execution_options(synchronize_session=False)
     )
-    await session.execute(delete(RecordIdentity).where(RecordIdentity.record_id.in_(ids)))
+    done = list(erased.scalars())
+    if done:
+        await session.execute(delete(RecordIdentity).where(RecordIdentity.record_id.in_(done)))
+    return done
 
 
 _DECISION_COLUMNS = select(

@@ -85,12 +85,23 @@ class VerificationChallenge(OutputModel):
     expires_at: datetime
 
 
+class HeldBy(OutputModel):
+    """Why a suspended erase task waits: the legal holds on its records, and how many of
+    them are restricted (Art. 18)."""
+
+    holds: list[uuid.UUID]
+    restricted: int
+
+
 class TaskSummary(OutputModel):
     id: uuid.UUID
     system: str
     action: Literal["export", "erase", "rectify", "restrict", "unrestrict"]
-    status: Literal["pending", "claimed", "completed", "failed"]
+    status: Literal["pending", "claimed", "completed", "failed", "suspended"]
     records: int
+    held_by: HeldBy | None = Field(
+        None, description="A suspended erase task: what holds its records until released"
+    )
 
 
 class ScopeOut(OutputModel):

@@ -31,6 +31,7 @@ from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, Subj
 from app.requests.schemas import (
     DecisionIn,
     DenyIn,
+    HeldBy,
     RequestCreate,
     RequestOut,
     ScopeOut,
@@ -40,7 +41,8 @@ from app.requests.schemas import (
 )
 from app.retention.recompute import Scope, recompute
 from app.suppressions.service import suppress
-from app.tasks.models import Task
+from app.tasks.holds import sync_suspensions, why_suspended
+from app.tasks.models import Task, TaskRecord
 
 OPEN = (state.RequestStatus.pending_verification, state.RequestStatus.in_progress)
 MARKETING = "marketing.communications"
@@ -142,11 +144,19 @@ async def describe(
                     .group_by(ScopeRecord.scope_id)
                 )
             }
-            for task in (
+            found = (
                 await session.scalars(
                     select(Task).where(Task.scope_id.in_(scope_ids)).order_by(Task.id)
                 )
-            ).all():
+            ).all()
+            # Suspended erase work says what holds it: hold ids and restricted records.
+            held_by = {
+                task_id: HeldBy.model_validate(why)
+                for task_id, why in (
+                    await why_suspended(session, [t.id for t in found if t.status == "suspended"])
+                ).items()
+            }
+            for task in found:
                 tasks[task.scope_id].append(
                     TaskSummary(
                         id=task.id,
@@ -154,6 +164,7 @@ async def describe(
                         action=task.action,  # type: ignore[arg-type]
                         status=task.status,  # type: ignore[arg-type]
                         records=len(task.record_ids),
+                        held_by=held_by.get(task.id),
                     )
                 )
         for request_id, identity_type in await session.execute(
@@ -588,9 +599,10 @@ def _add_tasks(
     for row in records:
         by_system[row.system].append(row)
     for system, rows in sorted(by_system.items()):
+        task_id = new_id()
         session.add(
             Task(
-                id=new_id(),
+                id=task_id,
                 request_id=request.id,
                 scope_id=scope.id,
                 system=system,
@@ -601,6 +613,7 @@ def _add_tasks(
                 details=details or {},
             )
         )
+        session.add_all(TaskRecord(task_id=task_id, record_id=r.id) for r in rows)
     return len(by_system)
 
 
@@ -648,8 +661,10 @@ async def _start_scope(
                 .values(state="active" if lift else "restricted", updated_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
-            # Restricted records are held: nothing deletes them while the restriction lasts.
+            # Restricted records are held: nothing deletes them while the restriction lasts,
+            # and erase work already out for them is suspended (lifting resumes it).
             await recompute(session, [Scope(record_ids=frozenset(ids))])
+            await sync_suspensions(session, principal, ids)
         created = _add_tasks(session, request, scope, "unrestrict" if lift else "restrict", targets)
         scope.outcome = {"restricted" if not lift else "unrestricted": len(targets)}
     elif request.type == "objection":
@@ -885,7 +900,7 @@ async def close_early(
             scope.status = state.scope_next(scope.status, state.ScopeEvent.cancelled)
     await session.execute(
         update(Task)
-        .where(Task.request_id == request.id, Task.status.in_(["pending", "claimed"]))
+        .where(Task.request_id == request.id, Task.status.in_(["pending", "claimed", "suspended"]))
         .values(status="failed", error=f"request {request.status}", retryable=False)
         .execution_options(synchronize_session=False)
     )

@@ -27,7 +27,11 @@ class Task(Base):
         CheckConstraint(
             "action IN ('export', 'erase', 'rectify', 'restrict', 'unrestrict')", name="action"
         ),
-        CheckConstraint("status IN ('pending', 'claimed', 'completed', 'failed')", name="status"),
+        # suspended: an erase task whose records a legal hold or a restriction holds; it is
+        # not handed out until nothing holds them (app/tasks/holds.py).
+        CheckConstraint(
+            "status IN ('pending', 'claimed', 'completed', 'failed', 'suspended')", name="status"
+        ),
         # What a claim scans: a system's open tasks, oldest first.
         Index("ix_tasks_claimable", "system", "status", "lease_expires_at"),
     )
@@ -51,3 +55,17 @@ class Task(Base):
     retryable: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TaskRecord(Base):
+    """Which records a task covers (the same ids as `Task.record_ids`), indexed by record so a
+    hold or a restriction finds the erase work on its records in one statement."""
+
+    __tablename__ = "task_records"
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    record_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("records.id"), primary_key=True, index=True
+    )

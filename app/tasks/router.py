@@ -1,7 +1,7 @@
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
 from app.auth.dependencies import AdminKey, require_roles
@@ -10,6 +10,7 @@ from app.core.errors import error_responses
 from app.core.pagination import PageParams, page_params, paginate
 from app.core.session import SessionDep
 from app.requests.router import ContextDep
+from app.retention import grounds
 from app.tasks import service
 from app.tasks.models import Task
 from app.tasks.schemas import ClaimIn, ClaimOut, CompleteIn, FailIn, TaskOut, TaskPage, TaskStatus
@@ -35,8 +36,12 @@ async def claim_tasks(
 
 @router.post(
     "/{task_id}/complete",
+    response_model=TaskOut,
     operation_id="complete_task",
     summary="Report a claimed task done (export tasks send the data)",
+    description="An erase task whose records are held (legal hold or restriction) is not "
+    "completed: 409 `record-held` with each held record's grounds in `held_records`, and "
+    "the task is suspended until nothing holds them.",
     responses=error_responses(400, 401, 403, 404, 409, 413, 422),
 )
 async def complete_task(
@@ -45,9 +50,14 @@ async def complete_task(
     session: SessionDep,
     principal: SystemKey,
     ctx: ContextDep,
-) -> TaskOut:
-    task = await service.get_task(session, principal, task_id)
-    await service.complete(session, principal, task, body.result, ctx)
+    request: Request,
+) -> Any:
+    task = await service.get_task(session, principal, task_id, records_first=True)
+    try:
+        await service.complete(session, principal, task, body.result, ctx)
+    except grounds.RecordsHeld as exc:
+        # Answered, not raised: the suspension and the refusal's audit event are committed.
+        return grounds.problem(exc, request)
     return TaskOut.model_validate(task)
 
 

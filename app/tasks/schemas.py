@@ -7,7 +7,7 @@ from pydantic import Field
 from app.core.schemas import InputModel, OutputModel, Text
 
 TaskAction = Literal["export", "erase", "rectify", "restrict", "unrestrict"]
-TaskStatus = Literal["pending", "claimed", "completed", "failed"]
+TaskStatus = Literal["pending", "claimed", "completed", "failed", "suspended"]
 
 
 class ClaimIn(InputModel):

@@ -14,9 +14,12 @@ from app.audit.service import record as audit
 from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.records.models import Record
 from app.records.service import tombstone
 from app.requests import service as requests
 from app.requests.models import SubjectRequest
+from app.retention import grounds
+from app.tasks.holds import erase_allowed, sync_suspensions
 from app.tasks.models import Task
 from app.tasks.schemas import ClaimedTask
 
@@ -35,6 +38,9 @@ async def claim(
         .where(
             Task.system == principal.system_key,
             SubjectRequest.status == "in_progress",
+            # Holds win: an erase task for a held record is never handed out, whether or not
+            # it has been suspended yet.
+            erase_allowed(),
             or_(
                 Task.status == "pending",
                 # A lapsed lease returns the task.
@@ -80,12 +86,55 @@ def task_rows(principal: Principal) -> ColumnElement[bool]:
     return principal.visibility.where(system=lambda key: Task.system == key)
 
 
-async def get_task(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> Task:
+async def get_task(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, *, records_first: bool = False
+) -> Task:
+    """The task, locked. `records_first` (completion) locks an erase task's records before
+    the task: placing a hold locks records and then their tasks, and taking both in that
+    order keeps a completion and a hold from deadlocking on PostgreSQL."""
     statement = select(Task).where(Task.id == task_id, task_rows(principal))
+    if records_first:
+        found = await session.scalar(statement)
+        if found is not None and found.action == "erase":
+            await session.execute(
+                select(Record.id)
+                .where(Record.id.in_([uuid.UUID(i) for i in found.record_ids]))
+                .order_by(Record.id)
+                .with_for_update()
+            )
+        statement = statement.execution_options(populate_existing=True)
     task = await session.scalar(statement.with_for_update())
     if task is None:
         raise NotFound("No task with this id")
     return task
+
+
+async def _refuse_if_held(session: AsyncSession, principal: Principal, task: Task) -> None:
+    """An erase task whose records are held is not completed, whenever the hold came: the
+    task is suspended until the hold is released, and the refusal is audited (committed
+    with the 409, which the router answers)."""
+    record_ids = [uuid.UUID(i) for i in task.record_ids]
+    held = await grounds.held_records(session, record_ids, lock=True)
+    if not held:
+        return
+    if task.status == "claimed":
+        task.status = "suspended"
+        task.lease_expires_at = None
+    await session.flush()
+    audit(
+        session,
+        principal,
+        "task.refused_held",
+        "task",
+        task.id,
+        {"action": task.action, "system": task.system, **grounds.audit_details(held)},
+        subject_request_id=task.request_id,
+    )
+    raise grounds.RecordsHeld(
+        f"{len(held)} of the task's records are held (legal hold or restriction): "
+        "they may not be erased until nothing holds them",
+        await grounds.grounds_out(session, held),
+    )
 
 
 def _require_claimed(task: Task) -> None:
@@ -100,6 +149,8 @@ async def complete(
     result: dict[str, object],
     ctx: requests.RequestContext,
 ) -> None:
+    if task.action == "erase" and task.status in ("claimed", "suspended"):
+        await _refuse_if_held(session, principal, task)
     _require_claimed(task)
     if task.action == "export" and not isinstance(result.get("data"), dict):
         raise Unprocessable(
@@ -107,6 +158,7 @@ async def complete(
         )
     now = utcnow()
     if task.action == "erase":
+        # The rows are locked and checked above; tombstone() skips a held record regardless.
         await tombstone(session, [uuid.UUID(i) for i in task.record_ids])
     task.status = "completed"
     task.completed_at = now
@@ -162,6 +214,10 @@ async def retry(session: AsyncSession, principal: Principal, task: Task) -> None
     task.status = "pending"
     task.error = None
     await session.flush()
+    if task.action == "erase":
+        # Back to the queue, unless a hold or restriction came meanwhile: then suspended.
+        await sync_suspensions(session, principal, [uuid.UUID(i) for i in task.record_ids])
+        await session.refresh(task)
     await requests.on_task_retried(session, principal, task)
     audit(
         session,
