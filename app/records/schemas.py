@@ -2,10 +2,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from app.core.identity import Identity, IdentityType
-from app.core.schemas import DottedKey, InputModel, OutputModel, SystemKey
+from app.core.schemas import DottedKey, InputModel, OutputModel, PastDatetime, SystemKey
 
 EventName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")]
 RecordRef = Annotated[str, StringConstraints(min_length=1, max_length=500)]
@@ -25,17 +25,17 @@ class RecordIn(InputModel):
     purposes: list[DottedKey] = Field(
         default_factory=list, max_length=50, examples=[["service.provide"]]
     )
-    collected_at: AwareDatetime
-    last_activity_at: AwareDatetime | None = None
-    events: dict[EventName, AwareDatetime] = Field(
+    collected_at: PastDatetime
+    last_activity_at: PastDatetime | None = None
+    events: dict[EventName, PastDatetime] = Field(
         default_factory=dict, max_length=20, examples=[{"account_closed": "2026-11-20T00:00:00Z"}]
     )
     region: Region | None = Field(None, examples=["eu"])
 
 
 class RecordPatch(InputModel):
-    last_activity_at: AwareDatetime | None = None
-    events: dict[EventName, AwareDatetime] | None = Field(
+    last_activity_at: PastDatetime | None = None
+    events: dict[EventName, PastDatetime] | None = Field(
         None, max_length=20, description="Merged into the record's events"
     )
     categories: list[DottedKey] | None = Field(None, min_length=1, max_length=50)

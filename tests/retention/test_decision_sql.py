@@ -58,7 +58,8 @@ def _moment(rng: random.Random) -> datetime:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.isoformat()
+    # Times of things that happened: never in the future (the API refuses those).
+    return min(moment, datetime.now(UTC)).isoformat()
 
 
 async def _world(session: AsyncSession, rng: random.Random) -> uuid.UUID:
