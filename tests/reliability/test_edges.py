@@ -5,17 +5,21 @@ must answer a clear 4xx, and nothing stored may make a read fail."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from httpx import AsyncClient, Response
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.controllers.models import Controller
+from app.core.db import Database
+from app.core.migrate import upgrade
 from app.data_categories.models import DataCategory
 from app.legal_holds.models import LegalHold
 from app.records.models import Record
@@ -31,6 +35,7 @@ from tests.builders import (
     make_rule,
     make_system,
 )
+from tests.databases import fresh_database
 
 ALICE = [{"type": "email", "value": "alice@example.com"}]
 PROBLEM = "application/problem+json"
@@ -510,3 +515,50 @@ async def test_a_record_at_the_end_of_time_stays_readable_when_its_rule_lengthen
         retention = await _reads_answer(client, admin, record_id)
         assert retention["delete_by"] == "9999-12-31T00:00:00Z"
         assert retention["rules"][0]["ends_at"] == "9999-12-31T00:00:00Z"
+
+
+async def test_the_migration_saturates_dates_stored_past_the_end(
+    backend: str, tmp_path: Path
+) -> None:
+    """Dates the old recompute stored past year 9999 (PostgreSQL) or past the end of time
+    (SQLite) become the end of time, and the record reads again."""
+    before = "5b1e0c7d9a24"
+    beyond = {
+        "postgresql": "TIMESTAMP WITH TIME ZONE '10998-12-31 00:00:00+00'",
+        "sqlite": "'9999-12-31 12:00:00.000000'",
+    }[backend]
+    async with fresh_database(backend, tmp_path, migrate=False) as url:
+        await asyncio.to_thread(upgrade, url, before)
+        database = Database.from_url(url)
+        try:
+            async with database.sessionmaker() as session:
+                controller = await make_controller(session, kind="platform", name="Spix")
+                await make_system(session, "voice")
+                await make_category(session, "communications.recording")
+                far, near = [
+                    await make_record(
+                        session,
+                        system="voice",
+                        controller_id=controller.id,
+                        categories=["communications.recording"],
+                    )
+                    for _ in range(2)
+                ]
+                await session.execute(
+                    text(f"UPDATE records SET delete_by = {beyond}, keep_until = {beyond}")
+                )
+                await session.execute(
+                    update(Record)
+                    .where(Record.id == near)
+                    .values(delete_by=datetime(2030, 1, 1, tzinfo=UTC), keep_until=None)
+                )
+                await session.commit()
+
+            await asyncio.to_thread(upgrade, url)
+            async with database.sessionmaker() as session:
+                rows = await session.execute(select(Record.id, Record.keep_until, Record.delete_by))
+                stored = {row.id: (row.keep_until, row.delete_by) for row in rows}
+            end = policy.END_OF_TIME
+            assert stored == {far: (end, end), near: (None, datetime(2030, 1, 1, tzinfo=UTC))}
+        finally:
+            await database.dispose()
