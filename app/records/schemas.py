@@ -12,6 +12,7 @@ RecordRef = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Region = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 
 MAX_BATCH = 1000
+_PAST = "From 1900 until now (a few minutes of clock skew allowed): never in the future"
 
 
 class RecordIn(InputModel):
@@ -25,10 +26,13 @@ class RecordIn(InputModel):
     purposes: list[DottedKey] = Field(
         default_factory=list, max_length=50, examples=[["service.provide"]]
     )
-    collected_at: PastDatetime
-    last_activity_at: PastDatetime | None = None
+    collected_at: PastDatetime = Field(description=_PAST)
+    last_activity_at: PastDatetime | None = Field(None, description=_PAST)
     events: dict[EventName, PastDatetime] = Field(
-        default_factory=dict, max_length=20, examples=[{"account_closed": "2026-11-20T00:00:00Z"}]
+        default_factory=dict,
+        max_length=20,
+        examples=[{"account_closed": "2026-11-20T00:00:00Z"}],
+        description="Events that happened, each at a time from 1900 until now",
     )
     region: Region | None = Field(None, examples=["eu"])
 
