@@ -6,7 +6,7 @@ The expressions compute the stored columns (held, keep_until, keep_indefinitely,
 action) exactly as `policy.resolve` does; tests/retention/test_decision_sql.py checks them
 against it on both databases. Calendar arithmetic follows `policy.add_period`: years and
 months first, clamped to the month's end (31 January plus one month is the last day of
-February), then weeks and days; all in UTC.
+February), then weeks and days; all in UTC; an end past policy.END_OF_TIME is that end.
 """
 
 from __future__ import annotations
