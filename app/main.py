@@ -18,7 +18,11 @@ from app.core.errors import install_error_handlers
 from app.core.idempotency import IdempotentReplay
 from app.core.identity import BlindIndexer
 from app.core.logging import configure_logging
-from app.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.core.middleware import (
+    BodyLimitMiddleware,
+    NulGuardMiddleware,
+    RequestContextMiddleware,
+)
 from app.core.resilience import DatabaseFaultMiddleware
 from app.core.revisions import head_revisions
 from app.data_categories.router import router as data_categories_router
@@ -116,6 +120,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
             expose_headers=["ETag", "X-Request-ID", "Location", "Retry-After"],
         )
+    application.add_middleware(NulGuardMiddleware)
     application.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     application.add_middleware(RequestContextMiddleware)
 

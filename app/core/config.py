@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     default_phone_region: str = "US"
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = 5 * 1024 * 1024
+    # How far ahead of ours a client's clock may run: a time of something that happened
+    # (collected_at, an event, received_at) may be at most this far in the future. Request
+    # bodies validate against the process's settings (get_settings), read from the environment.
+    clock_skew_seconds: int = 300
     # Verified API keys are cached this long per process; revocation elsewhere shows after it.
     api_key_cache_seconds: float = 10.0
     # The longest maximum period a customer's own retention setting may name (ISO 8601).

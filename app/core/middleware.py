@@ -3,11 +3,14 @@ and the request body limit."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from prometheus_client import Counter, Histogram
@@ -183,8 +186,107 @@ class BodyLimitMiddleware:
         )
 
 
+_NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A JSON string can hold NUL only as this escape: a raw control character is invalid JSON.
+_NUL_ESCAPE = b"\\u0000"
+_NUL_MESSAGE = "must not contain a NUL character"
+
+
+def _nul_locations(value: Any, loc: list[str | int]) -> list[list[str | int]]:
+    """Where NUL characters sit in a parsed JSON document: each string holding one (as a
+    value or as an object's key), by its path."""
+    found: list[list[str | int]] = []
+    stack: list[tuple[Any, list[str | int]]] = [(value, loc)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                found.append(where)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    found.append([*where, key.replace("\x00", "")])
+                stack.append((child, [*where, key]))
+        elif isinstance(item, list):
+            stack.extend((child, [*where, index]) for index, child in enumerate(item))
+    return sorted(found, key=str)
+
+
+class NulGuardMiddleware:
+    """422 for a NUL character in a query parameter or in any string of a JSON body,
+    before any endpoint sees it: PostgreSQL cannot store NUL in text (the request would fail
+    deep inside) and SQLite would keep it. One check for every route and field."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # Path parameters are not checked here: each route validates its own (a key with a
+        # NUL is no key there is, 404).
+        found: list[list[str | int]] = []
+        query: bytes = scope.get("query_string", b"")
+        if b"%00" in query or b"\x00" in query:
+            for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+                if "\x00" in name or "\x00" in value:
+                    found.append(["query", name.replace("\x00", "")])
+        if scope["method"] in _NO_BODY_METHODS:
+            if found:
+                await _send_nul_problem(scope, send, found)
+                return
+            await self.app(scope, receive, send)
+            return
+
+        # FastAPI reads the whole body before the endpoint runs anyway: read it here, look
+        # for the escape (a byte search), and parse only a body that has one.
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if _NUL_ESCAPE in body:
+            with contextlib.suppress(ValueError, RecursionError):  # not JSON: FastAPI answers
+                found += _nul_locations(json.loads(body), ["body"])
+        if found:
+            await _send_nul_problem(scope, send, found)
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": body}], receive), send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    async def replayed() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replayed
+
+
+async def _send_nul_problem(scope: Scope, send: Send, found: list[list[str | int]]) -> None:
+    await send_problem(
+        send,
+        422,
+        "validation-error",
+        "Invalid request",
+        "A text value contains a NUL character; see errors",
+        scope.get("state", {}).get("request_id"),
+        errors=[{"loc": loc, "msg": _NUL_MESSAGE, "type": "string_nul"} for loc in found],
+    )
+
+
 async def send_problem(
-    send: Send, status: int, slug: str, title: str, detail: str, request_id: str | None
+    send: Send,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    request_id: str | None,
+    errors: list[dict[str, Any]] | None = None,
 ) -> None:
     """A problem answer from middleware, outside FastAPI's exception handlers."""
     body: dict[str, Any] = {
@@ -195,6 +297,8 @@ async def send_problem(
     }
     if request_id:
         body["request_id"] = request_id
+    if errors:
+        body["errors"] = errors
     payload = orjson.dumps(body)
     await send(
         {

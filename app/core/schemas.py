@@ -1,9 +1,19 @@
 """Pieces every domain's schemas share."""
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    field_validator,
+)
+
+from app.core.config import get_settings
 
 
 class InputModel(BaseModel):
@@ -26,6 +36,20 @@ def _http_url(value: str) -> str:
     return value
 
 
+# The earliest time a thing that happened may carry: older is a typo or a placeholder, and
+# dates near year 1 fall off the calendar when shifted to UTC.
+EARLIEST_PAST = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+def _happened(value: datetime) -> datetime:
+    if value < EARLIEST_PAST:
+        raise ValueError("must not be before 1900-01-01")
+    latest = datetime.now(UTC) + timedelta(seconds=get_settings().clock_skew_seconds)
+    if value > latest:
+        raise ValueError("must not be in the future")
+    return value
+
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 # Patterns rather than Python validators: these run for every record of a batch, and a
 # pattern is checked inside pydantic-core.
@@ -33,6 +57,9 @@ DottedKey = Annotated[str, StringConstraints(min_length=1, max_length=200, patte
 SystemKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_SYSTEM.pattern)]
 Url = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_http_url)]
 Text = Annotated[str, StringConstraints(max_length=10_000)]
+# A time at which something happened: timezone-aware, from 1900 until now (plus the
+# allowed clock skew), so every stored time is one date arithmetic can work with.
+PastDatetime = Annotated[AwareDatetime, AfterValidator(_happened)]
 
 
 def not_null(*fields: str) -> Any:

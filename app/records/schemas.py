@@ -2,17 +2,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.identity import Identity, IdentityType
-from app.core.schemas import DottedKey, InputModel, OutputModel, SystemKey
+from app.core.schemas import DottedKey, InputModel, OutputModel, PastDatetime, SystemKey
 
 EventName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")]
 RecordRef = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Region = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 
 MAX_BATCH = 1000
+_PAST = "From 1900 until now (a few minutes of clock skew allowed): never in the future"
 
 
 class RecordIn(InputModel):
@@ -26,17 +27,20 @@ class RecordIn(InputModel):
     purposes: list[DottedKey] = Field(
         default_factory=list, max_length=50, examples=[["service.provide"]]
     )
-    collected_at: AwareDatetime
-    last_activity_at: AwareDatetime | None = None
-    events: dict[EventName, AwareDatetime] = Field(
-        default_factory=dict, max_length=20, examples=[{"account_closed": "2026-11-20T00:00:00Z"}]
+    collected_at: PastDatetime = Field(description=_PAST)
+    last_activity_at: PastDatetime | None = Field(None, description=_PAST)
+    events: dict[EventName, PastDatetime] = Field(
+        default_factory=dict,
+        max_length=20,
+        examples=[{"account_closed": "2026-11-20T00:00:00Z"}],
+        description="Events that happened, each at a time from 1900 until now",
     )
     region: Region | None = Field(None, examples=["eu"])
 
 
 class RecordPatch(InputModel):
-    last_activity_at: AwareDatetime | None = None
-    events: dict[EventName, AwareDatetime] | None = Field(
+    last_activity_at: PastDatetime | None = None
+    events: dict[EventName, PastDatetime] | None = Field(
         None, max_length=20, description="Merged into the record's events"
     )
     categories: list[DottedKey] | None = Field(None, min_length=1, max_length=50)

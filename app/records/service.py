@@ -32,10 +32,10 @@ from app.auth.service import Principal
 from app.auth.visibility import Visibility
 from app.controllers.models import Controller
 from app.core.db import any_of, utcnow
-from app.core.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from app.core.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from app.core.identity import BlindIndex, BlindIndexer, InvalidIdentity, parse_label
 from app.core.ids import new_id
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
 from app.data_categories.models import DataCategory
 from app.purposes.models import Purpose
 from app.records.models import (
@@ -623,11 +623,8 @@ async def page_rows(
 ) -> tuple[list[Any], str | None]:
     """Keyset page of (record, profile) rows by record id."""
     if cursor is not None:
-        (after,) = decode_cursor(cursor)
-        try:
-            statement = statement.where(Record.id > uuid.UUID(str(after)))
-        except ValueError as exc:
-            raise BadRequest("The cursor is not one this service issued") from exc
+        (after,) = decode_cursor(cursor, cursor_uuid)
+        statement = statement.where(Record.id > after)
     rows = list((await session.execute(statement.order_by(Record.id).limit(limit + 1))).all())
     if len(rows) <= limit:
         return rows, None

@@ -2,10 +2,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, EmailStr, Field, StringConstraints
+from pydantic import EmailStr, Field, StringConstraints
 
 from app.core.identity import Identity, IdentityType
-from app.core.schemas import DottedKey, InputModel, Name, OutputModel, Text
+from app.core.schemas import DottedKey, InputModel, Name, OutputModel, PastDatetime, Text
 
 RequestType = Literal[
     "access", "portability", "rectification", "erasure", "restriction", "objection", "opt_out"
@@ -49,7 +49,7 @@ class RequestCreate(InputModel):
     identities: list[Identity] = Field(min_length=1, max_length=20)
     requester: Requester = Field(default_factory=Requester)
     channel: Literal["email", "web", "dashboard", "api"] = "api"
-    received_at: AwareDatetime | None = None
+    received_at: PastDatetime | None = None
     controller_id: uuid.UUID | None = None
     details: RequestDetails = Field(default_factory=RequestDetails)
     verified: bool = Field(False, description="A trusted session verified the subject")

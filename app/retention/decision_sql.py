@@ -6,7 +6,7 @@ The expressions compute the stored columns (held, keep_until, keep_indefinitely,
 action) exactly as `policy.resolve` does; tests/retention/test_decision_sql.py checks them
 against it on both databases. Calendar arithmetic follows `policy.add_period`: years and
 months first, clamped to the month's end (31 January plus one month is the last day of
-February), then weeks and days; all in UTC.
+February), then weeks and days; all in UTC; an end past policy.END_OF_TIME is that end.
 """
 
 from __future__ import annotations
@@ -52,27 +52,44 @@ class Dates:
 
     dialect: str
 
-    def add_period(self, start: ColumnElement[Any], period: policy.Period) -> ColumnElement[Any]:
+    def add_period(
+        self, start: ColumnElement[Any], period: policy.Period, nullable: bool = False
+    ) -> ColumnElement[Any]:
+        """start + period, saturating at policy.END_OF_TIME as policy.add_period does;
+        NULL when a nullable start is (an event that has not happened)."""
+        end_of_time = literal(policy.END_OF_TIME, UTCDateTime())
         months = period.years * 12 + period.months
         days = period.weeks * 7 + period.days
-        if not months and not days:
-            return start
+        end: ColumnElement[Any] = start
+        saturated: ColumnElement[Any]
         if self.dialect == "postgresql":
             # In UTC wall-clock time: timestamptz arithmetic would follow the session zone.
-            utc = func.timezone("UTC", start) + func.make_interval(0, months, 0, days)
-            return type_coerce(func.timezone("UTC", utc), UTCDateTime())
-        # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff': shift the date, keep the time of day.
-        day: ColumnElement[Any] = func.substr(start, 1, 10)
-        if months:
-            shifted = func.date(day, f"+{months} months")
-            # SQLite rolls 31 January + 1 month over into March; step back to February's end.
-            day = case(
-                (func.substr(shifted, 9, 2) == func.substr(start, 9, 2), shifted),
-                else_=func.date(shifted, "start of month", "-1 day"),
-            )
-        if days:
-            day = func.date(day, f"+{days} days")
-        return type_coerce(day.concat(func.substr(start, 11)), UTCDateTime())
+            # PostgreSQL's range reaches far past year 9999: compute, then saturate.
+            if months or days:
+                utc = func.timezone("UTC", start) + func.make_interval(0, months, 0, days)
+                end = func.timezone("UTC", utc)
+            saturated = func.least(end, end_of_time)
+        else:
+            # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff': shift the date, keep the time of day.
+            day: ColumnElement[Any] = func.substr(start, 1, 10)
+            if months:
+                shifted = func.date(day, f"+{months} months")
+                # SQLite rolls 31 January + 1 month over into March; step back to February's
+                # end.
+                day = case(
+                    (func.substr(shifted, 9, 2) == func.substr(start, 9, 2), shifted),
+                    else_=func.date(shifted, "start of month", "-1 day"),
+                )
+            if days:
+                day = func.date(day, f"+{days} days")
+            if months or days:
+                end = day.concat(func.substr(start, 11))
+            # date() is NULL past year 9999, and so is min() of a NULL: the end of time.
+            saturated = func.coalesce(func.min(end, end_of_time), end_of_time)
+        if nullable:
+            # LEAST skips a NULL and coalesce replaces it: keep "not happened" as NULL.
+            saturated = case((start.is_(None), null()), else_=saturated)
+        return type_coerce(saturated, UTCDateTime())
 
     def event(self, name: str) -> ColumnElement[Any]:
         """The stored time of a record's event, or NULL while it has not happened. Events are
@@ -126,7 +143,7 @@ def decision_columns(group: policy.GroupRules, dates: Dates) -> dict[str, Column
         found = []
         for rule in rules:
             start, nullable = dates.anchor(rule.anchor)
-            found.append(_End(rule, dates.add_period(start, rule.period), nullable))
+            found.append(_End(rule, dates.add_period(start, rule.period, nullable), nullable))
         return found
 
     minimum, maximum = ends(group.minimum), ends(group.maximum)

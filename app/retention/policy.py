@@ -21,7 +21,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 Kind = Literal["minimum", "maximum"]
@@ -42,6 +42,10 @@ _DOTTED_KEY_RE = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
 # A bound well past any real retention period that keeps anchor + period inside
 # datetime's range (year 9999) for any realistic anchor.
 _MAX_PERIOD_DAYS = 1000 * 366
+# The latest date a rule can end: a period that would end later (an anchor near the end of
+# the calendar) ends here instead. A day short of datetime's end, so the value survives a
+# shift to any time zone. Effectively never.
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -82,14 +86,23 @@ def parse_period(text: str) -> Period:
 
 
 def add_period(start: datetime, period: Period) -> datetime:
+    """start + period, saturating at END_OF_TIME: never an error, never a date past it
+    (decision_sql.Dates.add_period saturates the same way)."""
+    end_of_time = END_OF_TIME if start.tzinfo is not None else END_OF_TIME.replace(tzinfo=None)
     # Years and months together, so 29 Feb + P1Y1M is 29 March, not 28 March.
     month_index = start.month - 1 + period.years * 12 + period.months
     year = start.year + month_index // 12
+    if year > end_of_time.year:
+        return end_of_time
     month = month_index % 12 + 1
     day = min(start.day, calendar.monthrange(year, month)[1])
     shifted = start.replace(year=year, month=month, day=day)
     # timedelta keeps tzinfo and wall-clock time of day.
-    return shifted + timedelta(weeks=period.weeks, days=period.days)
+    try:
+        end = shifted + timedelta(weeks=period.weeks, days=period.days)
+    except OverflowError:
+        return end_of_time
+    return min(end, end_of_time)
 
 
 def validate_anchor(anchor: str) -> str:

@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
 from app.core.db import utcnow
-from app.core.errors import BadRequest
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor
 from app.legal_holds.models import LegalHold
 from app.records import service as records
 from app.records.models import DUE_PREDICATE, Record, RecordProfile
@@ -101,12 +100,8 @@ async def due(
     if system is not None:
         statement = statement.where(Record.system == system)
     if cursor is not None:
-        after_ts, after_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(str(after_ts)), uuid.UUID(str(after_id)))
-        except ValueError as exc:
-            raise BadRequest("The cursor is not one this service issued") from exc
-        statement = statement.where(tuple_(Record.delete_by, Record.id) > after)
+        after = decode_cursor(cursor, cursor_datetime, cursor_uuid)
+        statement = statement.where(tuple_(Record.delete_by, Record.id) > tuple(after))
     rows = (
         await session.execute(statement.order_by(Record.delete_by, Record.id).limit(limit + 1))
     ).all()

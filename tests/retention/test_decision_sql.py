@@ -58,7 +58,8 @@ def _moment(rng: random.Random) -> datetime:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.isoformat()
+    # Times of things that happened: never in the future (the API refuses those).
+    return min(moment, datetime.now(UTC)).isoformat()
 
 
 async def _world(session: AsyncSession, rng: random.Random) -> uuid.UUID:
@@ -229,6 +230,56 @@ async def test_recompute_in_sql_agrees_with_the_policy(session: AsyncSession, se
     assert any(d.keep_indefinitely for d in expected.values())
 
     # Nothing left to change: a second recompute writes no row.
+    assert await recompute(session, [Scope()]) == 0
+
+
+def _near_the_end(moment: datetime, rng: random.Random) -> datetime:
+    """The same day of the year, microsecond and time of day, in one of the calendar's last
+    years: rule ends run past year 9999 and saturate, or stop just short of it."""
+    year = rng.choice([9994, 9996, 9998, 9999])
+    day = min(moment.day, 28) if moment.month == 2 and moment.day == 29 else moment.day
+    return moment.replace(year=year, day=day)
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+async def test_recompute_in_sql_saturates_like_the_policy_at_the_end_of_time(
+    session: AsyncSession, seed: int
+) -> None:
+    """Dates the API refuses but a database may hold (written here straight to the table):
+    Python and both databases saturate at policy.END_OF_TIME, record by record alike."""
+    rng = random.Random(seed)
+    controller_id = await _world(session, rng)
+    indexer = BlindIndexer(TEST_SUBJECT_KEY.encode(), "k1")
+    items = [_item(rng, index, controller_id) for index in range(160)]
+    outcomes = await register(session, OPERATOR_PRINCIPAL, indexer, items)
+    assert all(o.status == "created" for o in outcomes), [o.problem for o in outcomes]
+    await session.commit()
+    for record in (await session.scalars(select(Record))).all():
+        record.collected_at = _near_the_end(record.collected_at, rng)
+        if record.last_activity_at is not None:
+            record.last_activity_at = _near_the_end(record.last_activity_at, rng)
+        record.events = {
+            name: _near_the_end(at, rng).isoformat(timespec="microseconds")
+            for name, at in engine.parse_events(record.events).items()
+        }
+    await session.commit()
+
+    written = await recompute(session, [Scope()])
+    await session.commit()
+    rules = await engine.load_rulebook(session)
+    expected = await _expected(session, rules)
+    stored = await _stored(session)
+    assert written > 0
+    mismatches = [
+        (record_id, stored[record_id], engine.stored_columns(decision))
+        for record_id, decision in expected.items()
+        if stored[record_id] | {"id": None} != engine.stored_columns(decision) | {"id": None}
+    ]
+    assert mismatches == []
+    ends = [d.delete_by for d in expected.values() if d.delete_by is not None]
+    assert policy.END_OF_TIME in ends  # some saturate
+    assert any(end < policy.END_OF_TIME for end in ends)  # and some stop short
+    assert max(ends) == policy.END_OF_TIME
     assert await recompute(session, [Scope()]) == 0
 
 
