@@ -90,6 +90,19 @@ def _unavailable_response() -> dict[str, Any]:
     }
 
 
+def _closed_pattern_properties(node: Any) -> None:
+    """A dict whose keys are constrained refuses any other key: pydantic's schema gives the
+    keys' pattern (patternProperties) but leaves other keys allowed; say they are not."""
+    if isinstance(node, dict):
+        if "patternProperties" in node:
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            _closed_pattern_properties(value)
+    elif isinstance(node, list):
+        for value in node:
+            _closed_pattern_properties(value)
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
@@ -114,6 +127,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas["Problem"].pop("$defs", None)
     schemas["ValidationErrorItem"] = ValidationErrorItem.model_json_schema()
+    _closed_pattern_properties(schemas)
     used_tags: set[str] = set()
     for path, path_item in schema.get("paths", {}).items():
         for method, operation in path_item.items():

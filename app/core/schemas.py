@@ -9,9 +9,12 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
+    GetJsonSchemaHandler,
     StringConstraints,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from app.core.config import get_settings
 
@@ -20,6 +23,28 @@ class InputModel(BaseModel):
     """Request bodies: unknown fields are an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # The fields `not_null` guards may be omitted but never null: the document says so.
+        json_schema = handler.resolve_ref_schema(handler(core_schema))
+        guarded = {
+            field
+            for decorator in cls.__pydantic_decorators__.field_validators.values()
+            if getattr(decorator.func, "__name__", "") == _REJECT_NULL
+            for field in decorator.info.fields
+        }
+        for field in guarded:
+            prop = json_schema.get("properties", {}).get(field, {})
+            branches = [b for b in prop.get("anyOf", ()) if b != {"type": "null"}]
+            if "anyOf" in prop and len(branches) == 1:
+                del prop["anyOf"]
+                prop.update(branches[0])
+            elif "anyOf" in prop:
+                prop["anyOf"] = branches
+        return json_schema
 
 
 class OutputModel(BaseModel):
@@ -62,6 +87,9 @@ Text = Annotated[str, StringConstraints(max_length=10_000)]
 PastDatetime = Annotated[AwareDatetime, AfterValidator(_happened)]
 
 
+_REJECT_NULL = "_reject_null"
+
+
 def not_null(*fields: str) -> Any:
     """For PATCH bodies: these fields may be omitted (kept) but not null (that would clear a
     column that must have a value). Use as `_not_null = not_null("name", ...)` in the model."""
@@ -70,5 +98,7 @@ def not_null(*fields: str) -> Any:
         if value is None:
             raise ValueError("may be omitted but not null")
         return value
+
+    reject.__name__ = _REJECT_NULL  # how InputModel finds the guarded fields for the document
 
     return field_validator(*fields, mode="before")(classmethod(reject))  # type: ignore[arg-type]
