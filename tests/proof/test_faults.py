@@ -1,0 +1,165 @@
+"""Faults: the server process killed (SIGKILL) in the middle of a stream of batch
+registrations and started again. Every batch it acknowledged is there, whole; a batch it
+never acknowledged is there whole or not at all, never half. On both databases.
+
+The other faults are proven in tests/reliability/test_ops.py, on both databases:
+PostgreSQL connections terminated (`pg_terminate_backend`) answer 503 problems and the
+service recovers without a restart (test_a_dropped_connection_answers_503_then_recovers),
+a database that is down answers 503 with Retry-After, and concurrent batches over the same
+refs in different orders never fail a caller (test_concurrent_batches_over_the_same_refs_
+never_fail; test_a_transaction_that_loses_a_deadlock_is_run_again). There is no worker
+delivering anything yet (`spix-dsr worker` is not built), so no worker is killed here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from app.core.db import Database
+from app.records.models import Record
+from tests.builders import TEST_SUBJECT_KEY, make_category, make_controller, make_system
+from tests.conftest import bearer
+from tests.databases import fresh_database
+
+STREAMS = 3  # clients registering batches side by side
+BATCH = 40  # records per batch
+KILL_AFTER = 9  # acknowledged batches before the kill: the other streams are mid-request
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _server(url: str, data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "SPIX_DSR_DATABASE_URL": url,
+        "SPIX_DSR_SUBJECT_KEY": TEST_SUBJECT_KEY,
+        "SPIX_DSR_DATA_DIR": str(data_dir),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+async def _ready(base: str) -> None:
+    async with httpx.AsyncClient(base_url=base) as client:
+        for _ in range(300):
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("the server never became ready")
+
+
+def _batch(controller: str, stream: int, number: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "system": "accounts",
+            "record_ref": f"s{stream}-b{number}-r{line}",
+            "controller_id": controller,
+            "identities": [{"type": "email", "value": f"s{stream}b{number}r{line}@example.com"}],
+            "categories": ["account.profile"],
+            "collected_at": "2026-01-01T00:00:00Z",
+        }
+        for line in range(BATCH)
+    ]
+
+
+async def test_a_killed_server_loses_no_acknowledged_batch_and_leaves_no_half_batch(
+    backend: str, tmp_path: Path
+) -> None:
+    async with fresh_database(backend, tmp_path) as url:
+        database = Database.from_url(url)
+        async with database.sessionmaker() as session:
+            controller = str((await make_controller(session, kind="platform", name="Spix")).id)
+            await make_system(session, "accounts")
+            await make_category(session, "account.profile")
+            admin = await bearer(session, "admin")
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        acknowledged: set[tuple[int, int]] = set()
+        sent: set[tuple[int, int]] = set()
+
+        with _server(url, tmp_path, port) as server:
+            await _ready(base)
+            killed = asyncio.Event()
+
+            async def stream(number: int, client: httpx.AsyncClient) -> None:
+                batch = 0
+                while not killed.is_set():
+                    sent.add((number, batch))
+                    try:
+                        response = await client.post(
+                            "/v1/records/batch",
+                            json={"records": _batch(controller, number, batch)},
+                            headers=admin,
+                        )
+                    except httpx.TransportError:
+                        return  # the server is gone: this batch was never acknowledged
+                    assert response.status_code == 200, response.text
+                    assert all(r["status"] == "created" for r in response.json()["results"])
+                    acknowledged.add((number, batch))
+                    if len(acknowledged) >= KILL_AFTER and not killed.is_set():
+                        killed.set()
+                        server.send_signal(signal.SIGKILL)
+                        return
+                    batch += 1
+
+            async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                await asyncio.gather(*(stream(n, client) for n in range(STREAMS)))
+            assert server.wait(timeout=30) == -signal.SIGKILL
+
+        # Started again on the same database: it answers, and takes writes again.
+        with _server(url, tmp_path, port):
+            await _ready(base)
+            async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                again = await client.post(
+                    "/v1/records/batch",
+                    json={"records": _batch(controller, 99, 0)},
+                    headers=admin,
+                )
+                assert again.status_code == 200, again.text
+                listed = await client.get(
+                    "/v1/records", params={"record_ref": "s99-b0-r0"}, headers=admin
+                )
+                assert [r["record_ref"] for r in listed.json()["items"]] == ["s99-b0-r0"]
+
+        async with database.sessionmaker() as session:
+            refs = set((await session.scalars(select(Record.record_ref))).all())
+        await database.dispose()
+
+    lines = {
+        key: sum(f"s{key[0]}-b{key[1]}-r{line}" in refs for line in range(BATCH)) for key in sent
+    }
+    assert len(acknowledged) >= KILL_AFTER  # an answer may land as the kill is sent
+    assert len(sent) > len(acknowledged), "no request was in flight when the server was killed"
+    lost = {key: n for key, n in lines.items() if key in acknowledged and n != BATCH}
+    assert lost == {}, "acknowledged batches not all there"
+    half = {key: n for key, n in lines.items() if n not in (0, BATCH)}
+    assert half == {}, "batches half written"
