@@ -8,7 +8,6 @@ Built inside the test's rolled-back transaction."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 

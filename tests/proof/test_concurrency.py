@@ -77,7 +77,10 @@ async def test_parallel_upserts_of_one_ref_make_one_record(live: Live) -> None:
         }
 
     responses = await asyncio.gather(
-        *(live.client.post("/v1/records", json=record(n), headers=live.admin) for n in range(RACERS))
+        *(
+            live.client.post("/v1/records", json=record(n), headers=live.admin)
+            for n in range(RACERS)
+        )
     )
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * (RACERS - 1) + [201], [r.text for r in responses]
@@ -98,9 +101,9 @@ async def test_parallel_creates_with_one_idempotency_key_create_once(live: Live)
     replayed = [r.headers.get("idempotent-replayed") for r in responses]
     assert replayed.count("true") == RACERS - 1
     assert await live.count(select(func.count()).where(System.key == "crm")) == 1
-    assert await live.count(
-        select(func.count()).where(AuditEvent.event_type == "system.created")
-    ) == 1
+    assert (
+        await live.count(select(func.count()).where(AuditEvent.event_type == "system.created")) == 1
+    )
 
 
 async def test_parallel_if_match_writes_let_exactly_one_through(live: Live) -> None:

@@ -191,8 +191,9 @@ async def _send(client: AsyncClient, world: World, key: str, case: Case) -> str 
     try:
         case.validate_response(response, checks=CHECKS)
     except (AssertionError, BaseExceptionGroup) as error:  # a failure, or several
+        mode = case.meta.generation.mode.value if case.meta else ""
         return (
-            f"{case.operation.label} as {key} ({case.meta.generation.mode.value if case.meta else ''})"
+            f"{case.operation.label} as {key} ({mode})"
             f": {response.request.method} {response.request.url} "
             f"body={request.get('json', request.get('content'))!r:.300}\n"
             f"-> {response.status_code} {response.text[:300]}\n{str(error)[:600]}"

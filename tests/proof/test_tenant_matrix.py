@@ -1,4 +1,4 @@
-"""The tenant isolation matrix: every route of the app × every kind of caller, against the
+"""The tenant isolation matrix: every route of the app, for every kind of caller, against the
 objects of tenant A. The routes come from the app's route table and each route's expected
 answers from the roles its key dependency declares, so a new route joins the matrix (and
 fails it until its path parameters and body are known here).
