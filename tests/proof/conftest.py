@@ -3,7 +3,8 @@
 Tenant A (Acme) owns a record, a retention setting, a legal hold, a suppression, a subject
 request with its scope and a claimed task; tenant B (Globex) owns the same kinds of things for
 another subject. Keys: admin, auditor, a system key of the system A's record lives in, one of
-another system, a controller key of each customer, a revoked key and a key that never existed.
+another system, a controller key of each customer, a key of a role this code does not know,
+a revoked key and a key that never existed.
 Built inside the test's rolled-back transaction."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.builders import (
     make_system,
 )
 from tests.conftest import bearer
+from tests.reliability.test_tenancy import unknown_role_key
 
 ALICE = [{"type": "email", "value": "alice@example.com"}]  # a subject of A only
 BOB = [{"type": "email", "value": "bob@example.com"}]  # a subject of B only
@@ -139,6 +141,7 @@ async def world(client: AsyncClient, session: AsyncSession, admin: dict[str, str
         "system B": await bearer(session, "system", system_key="voice"),
         "controller A": a["controller_key"],
         "controller B": b["controller_key"],
+        "unknown role": await unknown_role_key(session),
         "no key": {},
         "bad key": {"Authorization": "Bearer sdsr_0123456789ab_" + "x" * 43},
         "revoked key": {"Authorization": f"Bearer {revoked.secret}"},

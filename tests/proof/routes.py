@@ -24,6 +24,10 @@ class Route:
     path: str
     keyed: bool  # needs a bearer key at all
     roles: frozenset[str]  # the roles that may call it (empty when it is public)
+    any_role: bool  # any key at all, even of a role this code does not know
+
+    def admits(self, role: str) -> bool:
+        return self.any_role or role in self.roles
 
     @property
     def id(self) -> str:
@@ -51,8 +55,11 @@ def route_table() -> list[Route]:
         for check in checks:
             if check.roles is not None:
                 roles = roles & check.roles
+        any_role = bool(checks) and all(check.roles is None for check in checks)
         for method in sorted(route.methods):
-            routes.append(Route(method, route.path, bool(checks), roles if checks else frozenset()))
+            routes.append(
+                Route(method, route.path, bool(checks), roles if checks else frozenset(), any_role)
+            )
     return routes
 
 
