@@ -24,6 +24,8 @@ cli.add_typer(keys_cli, name="keys")
 cli.add_typer(audit_cli, name="audit")
 import_cli = typer.Typer(help="Bulk imports.", no_args_is_help=True)
 cli.add_typer(import_cli, name="import")
+idempotency_cli = typer.Typer(help="Stored Idempotency-Key answers.", no_args_is_help=True)
+cli.add_typer(idempotency_cli, name="idempotency")
 
 OPENAPI_PATH = Path("openapi/openapi.json")
 
@@ -93,6 +95,7 @@ def serve(
 
     settings = get_settings()
     settings.resolve_subject_key()  # fail here, with the reason, rather than in a worker
+    settings.resolve_audit_key()
     uvicorn.run(
         "app.main:create_default_app",
         factory=True,
@@ -194,13 +197,40 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")]) -> 
 
 
 @audit_cli.command("verify")
-def audit_verify() -> None:
-    """Walk the hash chain end to end and name the first broken link."""
-    from app.audit.service import verify_chain
+def audit_verify(
+    since_checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--since-checkpoint",
+            help="A checkpoint (its JSON line, or a file holding it): verify from that event "
+            "to the head, and fail when the checkpointed event is gone or changed",
+        ),
+    ] = None,
+) -> None:
+    """Walk the hash chain end to end (or from a checkpoint) and name the first broken link."""
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-    report = _with_session(verify_chain)
+    from app.audit.checkpoint import InvalidCheckpoint, read_checkpoint
+    from app.audit.service import ChainReport, verify_chain
+
+    try:
+        anchor = read_checkpoint(since_checkpoint) if since_checkpoint else None
+    except InvalidCheckpoint as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+    async def work(session: AsyncSession) -> ChainReport:
+        return await verify_chain(session, since=anchor)
+
+    report = _with_session(work)
     if report.ok:
-        typer.echo(f"audit chain intact: {report.checked} events")
+        start = f" from seq {anchor.seq} (the checkpoint)" if anchor else ""
+        typer.echo(f"audit chain intact{start}: {report.checked} events")
+        if report.keyed_from > 1:
+            typer.echo(
+                f"events before seq {report.keyed_from} were chained before the audit key "
+                "(unkeyed links)"
+            )
         return
     typer.echo(
         f"audit chain broken at seq {report.broken_at_seq} "
@@ -209,6 +239,61 @@ def audit_verify() -> None:
         err=True,
     )
     raise typer.Exit(1)
+
+
+@audit_cli.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Verify the chain, then print its signed head: store the line outside this database."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.audit.checkpoint import InvalidCheckpoint, take_checkpoint
+    from app.audit.service import ChainReport, verify_chain
+
+    async def work(session: AsyncSession) -> tuple[ChainReport, str | None]:
+        report = await verify_chain(session)
+        if not report.ok:
+            return report, None
+        return report, await take_checkpoint(session)
+
+    try:
+        report, line = _with_session(work)
+    except InvalidCheckpoint as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    if line is None:
+        typer.echo(
+            f"audit chain broken at seq {report.broken_at_seq}: {report.reason}; no checkpoint",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(line)
+
+
+@idempotency_cli.command("purge")
+def idempotency_purge() -> None:
+    """Delete stored answers older than SPIX_DSR_IDEMPOTENCY_TTL_HOURS (in batches)."""
+    from datetime import timedelta
+
+    from app.core.idempotency import purge_expired
+
+    settings = get_settings()
+    ttl = timedelta(hours=settings.idempotency_ttl_hours)
+
+    async def run() -> int:
+        database = Database.from_url(settings.database_url)
+        total = 0
+        try:
+            while True:  # one short transaction per batch
+                async with database.sessionmaker() as session, session.begin():
+                    deleted = await purge_expired(session, ttl)
+                total += deleted
+                if not deleted:
+                    return total
+        finally:
+            await database.dispose()
+
+    total = asyncio.run(run())
+    typer.echo(f"deleted {total} expired idempotency keys")
 
 
 @import_cli.command("records")
