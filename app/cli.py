@@ -32,9 +32,18 @@ OPENAPI_PATH = Path("openapi/openapi.json")
 
 def _with_session(work: Callable[..., Awaitable[T]]) -> T:
     """Run `work(session)` in one committed transaction against the configured database."""
+    from app.audit.service import use_audit_key
+    from app.core.config import ConfigurationError
+
+    settings = get_settings()
+    try:
+        use_audit_key(settings.resolve_audit_key())  # chaining and verifying events need it
+    except ConfigurationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
     async def run() -> T:
-        database = Database.from_url(get_settings().database_url)
+        database = Database.from_url(settings.database_url)
         try:
             async with database.sessionmaker() as session, session.begin():
                 return await work(session)

@@ -146,16 +146,23 @@ async def _claim(
 
 async def purge_expired(session: AsyncSession, ttl: timedelta, *, batch: int = 1000) -> int:
     """Delete up to `batch` rows older than the replay time; the caller commits and repeats."""
+    cutoff = utcnow() - ttl
     stale = (
         select(IdempotencyRecord.id)
-        .where(IdempotencyRecord.created_at < utcnow() - ttl)
+        .where(IdempotencyRecord.created_at < cutoff)
         .order_by(IdempotencyRecord.created_at)
         .limit(batch)
     )
     ids = (await session.scalars(stale)).all()
-    if ids:
-        await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(ids)))
-    return len(ids)
+    if not ids:
+        return 0
+    # Checked again: a request may have taken a row over (made it fresh) since the read.
+    result = await session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.id.in_(ids), IdempotencyRecord.created_at < cutoff
+        )
+    )
+    return int(getattr(result, "rowcount", 0))
 
 
 async def idempotency(

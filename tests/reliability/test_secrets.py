@@ -6,6 +6,7 @@ hashes, and checkpoints kept elsewhere must reveal a cut log."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -18,16 +19,18 @@ from typing import Any
 
 import orjson
 import pytest
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.audit.checkpoint import InvalidCheckpoint, read_checkpoint, take_checkpoint
 from app.audit.models import AuditChainHead, AuditEvent
-from app.audit.service import OPERATOR, record, verify_chain
+from app.audit.service import OPERATOR, record, unkeyed_hash, verify_chain
+from app.auth.service import create_key
 from app.core.config import ConfigurationError, Environment, Settings
-from app.core.db import utcnow
-from app.core.idempotency import IdempotencyRecord, purge_expired
+from app.core.db import Database, utcnow
+from app.core.idempotency import IdempotencyRecord, _fingerprint, purge_expired
+from app.core.migrate import upgrade
 from app.main import create_app
 from tests.builders import TEST_AUDIT_KEY, TEST_SUBJECT_KEY, make_controller
 from tests.databases import fresh_database
@@ -362,3 +365,97 @@ async def test_cli_checkpoint_verify_since_and_purge(backend: str, tmp_path: Pat
         purged = _cli(url, tmp_path, "idempotency", "purge")
         assert purged.returncode == 0, purged.stderr
         assert "deleted 1 " in purged.stdout
+
+
+async def test_upgrade_keeps_old_links_and_drops_replays_that_hold_a_secret(
+    backend: str, tmp_path: Path
+) -> None:
+    """Events chained before the key stay verifiable (unkeyed) and new ones are keyed; a
+    stored answer that holds a secret in the clear is deleted, others still replay."""
+    async with fresh_database(backend, tmp_path, migrate=False) as url:
+        await asyncio.to_thread(upgrade, url, "5b1e0c7d9a24")
+        database = Database.from_url(url)
+        try:
+            async with database.sessionmaker() as session:
+                created = await create_key(session, role="admin")
+                await session.commit()
+            prev_hash, rows = "0" * 64, []
+            for seq in (1, 2):
+                row: dict[str, Any] = {
+                    "id": uuid.uuid4(),
+                    "seq": seq,
+                    "occurred_at": utcnow(),
+                    "event_type": "probe.old",
+                    "actor_key_id": None,
+                    "actor_role": "operator",
+                    "entity_type": "probe",
+                    "entity_id": str(seq),
+                    "subject_request_id": None,
+                    "details": {},
+                    "prev_hash": prev_hash,
+                }
+                row["hash"] = prev_hash = unkeyed_hash(prev_hash, row)
+                rows.append(row)
+            plain = b'{"id":"plain","name":"Plain"}'
+            leaking = b'{"id":"x","webhook_signing_secret":"whsec_leak"}'
+            async with database.engine.begin() as connection:
+                await connection.execute(insert(AuditEvent), rows)
+                await connection.execute(
+                    update(AuditChainHead.__table__).values(seq=2, hash=prev_hash)
+                )
+                for key, body in (("plain", plain), ("leaking", leaking)):
+                    await connection.execute(
+                        insert(IdempotencyRecord).values(
+                            id=uuid.uuid4(),
+                            key_id=created.api_key.id,
+                            key=key,
+                            request_hash=_fingerprint("POST", "/v1/systems", b'{"k":1}'),
+                            status_code=201,
+                            response_body=body,
+                            created_at=utcnow(),
+                        )
+                    )
+        finally:
+            await database.dispose()
+
+        await asyncio.to_thread(upgrade, url)
+        database = Database.from_url(url)
+        try:
+            async with database.sessionmaker() as session:
+                keys = (await session.execute(text("SELECT key FROM idempotency_keys"))).all()
+                assert [k for (k,) in keys] == ["plain"]
+                record(session, OPERATOR, "probe.new", "probe", "3")
+                await session.commit()
+                report = await verify_chain(session)
+                assert report.ok and report.checked == 3 and report.keyed_from == 3
+
+            app = create_app(
+                Settings(
+                    database_url=url,
+                    subject_key=TEST_SUBJECT_KEY,
+                    audit_key=TEST_AUDIT_KEY,
+                    data_dir=tmp_path,
+                ),
+                database=database,
+            )
+            async with AsyncClient(
+                transport=ASGITransport(app=app), base_url="http://test"
+            ) as client:
+                replay = await client.post(
+                    "/v1/systems",
+                    json={"k": 1},
+                    headers={
+                        "Authorization": f"Bearer {created.secret}",
+                        "Idempotency-Key": "plain",
+                    },
+                )
+            assert replay.status_code == 201 and replay.content == plain
+
+            async with database.sessionmaker() as session:
+                await session.execute(
+                    update(AuditEvent).where(AuditEvent.seq == 1).values(entity_id="rewritten")
+                )
+                await session.commit()
+                assert (await verify_chain(session)).broken_at_seq == 1
+        finally:
+            await database.dispose()
