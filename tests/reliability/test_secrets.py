@@ -300,13 +300,18 @@ def test_development_creates_its_audit_key_once(tmp_path: Path) -> None:
     assert key != settings.resolve_subject_key()
 
 
-def _cli(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(
+    url: str, tmp_path: Path, *args: str, audit_key: str | None = TEST_AUDIT_KEY, env_name: str = ""
+) -> subprocess.CompletedProcess[str]:
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "SPIX_DSR_AUDIT_KEY"},
         "SPIX_DSR_DATABASE_URL": url,
-        "SPIX_DSR_AUDIT_KEY": TEST_AUDIT_KEY,
         "SPIX_DSR_DATA_DIR": str(tmp_path / "data"),
     }
+    if audit_key is not None:
+        env["SPIX_DSR_AUDIT_KEY"] = audit_key
+    if env_name:
+        env["SPIX_DSR_ENV"] = env_name
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         env=env,
@@ -361,6 +366,10 @@ async def test_cli_checkpoint_verify_since_and_purge(backend: str, tmp_path: Pat
         assert "missing or changed" in cut.stderr and "Traceback" not in cut.stderr
         forged = _cli(url, tmp_path, "audit", "verify", "--since-checkpoint", "{}")
         assert forged.returncode == 2 and "Traceback" not in forged.stderr
+
+        refused = _cli(url, tmp_path, "audit", "verify", audit_key=None, env_name="production")
+        assert refused.returncode == 2 and "SPIX_DSR_AUDIT_KEY is not set" in refused.stderr
+        assert "Traceback" not in refused.stderr
 
         purged = _cli(url, tmp_path, "idempotency", "purge")
         assert purged.returncode == 0, purged.stderr
