@@ -357,7 +357,11 @@ def render_openapi() -> str:
     from app.main import create_app
 
     # The document depends only on the code: build it with an in-memory configuration.
-    app = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:", subject_key="x" * 32))
+    app = create_app(
+        Settings(
+            database_url="sqlite+aiosqlite:///:memory:", subject_key="x" * 32, audit_key="x" * 32
+        )
+    )
     return json.dumps(app.openapi(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
 
 

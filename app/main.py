@@ -8,8 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 
+import app.audit.service  # noqa: F401  (registers the audit chain's commit hook)
 from app.audit.router import router as audit_router
-from app.audit.service import use_audit_key  # (importing registers the chain's commit hook)
 from app.controllers.router import router as controllers_router
 from app.core.config import Settings, get_settings
 from app.core.crypto import SecretBox
@@ -46,7 +46,7 @@ async def _replay(_request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     subject_key = settings.resolve_subject_key()  # refuses a production start without one
-    use_audit_key(settings.resolve_audit_key())  # the same
+    audit_key = settings.resolve_audit_key()  # the same
     database = database or Database.from_url(
         settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
     )
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         subject_key, settings.subject_key_id, settings.default_phone_region
     )
     application.state.secret_box = SecretBox(subject_key, settings.subject_key_id)
+    application.state.audit_key = audit_key
     # Parsed once, so a bad override stops the start instead of failing a request.
     application.state.clocks = clocks_from_overrides(settings.regime_clocks)
 

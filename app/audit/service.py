@@ -27,6 +27,7 @@ from app.auth.service import Principal
 from app.core.config import get_settings
 from app.core.db import utcnow
 from app.core.ids import new_id
+from app.core.session import AUDIT_KEY_INFO
 
 GENESIS_HASH = "0" * 64
 _PENDING = "audit_pending"
@@ -34,7 +35,8 @@ _key: bytes | None = None
 
 
 def use_audit_key(key: bytes) -> None:
-    """Set the process's audit key (the app and the CLI do, from their settings)."""
+    """Set the process's audit key (the CLI does, from its settings; the app hands its key to
+    each request's session instead)."""
     global _key
     _key = key
 
@@ -121,7 +123,7 @@ def _append_pending(session: Session) -> None:
     pending: list[dict[str, Any]] = session.info.pop(_PENDING, [])
     if not pending:
         return
-    key = audit_key()
+    key = session.info.get(AUDIT_KEY_INFO) or audit_key()
     head = session.execute(
         select(AuditChainHead.seq, AuditChainHead.hash)
         .where(AuditChainHead.id == 1)

@@ -33,6 +33,7 @@ from app.core.idempotency import IdempotencyRecord, _fingerprint, purge_expired
 from app.core.migrate import upgrade
 from app.main import create_app
 from tests.builders import TEST_AUDIT_KEY, TEST_SUBJECT_KEY, make_controller
+from tests.conftest import bearer
 from tests.databases import fresh_database
 
 WEBHOOK_CUSTOMER = {
@@ -271,6 +272,18 @@ class TestKeyedAuditChain:
         with pytest.raises(InvalidCheckpoint):
             read_checkpoint("not a checkpoint")
         assert read_checkpoint(line).seq == fields["seq"]
+
+    async def test_the_app_chains_with_its_configured_key(
+        self, settings: Settings, database: Database, session: AsyncSession
+    ) -> None:
+        other = "another-audit-key-" + "2" * 32
+        app = create_app(settings.model_copy(update={"audit_key": other}), database=database)
+        admin = await bearer(session, "admin")
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+            response = await client.post("/v1/controllers", json=WEBHOOK_CUSTOMER, headers=admin)
+        assert response.status_code == 201
+        assert (await verify_chain(session, key=other.encode())).ok
+        assert not (await verify_chain(session, key=TEST_AUDIT_KEY.encode())).ok
 
     async def test_events_are_keyed_with_the_audit_key(self, session: AsyncSession) -> None:
         await _probe_events(session, 1)
