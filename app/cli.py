@@ -27,14 +27,26 @@ cli.add_typer(import_cli, name="import")
 identities_cli = typer.Typer(help="Stored identity hashes.", no_args_is_help=True)
 cli.add_typer(identities_cli, name="identities")
 
+idempotency_cli = typer.Typer(help="Stored Idempotency-Key answers.", no_args_is_help=True)
+cli.add_typer(idempotency_cli, name="idempotency")
+
 OPENAPI_PATH = Path("openapi/openapi.json")
 
 
 def _with_session(work: Callable[..., Awaitable[T]]) -> T:
     """Run `work(session)` in one committed transaction against the configured database."""
+    from app.audit.service import use_audit_key
+    from app.core.config import ConfigurationError
+
+    settings = get_settings()
+    try:
+        use_audit_key(settings.resolve_audit_key())  # chaining and verifying events need it
+    except ConfigurationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
     async def run() -> T:
-        database = Database.from_url(get_settings().database_url)
+        database = Database.from_url(settings.database_url)
         try:
             async with database.sessionmaker() as session, session.begin():
                 return await work(session)
@@ -95,6 +107,7 @@ def serve(
 
     settings = get_settings()
     settings.resolve_subject_key()  # fail here, with the reason, rather than in a worker
+    settings.resolve_audit_key()
     uvicorn.run(
         "app.main:create_default_app",
         factory=True,
@@ -196,13 +209,40 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")]) -> 
 
 
 @audit_cli.command("verify")
-def audit_verify() -> None:
-    """Walk the hash chain end to end and name the first broken link."""
-    from app.audit.service import verify_chain
+def audit_verify(
+    since_checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--since-checkpoint",
+            help="A checkpoint (its JSON line, or a file holding it): verify from that event "
+            "to the head, and fail when the checkpointed event is gone or changed",
+        ),
+    ] = None,
+) -> None:
+    """Walk the hash chain end to end (or from a checkpoint) and name the first broken link."""
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-    report = _with_session(verify_chain)
+    from app.audit.checkpoint import InvalidCheckpoint, read_checkpoint
+    from app.audit.service import ChainReport, verify_chain
+
+    try:
+        anchor = read_checkpoint(since_checkpoint) if since_checkpoint else None
+    except InvalidCheckpoint as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+    async def work(session: AsyncSession) -> ChainReport:
+        return await verify_chain(session, since=anchor)
+
+    report = _with_session(work)
     if report.ok:
-        typer.echo(f"audit chain intact: {report.checked} events")
+        start = f" from seq {anchor.seq} (the checkpoint)" if anchor else ""
+        typer.echo(f"audit chain intact{start}: {report.checked} events")
+        if report.keyed_from > 1:
+            typer.echo(
+                f"events before seq {report.keyed_from} were chained before the audit key "
+                "(unkeyed links)"
+            )
         return
     typer.echo(
         f"audit chain broken at seq {report.broken_at_seq} "
@@ -233,6 +273,61 @@ def identities_versions(
         typer.echo(f"{left} hashes are stored under version 1 only: keep 1 in the legacy list")
     else:
         typer.echo("no hash is stored under version 1 only: 1 may leave the legacy list")
+
+
+@audit_cli.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Verify the chain, then print its signed head: store the line outside this database."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.audit.checkpoint import InvalidCheckpoint, take_checkpoint
+    from app.audit.service import ChainReport, verify_chain
+
+    async def work(session: AsyncSession) -> tuple[ChainReport, str | None]:
+        report = await verify_chain(session)
+        if not report.ok:
+            return report, None
+        return report, await take_checkpoint(session)
+
+    try:
+        report, line = _with_session(work)
+    except InvalidCheckpoint as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    if line is None:
+        typer.echo(
+            f"audit chain broken at seq {report.broken_at_seq}: {report.reason}; no checkpoint",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(line)
+
+
+@idempotency_cli.command("purge")
+def idempotency_purge() -> None:
+    """Delete stored answers older than SPIX_DSR_IDEMPOTENCY_TTL_HOURS (in batches)."""
+    from datetime import timedelta
+
+    from app.core.idempotency import purge_expired
+
+    settings = get_settings()
+    ttl = timedelta(hours=settings.idempotency_ttl_hours)
+
+    async def run() -> int:
+        database = Database.from_url(settings.database_url)
+        total = 0
+        try:
+            while True:  # one short transaction per batch
+                async with database.sessionmaker() as session, session.begin():
+                    deleted = await purge_expired(session, ttl)
+                total += deleted
+                if not deleted:
+                    return total
+        finally:
+            await database.dispose()
+
+    total = asyncio.run(run())
+    typer.echo(f"deleted {total} expired idempotency keys")
 
 
 @import_cli.command("records")
@@ -290,7 +385,11 @@ def render_openapi() -> str:
     from app.main import create_app
 
     # The document depends only on the code: build it with an in-memory configuration.
-    app = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:", subject_key="x" * 32))
+    app = create_app(
+        Settings(
+            database_url="sqlite+aiosqlite:///:memory:", subject_key="x" * 32, audit_key="x" * 32
+        )
+    )
     return json.dumps(app.openapi(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
 
 

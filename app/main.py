@@ -52,6 +52,7 @@ async def _replay(_request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     subject_key = settings.resolve_subject_key()  # refuses a production start without one
+    audit_key = settings.resolve_audit_key()  # the same
     database = database or Database.from_url(
         settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
     )
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         settings.identity_legacy_versions,
     )
     application.state.secret_box = SecretBox(subject_key, settings.subject_key_id)
+    application.state.audit_key = audit_key
     # Parsed once, so a bad override stops the start instead of failing a request.
     application.state.clocks = clocks_from_overrides(settings.regime_clocks)
     # What /readyz expects in alembic_version: read from the shipped migrations once.

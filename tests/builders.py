@@ -88,6 +88,7 @@ async def make_rule(
 
 
 TEST_SUBJECT_KEY = "test-subject-key-" + "0" * 32
+TEST_AUDIT_KEY = "test-audit-key-" + "0" * 32
 
 
 async def make_record(

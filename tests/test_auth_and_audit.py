@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.models import AuditEvent
 from app.audit.service import OPERATOR, record, verify_chain
 from app.auth.service import create_key, revoke_key
-from tests.builders import make_controller, make_system
+from tests.builders import TEST_AUDIT_KEY, make_controller, make_system
 from tests.conftest import bearer
 from tests.databases import fresh_database
 
@@ -145,7 +145,7 @@ class TestAuditChain:
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SPIX_DSR_DATABASE_URL": url}
+    env = {**os.environ, "SPIX_DSR_DATABASE_URL": url, "SPIX_DSR_AUDIT_KEY": TEST_AUDIT_KEY}
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         env=env,

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # Identity normalisation versions older than the current one whose hashes lookups still
     # match (JSON list); `[]` once `spix-dsr identities versions` reports none left.
     identity_legacy_versions: list[int] = Field(default_factory=lambda: [1])
+    # HMAC key of the audit chain (its own key, not the subject key); same forms as above.
+    audit_key: str | None = None
     default_phone_region: str = "US"
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = 5 * 1024 * 1024
@@ -53,15 +55,19 @@ class Settings(BaseSettings):
     verification_max_attempts: int = 5
     # How long a closed request keeps its sealed contact details (CCPA: records 24 months).
     request_proof_days: int = 730
+    # How long a stored Idempotency-Key answer is replayed; older rows are ignored and purged.
+    idempotency_ttl_hours: int = Field(24, ge=1)
     log_level: str = "INFO"
     db_pool_size: int = 10
     db_echo: bool = False
 
-    @field_validator("subject_key")
+    @field_validator("subject_key", "audit_key")
     @classmethod
-    def _long_enough(cls, value: str | None) -> str | None:
+    def _long_enough(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and len(value) < 32:
-            raise ValueError("SPIX_DSR_SUBJECT_KEY must be at least 32 characters")
+            raise ValueError(
+                f"SPIX_DSR_{(info.field_name or '').upper()} must be at least 32 characters"
+            )
         return value
 
     @field_validator("identity_legacy_versions")
@@ -77,15 +83,22 @@ class Settings(BaseSettings):
 
     def resolve_subject_key(self) -> bytes:
         """The blind-index key: configured, or (development only) created once in data_dir."""
-        if self.subject_key:
-            return self.subject_key.encode()
+        return self._resolve_key(self.subject_key, "SUBJECT_KEY", "blind-index key", "subject.key")
+
+    def resolve_audit_key(self) -> bytes:
+        """The audit chain's HMAC key: configured, or (development only) created in data_dir."""
+        return self._resolve_key(self.audit_key, "AUDIT_KEY", "audit chain key", "audit.key")
+
+    def _resolve_key(self, configured: str | None, name: str, what: str, filename: str) -> bytes:
+        if configured:
+            return configured.encode()
         if self.env is Environment.production:
             raise ConfigurationError(
-                "SPIX_DSR_SUBJECT_KEY is not set: production refuses to start without the "
-                "blind-index key (generate one with `python -c 'import secrets; "
+                f"SPIX_DSR_{name} is not set: production refuses to start without the "
+                f"{what} (generate one with `python -c 'import secrets; "
                 "print(secrets.token_hex(32))'` and keep it in your secret store)"
             )
-        path = self.data_dir / "subject.key"
+        path = self.data_dir / filename
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             # Exclusive create: two processes starting together keep one key.
