@@ -131,8 +131,8 @@ def keys_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line")] = False,
 ) -> None:
     """Create an API key; the key is shown once."""
-    from app.audit.service import OPERATOR, record
-    from app.auth.service import create_key
+    from app.audit.service import OPERATOR
+    from app.auth.keys import create_api_key
     from app.core.errors import AppError
 
     try:
@@ -145,16 +145,8 @@ def keys_create(
         from sqlalchemy.ext.asyncio import AsyncSession
 
         assert isinstance(session, AsyncSession)
-        created = await create_key(
-            session, role=role, name=name, system_key=system, controller_id=controller_id
-        )
-        record(
-            session,
-            OPERATOR,
-            "api_key.created",
-            "api_key",
-            created.api_key.id,
-            {"role": role, "system": system, "controller_id": controller},
+        created = await create_api_key(
+            session, OPERATOR, role=role, name=name, system_key=system, controller_id=controller_id
         )
         return str(created.api_key.id), created.secret
 
@@ -186,8 +178,8 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")]) -> 
     """Revoke an API key (other processes stop accepting it within the key cache time)."""
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from app.audit.service import OPERATOR, record
-    from app.auth.service import revoke_key
+    from app.audit.service import OPERATOR
+    from app.auth.keys import revoke_api_key
     from app.core.errors import AppError
 
     try:
@@ -197,8 +189,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")]) -> 
         raise typer.Exit(2) from None
 
     async def work(session: AsyncSession) -> None:
-        await revoke_key(session, parsed)
-        record(session, OPERATOR, "api_key.revoked", "api_key", parsed)
+        await revoke_api_key(session, OPERATOR, parsed)
 
     try:
         _with_session(work)

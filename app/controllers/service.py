@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.service import record
 from app.auth.service import Principal
 from app.auth.visibility import every_row
 from app.controllers.models import Controller
@@ -74,7 +75,12 @@ def _new_secret(box: SecretBox, controller: Controller) -> str:
 
 
 async def create_controller(
-    session: AsyncSession, body: ControllerCreate, box: SecretBox, *, kind: str = "customer"
+    session: AsyncSession,
+    principal: Principal,
+    body: ControllerCreate,
+    box: SecretBox,
+    *,
+    kind: str = "customer",
 ) -> tuple[Controller, str | None]:
     await _ensure_external_ref_free(session, body.external_ref)
     controller = Controller(
@@ -92,11 +98,23 @@ async def create_controller(
     secret = _new_secret(box, controller) if body.dsr_routing.mode == "webhook" else None
     session.add(controller)
     await session.flush()
+    record(
+        session,
+        principal,
+        "controller.created",
+        "controller",
+        controller.id,
+        {"kind": controller.kind, "routing": controller.dsr_routing_mode},
+    )
     return controller, secret
 
 
 async def update_controller(
-    session: AsyncSession, controller: Controller, body: ControllerUpdate, box: SecretBox
+    session: AsyncSession,
+    principal: Principal,
+    controller: Controller,
+    body: ControllerUpdate,
+    box: SecretBox,
 ) -> tuple[list[str], str | None]:
     changes = body.model_dump(exclude_unset=True)
     if "external_ref" in changes:
@@ -117,4 +135,8 @@ async def update_controller(
             "effective_until is before effective_from", loc=["body", "effective_until"]
         )
     await session.flush()
-    return sorted(changes), secret
+    changed = sorted(changes)
+    record(
+        session, principal, "controller.updated", "controller", controller.id, {"fields": changed}
+    )
+    return changed, secret
