@@ -12,13 +12,25 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.models import AuditEvent
+from app.audit.schemas import AuditEventOut
 from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import Forbidden, NotFound
 from app.core.identity import IdentityType
+from app.core.pagination import Page, PageParams, paginate
 from app.requests.context import OPEN
 from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, SubjectRequest
-from app.requests.schemas import HeldBy, RequestOut, ScopeOut, TaskSummary
+from app.requests.schemas import (
+    HeldBy,
+    RequestOut,
+    RequestPage,
+    RequestStatus,
+    RequestType,
+    ScopeOut,
+    ScopeStatus,
+    TaskSummary,
+)
 from app.tasks.holds import why_suspended
 from app.tasks.models import Task
 
@@ -165,6 +177,65 @@ def _outcome_for(outcome: dict[str, Any] | None, principal: Principal) -> dict[s
         **outcome,
         "scopes": [s for s in outcome.get("scopes", []) if s["controller_id"] == own],
     }
+
+
+async def list_requests(
+    session: AsyncSession,
+    principal: Principal,
+    page: PageParams,
+    *,
+    status: RequestStatus | None = None,
+    type: RequestType | None = None,
+    overdue: bool | None = None,
+    controller_id: uuid.UUID | None = None,
+    scope_status: ScopeStatus | None = None,
+) -> RequestPage:
+    """A page of the requests this key sees; `overdue=True` keeps those past their deadline."""
+    statement = visible(principal)
+    if status is not None:
+        statement = statement.where(SubjectRequest.status == status)
+    if type is not None:
+        statement = statement.where(SubjectRequest.type == type)
+    if overdue is True:
+        statement = statement.where(overdue_clause(utcnow()))
+    # Filters on scopes read only the scopes this key sees: a controller key's queue is its
+    # own scopes, and naming another customer finds nothing (it would tell that the other
+    # customer holds the same subject).
+    if controller_id is not None:
+        statement = statement.where(
+            select(RequestScope.id)
+            .where(
+                RequestScope.request_id == SubjectRequest.id,
+                RequestScope.controller_id == controller_id,
+                scope_rows(principal),
+            )
+            .exists()
+        )
+    if scope_status is not None:
+        statement = statement.where(
+            select(RequestScope.id)
+            .where(
+                RequestScope.request_id == SubjectRequest.id,
+                RequestScope.status == scope_status,
+                scope_rows(principal),
+            )
+            .exists()
+        )
+    rows, next_cursor = await paginate(session, statement, SubjectRequest.id, page)
+    return RequestPage(items=await describe(session, principal, rows), next_cursor=next_cursor)
+
+
+async def request_events(
+    session: AsyncSession, principal: Principal, request_id: uuid.UUID, page: PageParams
+) -> Page[AuditEventOut]:
+    """The request's audit trail: the privacy team's, or the filing controller's."""
+    found = await get_request(session, principal, request_id)
+    require_filer(principal, found)
+    statement = select(AuditEvent).where(AuditEvent.subject_request_id == found.id)
+    rows, next_cursor = await paginate(session, statement, AuditEvent.seq, page, parse=int)
+    return Page[AuditEventOut](
+        items=[AuditEventOut.model_validate(r) for r in rows], next_cursor=next_cursor
+    )
 
 
 def require_filer(principal: Principal, request: SubjectRequest) -> None:

@@ -3,17 +3,14 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy import select
 
-from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
 from app.auth.dependencies import require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
-from app.core.db import utcnow
 from app.core.errors import Conflict, error_responses, problem_response
 from app.core.idempotency import IdempotencyDep
-from app.core.pagination import Page, PageParams, page_params, paginate
+from app.core.pagination import Page, PageParams, page_params
 from app.core.session import SessionDep
 from app.requests import intake, lifecycle, queries, scopes, state, verification
 from app.requests.context import RequestContext
@@ -113,41 +110,15 @@ async def list_requests(
         ),
     ] = None,
 ) -> RequestPage:
-    from app.requests.models import RequestScope
-
-    statement = queries.visible(principal)
-    if status is not None:
-        statement = statement.where(SubjectRequest.status == status)
-    if type is not None:
-        statement = statement.where(SubjectRequest.type == type)
-    if overdue is True:
-        statement = statement.where(queries.overdue_clause(utcnow()))
-    # Filters on scopes read only the scopes this key sees: a controller key's queue is its
-    # own scopes, and naming another customer finds nothing (it would tell that the other
-    # customer holds the same subject).
-    if controller_id is not None:
-        statement = statement.where(
-            select(RequestScope.id)
-            .where(
-                RequestScope.request_id == SubjectRequest.id,
-                RequestScope.controller_id == controller_id,
-                queries.scope_rows(principal),
-            )
-            .exists()
-        )
-    if scope_status is not None:
-        statement = statement.where(
-            select(RequestScope.id)
-            .where(
-                RequestScope.request_id == SubjectRequest.id,
-                RequestScope.status == scope_status,
-                queries.scope_rows(principal),
-            )
-            .exists()
-        )
-    rows, next_cursor = await paginate(session, statement, SubjectRequest.id, page)
-    return RequestPage(
-        items=await queries.describe(session, principal, rows), next_cursor=next_cursor
+    return await queries.list_requests(
+        session,
+        principal,
+        page,
+        status=status,
+        type=type,
+        overdue=overdue,
+        controller_id=controller_id,
+        scope_status=scope_status,
     )
 
 
@@ -275,13 +246,7 @@ async def list_request_events(
     principal: Reader,
     page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[AuditEventOut]:
-    found = await queries.get_request(session, principal, request_id)
-    queries.require_filer(principal, found)
-    statement = select(AuditEvent).where(AuditEvent.subject_request_id == found.id)
-    rows, next_cursor = await paginate(session, statement, AuditEvent.seq, page, parse=int)
-    return Page[AuditEventOut](
-        items=[AuditEventOut.model_validate(r) for r in rows], next_cursor=next_cursor
-    )
+    return await queries.request_events(session, principal, request_id, page)
 
 
 @router.get(

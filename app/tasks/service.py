@@ -14,6 +14,7 @@ from app.audit.service import record as audit
 from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.pagination import PageParams, paginate
 from app.records.models import Record
 from app.records.service import tombstone
 from app.requests.completion import on_task_done, on_task_retried
@@ -23,7 +24,7 @@ from app.requests.work import open_corrections
 from app.retention import grounds
 from app.tasks.holds import erase_allowed, sync_suspensions
 from app.tasks.models import Task
-from app.tasks.schemas import ClaimedTask
+from app.tasks.schemas import ClaimedTask, TaskOut, TaskPage, TaskStatus
 
 
 async def claim(
@@ -86,6 +87,24 @@ async def claim(
 def task_rows(principal: Principal) -> ColumnElement[bool]:
     """Tasks a key sees: a system key its own system's."""
     return principal.visibility.where(system=lambda key: Task.system == key)
+
+
+async def list_tasks(
+    session: AsyncSession,
+    principal: Principal,
+    page: PageParams,
+    *,
+    status: TaskStatus | None = None,
+    request_id: uuid.UUID | None = None,
+) -> TaskPage:
+    """A page of the tasks this key sees (a system key its own system's)."""
+    statement = select(Task).where(task_rows(principal))
+    if status is not None:
+        statement = statement.where(Task.status == status)
+    if request_id is not None:
+        statement = statement.where(Task.request_id == request_id)
+    rows, next_cursor = await paginate(session, statement, Task.id, page)
+    return TaskPage(items=[TaskOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
 async def get_task(
