@@ -77,7 +77,8 @@ def seed(
     """Load the Spix default taxonomy (idempotent: a second run changes nothing)."""
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from app.taxonomy.service import InvalidTaxonomy, SeedReport, load_taxonomy, read_taxonomy
+    from app.taxonomy.document import InvalidTaxonomy, read_taxonomy
+    from app.taxonomy.service import SeedReport, load_taxonomy
 
     async def work(session: AsyncSession) -> SeedReport:
         return await load_taxonomy(session, data)

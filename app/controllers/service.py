@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+import weakref
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -47,6 +48,27 @@ async def get_controller(
     if controller is None:
         raise NotFound("No controller with this id")
     return controller
+
+
+# The platform controller's id per bind: the engine a process shares, or a test's connection
+# (whose rolled-back transaction takes its platform row with it). Weak keys: a disposed engine
+# or closed connection takes its entry along, so no other database can read it.
+_platform_ids: weakref.WeakKeyDictionary[Any, uuid.UUID] = weakref.WeakKeyDictionary()
+
+
+async def platform_controller_id(session: AsyncSession) -> uuid.UUID | None:
+    """Spix's own controller, or None before `spix-dsr seed` made it.
+
+    Read once per bind: there is exactly one platform row, never deleted and never re-kinded
+    (no API deletes a controller or changes its kind), so once found its id stays true for as
+    long as the bind lives; only its absence is asked about again."""
+    bind = session.get_bind()
+    found = _platform_ids.get(bind)
+    if found is None:
+        found = await session.scalar(select(Controller.id).where(Controller.kind == "platform"))
+        if found is not None:
+            _platform_ids[bind] = found
+    return found
 
 
 async def require_controller(session: AsyncSession, controller_id: uuid.UUID) -> Controller:

@@ -9,7 +9,7 @@ from app.core.db import Database
 from app.core.errors import ServiceUnavailable, error_responses
 from app.core.resilience import classify
 from app.requests.models import REGIMES
-from app.requests.service import open_and_overdue
+from app.requests.queries import open_and_overdue
 
 router = APIRouter(tags=["operations"])
 

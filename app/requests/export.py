@@ -21,7 +21,7 @@ from app.purposes.models import Purpose
 from app.records.models import Record, RecordProfile
 from app.records.service import stored_decision
 from app.requests.models import RequestScope, ScopeRecord, SubjectRequest
-from app.requests.service import scope_rows
+from app.requests.queries import scope_rows
 from app.retention_rules.models import RetentionRule
 from app.systems.models import System
 from app.tasks.models import Task

@@ -3,19 +3,17 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy import select
 
-from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
 from app.auth.dependencies import require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
-from app.core.db import utcnow
 from app.core.errors import Conflict, error_responses, problem_response
 from app.core.idempotency import IdempotencyDep
-from app.core.pagination import Page, PageParams, page_params, paginate
+from app.core.pagination import Page, PageParams, page_params
 from app.core.session import SessionDep
-from app.requests import service, state
+from app.requests import intake, lifecycle, queries, scopes, state, verification
+from app.requests.context import RequestContext
 from app.requests.export import build_package
 from app.requests.models import SubjectRequest
 from app.requests.schemas import (
@@ -39,9 +37,9 @@ Filer = Annotated[Principal, require_roles("admin", "controller")]
 Reader = Annotated[Principal, require_roles("admin", "auditor", "controller")]
 
 
-def request_context(request: Request) -> service.RequestContext:
+def request_context(request: Request) -> RequestContext:
     settings = request.app.state.settings
-    return service.RequestContext(
+    return RequestContext(
         indexer=request.app.state.indexer,
         box=request.app.state.secret_box,
         clocks=request.app.state.clocks,
@@ -52,14 +50,14 @@ def request_context(request: Request) -> service.RequestContext:
     )
 
 
-ContextDep = Annotated[service.RequestContext, Depends(request_context)]
+ContextDep = Annotated[RequestContext, Depends(request_context)]
 
 
 async def _one(
     session: Any, principal: Principal, request_id: uuid.UUID
 ) -> tuple[SubjectRequest, RequestOut]:
-    found = await service.get_request(session, principal, request_id)
-    (out,) = await service.describe(session, principal, [found])
+    found = await queries.get_request(session, principal, request_id)
+    (out,) = await queries.describe(session, principal, [found])
     return found, out
 
 
@@ -78,8 +76,8 @@ async def file_request(
     idem: IdempotencyDep,
     ctx: ContextDep,
 ) -> Response:
-    created, challenge = await service.file_request(session, principal, body, ctx)
-    (out,) = await service.describe(session, principal, [created])
+    created, challenge = await intake.file_request(session, principal, body, ctx)
+    (out,) = await queries.describe(session, principal, [created])
     return await idem.respond(
         RequestCreated(**out.model_dump(), verification=challenge),
         201,
@@ -112,41 +110,15 @@ async def list_requests(
         ),
     ] = None,
 ) -> RequestPage:
-    from app.requests.models import RequestScope
-
-    statement = service.visible(principal)
-    if status is not None:
-        statement = statement.where(SubjectRequest.status == status)
-    if type is not None:
-        statement = statement.where(SubjectRequest.type == type)
-    if overdue is True:
-        statement = statement.where(service.overdue_clause(utcnow()))
-    # Filters on scopes read only the scopes this key sees: a controller key's queue is its
-    # own scopes, and naming another customer finds nothing (it would tell that the other
-    # customer holds the same subject).
-    if controller_id is not None:
-        statement = statement.where(
-            select(RequestScope.id)
-            .where(
-                RequestScope.request_id == SubjectRequest.id,
-                RequestScope.controller_id == controller_id,
-                service.scope_rows(principal),
-            )
-            .exists()
-        )
-    if scope_status is not None:
-        statement = statement.where(
-            select(RequestScope.id)
-            .where(
-                RequestScope.request_id == SubjectRequest.id,
-                RequestScope.status == scope_status,
-                service.scope_rows(principal),
-            )
-            .exists()
-        )
-    rows, next_cursor = await paginate(session, statement, SubjectRequest.id, page)
-    return RequestPage(
-        items=await service.describe(session, principal, rows), next_cursor=next_cursor
+    return await queries.list_requests(
+        session,
+        principal,
+        page,
+        status=status,
+        type=type,
+        overdue=overdue,
+        controller_id=controller_id,
+        scope_status=scope_status,
     )
 
 
@@ -176,10 +148,10 @@ async def verify_request(
     ctx: ContextDep,
     request: Request,
 ) -> Any:
-    found = await service.get_request(session, principal, request_id)
+    found = await queries.get_request(session, principal, request_id)
     try:
-        await service.verify(session, principal, found, body, ctx)
-    except service.VerificationFailed as exc:
+        await verification.verify(session, principal, found, body, ctx)
+    except verification.VerificationFailed as exc:
         # Answered, not raised: the counted attempt (or the denial) must be committed.
         return problem_response(
             422,
@@ -189,7 +161,7 @@ async def verify_request(
             request=request,
             errors=[{"loc": ["body", "code"], "msg": exc.detail, "type": "value_error"}],
         )
-    (out,) = await service.describe(session, principal, [found])
+    (out,) = await queries.describe(session, principal, [found])
     return out
 
 
@@ -202,8 +174,8 @@ async def verify_request(
 async def extend_request(
     request_id: uuid.UUID, body: ExtendIn, session: SessionDep, principal: Filer, ctx: ContextDep
 ) -> RequestOut:
-    found = await service.get_request(session, principal, request_id)
-    await service.extend(session, principal, found, body.reason, ctx)
+    found = await queries.get_request(session, principal, request_id)
+    await lifecycle.extend(session, principal, found, body.reason, ctx)
     _found, out = await _one(session, principal, request_id)
     return out
 
@@ -221,8 +193,8 @@ async def cancel_request(
     ctx: ContextDep,
     body: CancelIn | None = None,
 ) -> RequestOut:
-    found = await service.get_request(session, principal, request_id)
-    await service.close_early(session, principal, found, state.RequestEvent.cancelled, ctx)
+    found = await queries.get_request(session, principal, request_id)
+    await lifecycle.close_early(session, principal, found, state.RequestEvent.cancelled, ctx)
     _found, out = await _one(session, principal, request_id)
     return out
 
@@ -236,8 +208,8 @@ async def cancel_request(
 async def deny_request(
     request_id: uuid.UUID, body: DenyIn, session: SessionDep, principal: Filer, ctx: ContextDep
 ) -> RequestOut:
-    found = await service.get_request(session, principal, request_id)
-    await service.close_early(session, principal, found, state.RequestEvent.denied, ctx, body)
+    found = await queries.get_request(session, principal, request_id)
+    await lifecycle.close_early(session, principal, found, state.RequestEvent.denied, ctx, body)
     _found, out = await _one(session, principal, request_id)
     return out
 
@@ -256,8 +228,8 @@ async def decide_request_scope(
     principal: Filer,
     ctx: ContextDep,
 ) -> RequestOut:
-    found = await service.get_request(session, principal, request_id)
-    await service.decide_scope(session, principal, found, controller_id, body, ctx)
+    found = await queries.get_request(session, principal, request_id)
+    await scopes.decide_scope(session, principal, found, controller_id, body, ctx)
     _found, out = await _one(session, principal, request_id)
     return out
 
@@ -274,13 +246,7 @@ async def list_request_events(
     principal: Reader,
     page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[AuditEventOut]:
-    found = await service.get_request(session, principal, request_id)
-    service.require_filer(principal, found)
-    statement = select(AuditEvent).where(AuditEvent.subject_request_id == found.id)
-    rows, next_cursor = await paginate(session, statement, AuditEvent.seq, page, parse=int)
-    return Page[AuditEventOut](
-        items=[AuditEventOut.model_validate(r) for r in rows], next_cursor=next_cursor
-    )
+    return await queries.request_events(session, principal, request_id, page)
 
 
 @router.get(
@@ -292,7 +258,7 @@ async def list_request_events(
 async def get_request_export(
     request_id: uuid.UUID, session: SessionDep, principal: Reader
 ) -> dict[str, Any]:
-    found = await service.get_request(session, principal, request_id)
+    found = await queries.get_request(session, principal, request_id)
     if found.type not in ("access", "portability"):
         raise Conflict("Only access and portability requests have a package")
     if found.status != "completed":

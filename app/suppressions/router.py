@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
@@ -29,17 +29,6 @@ router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"])
 # an unsubscribe link), the privacy team, and customers for their own end users.
 WriterKey = Annotated[Principal, require_roles("admin", "system", "controller")]
 ListerKey = Annotated[Principal, require_roles("admin", "auditor", "controller")]
-
-
-def platform_controller(request: Request) -> service.PlatformController:
-    state = request.app.state
-    cached: service.PlatformController | None = getattr(state, "platform_controller_cache", None)
-    if cached is None:
-        cached = state.platform_controller_cache = service.PlatformController()
-    return cached
-
-
-PlatformDep = Annotated[service.PlatformController, Depends(platform_controller)]
 
 
 @router.post(
@@ -105,6 +94,5 @@ async def check_suppression(
     session: ReadSessionDep,
     principal: AnyKey,
     indexer: IndexerDep,
-    platform: PlatformDep,
 ) -> SuppressionCheckOut:
-    return await service.check(session, principal, indexer, body, platform)
+    return await service.check(session, principal, indexer, body)

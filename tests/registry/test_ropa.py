@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ropa.router import wants_csv
 from app.ropa.schemas import CSV_COLUMNS
-from app.taxonomy.service import load_taxonomy, read_taxonomy
+from app.taxonomy.document import read_taxonomy
+from app.taxonomy.service import load_taxonomy
 from tests.builders import make_category, make_controller, make_purpose, make_rule, make_system
 from tests.conftest import bearer
 
