@@ -14,8 +14,8 @@ from app.audit.service import record as audit
 from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.records.erasure import tombstone
 from app.records.models import Record
-from app.records.service import tombstone
 from app.requests import service as requests
 from app.requests.models import SubjectRequest
 from app.retention import grounds
