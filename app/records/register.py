@@ -65,6 +65,13 @@ class _Item:
     profile_id: uuid.UUID | None = None
     decision: policy.Decision | None = None
 
+    @property
+    def facts(self) -> engine.ProfileFacts:
+        body = self.body
+        return profile_facts(
+            body.categories, body.purposes, body.controller_id, body.system, body.region
+        )
+
 
 @dataclass
 class Registered:
@@ -274,20 +281,7 @@ async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> No
     # instead of deadlocking (a residual deadlock is retried, see app/core/resilience.py).
     items = sorted(items, key=lambda i: (i.body.system, i.body.record_ref))
     rules = await engine.load_rulebook(session)
-    profiles = await resolve_profiles(
-        session,
-        {
-            i.fingerprint: profile_facts(
-                i.body.categories,
-                i.body.purposes,
-                i.body.controller_id,
-                i.body.system,
-                i.body.region,
-            )
-            for i in items
-        },
-        rules,
-    )
+    profiles = await resolve_profiles(session, {i.fingerprint: i.facts for i in items}, rules)
     existing = await _existing(session, [(i.body.system, i.body.record_ref) for i in items])
     for item in items:
         row = existing.get((item.body.system, item.body.record_ref))
