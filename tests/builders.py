@@ -105,7 +105,7 @@ async def make_record(
     """Registers through the inventory service, so identities are hashed as the app does."""
     from app.core.identity import BlindIndexer
     from app.records.importer import OPERATOR_PRINCIPAL
-    from app.records.service import register
+    from app.records.register import register
 
     (outcome,) = await register(
         session,

@@ -13,12 +13,11 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from app.audit.service import OPERATOR, record
 from app.auth.service import Principal
 from app.core.db import Database
 from app.core.identity import BlindIndexer
 from app.core.resilience import Fault, classify
-from app.records import service
+from app.records import register
 
 # The operator at the command line acts with the privacy team's rights.
 OPERATOR_PRINCIPAL = Principal(key_id=uuid.UUID(int=0), role="admin")
@@ -88,7 +87,7 @@ def _batches(handle: BinaryIO, size: int, report: ImportReport) -> Iterator[list
         yield batch
 
 
-def _describe(outcome: service.Registered) -> str:
+def _describe(outcome: register.Registered) -> str:
     assert outcome.problem is not None
     error = outcome.problem.error
     where = ", ".join(".".join(str(p) for p in e["loc"]) for e in error.errors or [])
@@ -97,21 +96,11 @@ def _describe(outcome: service.Registered) -> str:
 
 async def _write(
     database: Database, indexer: BlindIndexer, file: str, batch: list[tuple[int, Any]]
-) -> list[service.Registered]:
+) -> list[register.Registered]:
     async with database.sessionmaker() as session, session.begin():
-        outcomes = await service.register(
-            session, OPERATOR_PRINCIPAL, indexer, [item for _, item in batch]
+        outcomes = await register.register_batch(
+            session, OPERATOR_PRINCIPAL, indexer, [item for _, item in batch], import_file=file
         )
-        written = [o for o in outcomes if o.record_id is not None]
-        if written:
-            record(
-                session,
-                OPERATOR,
-                "records.imported",
-                "record_batch",
-                str(written[0].record_id),
-                {"file": file, "written": len(written), "errors": len(outcomes) - len(written)},
-            )
     return outcomes
 
 

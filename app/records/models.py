@@ -6,23 +6,31 @@ through a handful of profiles instead of scanning records."""
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     ForeignKey,
     Index,
+    Select,
     String,
     Text,
     UniqueConstraint,
     Uuid,
+    select,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.auth.visibility import Visibility
 from app.core.db import Base, UTCDateTime, utcnow
 from app.core.ids import new_id
+
+if TYPE_CHECKING:
+    from app.auth.service import Principal
 
 
 class RecordProfile(Base):
@@ -122,3 +130,20 @@ class RecordIdentity(Base):
     identity_type: Mapped[str] = mapped_column(String(20), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(16))
+
+
+def record_rows(visibility: Visibility) -> ColumnElement[bool]:
+    """Records a key sees: a system key its system's, a controller key its controller's."""
+    return visibility.where(
+        system=lambda key: Record.system == key,
+        controller=lambda controller_id: Record.controller_id == controller_id,
+    )
+
+
+def visible(principal: "Principal") -> Select[Record, RecordProfile]:
+    """The records a key sees, each with its profile."""
+    return (
+        select(Record, RecordProfile)
+        .join(RecordProfile, RecordProfile.id == Record.profile_id)
+        .where(record_rows(principal.visibility))
+    )

@@ -19,9 +19,9 @@ from app.core.db import utcnow
 from app.data_categories.models import DataCategory
 from app.purposes.models import Purpose
 from app.records.models import Record, RecordProfile
-from app.records.service import stored_decision
 from app.requests.models import RequestScope, ScopeRecord, SubjectRequest
 from app.requests.queries import scope_rows
+from app.retention.answer import stored_decision
 from app.retention_rules.models import RetentionRule
 from app.systems.models import System
 from app.tasks.models import Task

@@ -93,7 +93,7 @@ class Dates:
 
     def event(self, name: str) -> ColumnElement[Any]:
         """The stored time of a record's event, or NULL while it has not happened. Events are
-        stored as UTC ISO text with microseconds (`records.service.event_text`)."""
+        stored as UTC ISO text with microseconds (`engine.event_text`)."""
         raw = records.c.events[name].as_string()
         if self.dialect == "postgresql":
             return cast(raw, DateTime(timezone=True))

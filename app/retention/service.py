@@ -16,9 +16,9 @@ from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.pagination import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor
 from app.legal_holds.models import LegalHold
-from app.records import service as records
-from app.records.models import DUE_PREDICATE, Record, RecordProfile
+from app.records.models import DUE_PREDICATE, Record, RecordProfile, record_rows, visible
 from app.retention import engine, policy
+from app.retention.answer import stored_decision
 from app.retention.schemas import (
     CoverageItem,
     CoverageOut,
@@ -40,13 +40,11 @@ async def eligibility(
     by_id: dict[uuid.UUID, Any] = {}
     by_ref: dict[tuple[str, str], Any] = {}
     if ids:
-        for record, profile in await session.execute(
-            records.visible(principal).where(Record.id.in_(ids))
-        ):
+        for record, profile in await session.execute(visible(principal).where(Record.id.in_(ids))):
             by_id[record.id] = (record, profile)
     if refs:
         for record, profile in await session.execute(
-            records.visible(principal).where(tuple_(Record.system, Record.record_ref).in_(refs))
+            visible(principal).where(tuple_(Record.system, Record.record_ref).in_(refs))
         ):
             by_ref[(record.system, record.record_ref)] = (record, profile)
     holds = await engine.holds_of(
@@ -68,9 +66,7 @@ async def eligibility(
             )
         else:
             record, profile = found
-            decision = records.stored_decision(
-                record, profile.ranked_rules, holds.get(record.id, []), now
-            )
+            decision = stored_decision(record, profile.ranked_rules, holds.get(record.id, []), now)
             results.append(
                 EligibilityResult(
                     index=index,
@@ -96,7 +92,7 @@ async def due(
     # A system filter naming another system than a system key's own finds nothing.
     statement = select(
         Record.id, Record.system, Record.record_ref, Record.delete_by, Record.action
-    ).where(text(DUE_PREDICATE), Record.delete_by <= now, records.record_rows(principal.visibility))
+    ).where(text(DUE_PREDICATE), Record.delete_by <= now, record_rows(principal.visibility))
     if system is not None:
         statement = statement.where(Record.system == system)
     if cursor is not None:
@@ -116,7 +112,7 @@ async def due(
 async def coverage(session: AsyncSession, principal: Principal) -> CoverageOut:
     """Categories of active records that no maximum rule reaches, with counts."""
     counts = select(Record.profile_id, func.count().label("n")).where(
-        Record.state != "erased", records.record_rows(principal.visibility)
+        Record.state != "erased", record_rows(principal.visibility)
     )
     per_profile: dict[uuid.UUID, int] = {
         pid: n for pid, n in await session.execute(counts.group_by(Record.profile_id))

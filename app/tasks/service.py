@@ -15,8 +15,8 @@ from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.pagination import PageParams, paginate
+from app.records.erasure import tombstone
 from app.records.models import Record
-from app.records.service import tombstone
 from app.requests.completion import on_task_done, on_task_retried
 from app.requests.context import RequestContext
 from app.requests.models import SubjectRequest

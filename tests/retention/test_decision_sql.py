@@ -18,7 +18,7 @@ from app.core.identity import BlindIndexer, Identity
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.records.importer import OPERATOR_PRINCIPAL
 from app.records.models import Record, RecordIdentity, RecordProfile
-from app.records.service import register
+from app.records.register import register
 from app.retention import engine, policy
 from app.retention.recompute import Scope, recompute, simulate
 from tests.builders import (
