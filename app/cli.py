@@ -29,6 +29,8 @@ cli.add_typer(identities_cli, name="identities")
 
 idempotency_cli = typer.Typer(help="Stored Idempotency-Key answers.", no_args_is_help=True)
 cli.add_typer(idempotency_cli, name="idempotency")
+receipt_cli = typer.Typer(help="Signed erasure receipts.", no_args_is_help=True)
+cli.add_typer(receipt_cli, name="receipt")
 
 OPENAPI_PATH = Path("openapi/openapi.json")
 
@@ -405,6 +407,44 @@ def openapi(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(rendered, encoding="utf-8")
     typer.echo(f"wrote {path}")
+
+
+@receipt_cli.command("verify")
+def receipt_verify(
+    file: Annotated[Path, typer.Argument(help="The receipt, as GET /v1/requests/{id}/receipt")],
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="The published key set (JWKS): a file, or the URL of "
+            "/.well-known/spix-dsr/receipt-keys. Default: this install's own key",
+        ),
+    ] = None,
+) -> None:
+    """Check a receipt's signature offline: exit 0 when it is valid, 1 when it is not."""
+    import urllib.request
+
+    from app.core import signing
+
+    try:
+        document = json.loads(file.read_bytes())
+        if key is None:
+            signer = signing.Signer.from_material(get_settings().resolve_receipt_key())
+            jwks = signer.jwks()
+        elif key.startswith(("https://", "http://")):
+            with urllib.request.urlopen(key, timeout=10) as answer:  # noqa: S310 (http/https)
+                jwks = json.loads(answer.read())
+        else:
+            jwks = json.loads(Path(key).read_bytes())
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: no key configured
+        typer.echo(f"receipt not verified: {exc}", err=True)
+        raise typer.Exit(1) from None
+    problem = signing.verify(document, signing.keys_from_jwks(jwks))
+    if problem is not None:
+        typer.echo(f"receipt NOT valid: {problem}", err=True)
+        raise typer.Exit(1)
+    request_id = document["receipt"].get("request_id")
+    typer.echo(f"receipt valid: request {request_id}, signed by key {document['kid']}")
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from app.core.middleware import (
 )
 from app.core.resilience import DatabaseFaultMiddleware
 from app.core.revisions import head_revisions
+from app.core.signing import Signer
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
 from app.legal_holds.router import router as legal_holds_router
@@ -40,6 +41,7 @@ from app.subjects.router import router as subjects_router
 from app.suppressions.router import router as suppressions_router
 from app.systems.router import router as systems_router
 from app.tasks.router import router as tasks_router
+from app.well_known.router import router as well_known_router
 
 VERSION = "0.1.0"
 
@@ -53,6 +55,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     settings = settings or get_settings()
     subject_key = settings.resolve_subject_key()  # refuses a production start without one
     audit_key = settings.resolve_audit_key()  # the same
+    receipt_signer = Signer.from_material(settings.resolve_receipt_key())  # the same
     database = database or Database.from_url(
         settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
     )
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     application.state.secret_box = SecretBox(subject_key, settings.subject_key_id)
     application.state.audit_key = audit_key
+    application.state.receipt_signer = receipt_signer
     # Parsed once, so a bad override stops the start instead of failing a request.
     application.state.clocks = clocks_from_overrides(settings.regime_clocks)
     # What /readyz expects in alembic_version: read from the shipped migrations once.
@@ -109,6 +113,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         tasks_router,
         suppressions_router,
         audit_router,
+        well_known_router,
     ):
         application.router.routes.extend(router.routes)
 

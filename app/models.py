@@ -9,13 +9,21 @@ from app.data_categories.models import DataCategory
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.purposes.models import Purpose
 from app.records.models import (
+    ErasureMemory,
+    Reappearance,
     Record,
     RecordIdentity,
     RecordProfile,
     RecordProfileCategory,
     RecordProfilePurpose,
 )
-from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, SubjectRequest
+from app.requests.models import (
+    ErasureReceipt,
+    RequestIdentity,
+    RequestScope,
+    ScopeRecord,
+    SubjectRequest,
+)
 from app.retention_rules.models import RetentionRule
 from app.suppressions.models import Suppression
 from app.systems.models import System
@@ -29,11 +37,14 @@ __all__ = [
     "AuditEvent",
     "Controller",
     "DataCategory",
+    "ErasureMemory",
+    "ErasureReceipt",
     "IdempotencyRecord",
     "LegalHold",
     "LegalHoldIdentity",
     "LegalHoldRecord",
     "Purpose",
+    "Reappearance",
     "Record",
     "RecordIdentity",
     "RecordProfile",

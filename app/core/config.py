@@ -1,6 +1,7 @@
 """Settings from the environment (prefix SPIX_DSR_)."""
 
 import secrets
+from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
 from functools import lru_cache
@@ -36,6 +37,12 @@ class Settings(BaseSettings):
     identity_legacy_versions: list[int] = Field(default_factory=lambda: [1])
     # HMAC key of the audit chain (its own key, not the subject key); same forms as above.
     audit_key: str | None = None
+    # Ed25519 key that signs erasure receipts: PEM (PKCS#8) or the 32-byte private key in
+    # base64. Its public key is published at /.well-known/spix-dsr/receipt-keys.
+    receipt_signing_key: str | None = None
+    # How long an erasure is remembered (blind indexes, controller, date): a record registered
+    # for an erased identity within this period is flagged for review. 0 remembers nothing.
+    erasure_memory_days: int = Field(365, ge=0)
     default_phone_region: str = "US"
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = 5 * 1024 * 1024
@@ -89,14 +96,34 @@ class Settings(BaseSettings):
         """The audit chain's HMAC key: configured, or (development only) created in data_dir."""
         return self._resolve_key(self.audit_key, "AUDIT_KEY", "audit chain key", "audit.key")
 
-    def _resolve_key(self, configured: str | None, name: str, what: str, filename: str) -> bytes:
+    def resolve_receipt_key(self) -> bytes:
+        """The receipt signing key (PEM or base64 text): configured, or (development only)
+        created once in data_dir as PKCS#8 PEM."""
+        return self._resolve_key(
+            self.receipt_signing_key,
+            "RECEIPT_SIGNING_KEY",
+            "receipt signing key",
+            "receipt.key",
+            new_key=new_ed25519_pem,
+            how="`openssl genpkey -algorithm ed25519`",
+        )
+
+    def _resolve_key(
+        self,
+        configured: str | None,
+        name: str,
+        what: str,
+        filename: str,
+        *,
+        new_key: Callable[[], str] = lambda: secrets.token_hex(32),
+        how: str = "`python -c 'import secrets; print(secrets.token_hex(32))'`",
+    ) -> bytes:
         if configured:
             return configured.encode()
         if self.env is Environment.production:
             raise ConfigurationError(
                 f"SPIX_DSR_{name} is not set: production refuses to start without the "
-                f"{what} (generate one with `python -c 'import secrets; "
-                "print(secrets.token_hex(32))'` and keep it in your secret store)"
+                f"{what} (generate one with {how} and keep it in your secret store)"
             )
         path = self.data_dir / filename
         if not path.exists():
@@ -104,11 +131,26 @@ class Settings(BaseSettings):
             # Exclusive create: two processes starting together keep one key.
             try:
                 with open(path, "x", encoding="ascii") as handle:
-                    handle.write(secrets.token_hex(32))
+                    handle.write(new_key())
                 path.chmod(0o600)
             except FileExistsError:
                 pass
         return path.read_text(encoding="ascii").strip().encode()
+
+
+def new_ed25519_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode("ascii")
+    )
 
 
 @lru_cache

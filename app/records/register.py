@@ -22,6 +22,7 @@ from app.core.identity import BlindIndex, BlindIndexer, InvalidIdentity
 from app.core.ids import new_id
 from app.records.models import Record, RecordIdentity
 from app.records.profiles import fingerprint, insert_for, profile_facts, resolve_profiles
+from app.records.reappearance import Candidate, flag_reappeared
 from app.records.references import known_references
 from app.records.schemas import BatchResult, IdentityDigest, ItemError, RecordIn, RecordOut
 from app.retention import engine, policy
@@ -62,6 +63,7 @@ class _Item:
     record_id: uuid.UUID | None = None
     existing: bool = False
     restricted: bool = False
+    revived: bool = False  # the record was a tombstone (erased) before this write
     profile_id: uuid.UUID | None = None
     decision: policy.Decision | None = None
 
@@ -189,6 +191,21 @@ async def register(
     items = [item for item in items if item.index not in problems]
     if items:
         await _apply(session, items, now)
+        await flag_reappeared(
+            session,
+            principal,
+            (
+                Candidate(
+                    item.record_id,
+                    item.body.controller_id,
+                    item.body.system,
+                    [d.digest for d in item.digests],
+                )
+                for item in items
+                if item.record_id is not None and (item.revived or not item.existing)
+            ),
+            now,
+        )
         for item in items:
             outcomes[item.index] = Registered(
                 item.index,
@@ -289,6 +306,7 @@ async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> No
         if row is not None:
             item.record_id, item.existing = row.id, True
             item.restricted = row.state == "restricted"
+            item.revived = row.state == "erased"
         else:
             item.record_id = new_id()
 

@@ -17,6 +17,7 @@ from app.core.db import utcnow
 from app.requests import state
 from app.requests.context import RequestContext
 from app.requests.models import RequestScope, SubjectRequest
+from app.requests.receipts import on_erasure_completed
 from app.tasks.models import Task
 
 
@@ -55,6 +56,11 @@ async def maybe_complete(
     mark_closed(request, utcnow(), ctx)
     request.outcome = await _summarise(session, request, list(scopes))
     await session.flush()
+    if request.type == "erasure":
+        assert request.closed_at is not None
+        await on_erasure_completed(
+            session, request, list(scopes), request.closed_at, ctx.erasure_memory
+        )
     audit(
         session,
         principal,

@@ -29,6 +29,8 @@ class RequestContext:
     code_ttl: timedelta
     max_attempts: int
     proof_period: timedelta
+    # How long a completed erasure's identities are remembered (blind indexes only).
+    erasure_memory: timedelta = timedelta(days=365)
 
 
 async def request_digests(session: AsyncSession, request: SubjectRequest) -> list[BlindIndex]:

@@ -124,3 +124,16 @@ class ScopeRecord(Base):
     record_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("records.id"), primary_key=True, index=True
     )
+
+
+class ErasureReceipt(Base):
+    """What a completed erasure did, fixed when it completed (canonical JSON): signed when
+    served, so later changes to the records (one registered again) never rewrite it."""
+
+    __tablename__ = "erasure_receipts"
+
+    request_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("subject_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -12,7 +12,8 @@ from app.core.errors import Conflict, error_responses, problem_response
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params
 from app.core.session import SessionDep
-from app.requests import intake, lifecycle, queries, scopes, state, verification
+from app.core.signing import canonical
+from app.requests import intake, lifecycle, queries, receipts, scopes, state, verification
 from app.requests.context import RequestContext
 from app.requests.export import build_package
 from app.requests.models import SubjectRequest
@@ -28,6 +29,7 @@ from app.requests.schemas import (
     RequestStatus,
     RequestType,
     ScopeStatus,
+    SignedReceipt,
     VerifyIn,
 )
 
@@ -47,6 +49,7 @@ def request_context(request: Request) -> RequestContext:
         code_ttl=timedelta(hours=settings.verification_code_ttl_hours),
         max_attempts=settings.verification_max_attempts,
         proof_period=timedelta(days=settings.request_proof_days),
+        erasure_memory=timedelta(days=settings.erasure_memory_days),
     )
 
 
@@ -264,3 +267,29 @@ async def get_request_export(
     if found.status != "completed":
         raise Conflict(f"The request is {found.status}; the package comes when it completes")
     return await build_package(session, principal, found)
+
+
+@router.get(
+    "/{request_id}/receipt",
+    operation_id="get_request_receipt",
+    summary="The signed receipt of a completed erasure (verify it with the published key)",
+    description=(
+        "What the erasure did, per controller and system: the records erased and when (ids "
+        "and refs), the records withheld and on which ground, and the tasks' results. Signed "
+        "with Ed25519 over the canonical JSON of `receipt` (sorted keys, no whitespace); the "
+        "key is `kid` in the set at `/.well-known/spix-dsr/receipt-keys`. A controller key "
+        "gets its own part only. 404 for a request that is not an erasure; 409 until it "
+        "completes."
+    ),
+    responses={
+        200: {"model": SignedReceipt, "description": "The signed receipt"},
+        **error_responses(401, 403, 404, 409, 422),
+    },
+)
+async def get_request_receipt(
+    request_id: uuid.UUID, session: SessionDep, principal: Reader, request: Request
+) -> Response:
+    signed = await receipts.signed_receipt(
+        session, principal, request_id, request.app.state.receipt_signer
+    )
+    return Response(canonical(signed), media_type="application/json")

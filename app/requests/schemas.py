@@ -145,3 +145,15 @@ class RequestCreated(RequestOut):
 class RequestPage(OutputModel):
     items: list[RequestOut]
     next_cursor: str | None = None
+
+
+class SignedReceipt(OutputModel):
+    """A completed erasure's receipt and its Ed25519 signature over the canonical JSON of
+    `receipt` (sorted keys, no whitespace)."""
+
+    alg: Literal["EdDSA"]
+    # The signing key's JWK thumbprint (RFC 7638), found in /.well-known/spix-dsr/receipt-keys.
+    kid: str
+    receipt: dict[str, Any]
+    # base64url, no padding.
+    signature: str

@@ -184,7 +184,8 @@ async def complete(
     task.status = "completed"
     task.completed_at = now
     task.lease_expires_at = None
-    task.result = result if task.action == "export" else None
+    # An erase task's report goes into the erasure's receipt (ids and counts, no identities).
+    task.result = result if task.action in ("export", "erase") else None
     await session.flush()
     audit(
         session,
