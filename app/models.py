@@ -8,6 +8,7 @@ from app.core.idempotency import IdempotencyRecord
 from app.data_categories.models import DataCategory
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.purposes.models import Purpose
+from app.recipients.models import Recipient
 from app.records.models import (
     Record,
     RecordIdentity,
@@ -34,6 +35,7 @@ __all__ = [
     "LegalHoldIdentity",
     "LegalHoldRecord",
     "Purpose",
+    "Recipient",
     "Record",
     "RecordIdentity",
     "RecordProfile",

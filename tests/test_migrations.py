@@ -16,13 +16,67 @@ from app.core.migrate import alembic_config, check, downgrade, upgrade
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.retention import engine
 from tests.builders import (
-    make_category,
-    make_controller,
-    make_purpose,
     make_rule,
     make_system,
 )
 from tests.databases import fresh_database
+
+
+async def insert_at_revision(session: Any, model: Any, **values: Any) -> dict[str, Any]:
+    """A row written with only the columns the database has at an older revision (the
+    models carry later ones), filling the models' Python defaults; committed."""
+    table = model.__table__
+
+    def columns(sync_session: Any) -> set[str]:
+        inspector = sa.inspect(sync_session.connection())
+        return {c["name"] for c in inspector.get_columns(table.name)}
+
+    present = await session.run_sync(columns)
+    row: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name not in present:
+            continue
+        if column.name in values:
+            row[column.name] = values[column.name]
+        elif column.default is not None:
+            arg = column.default.arg
+            row[column.name] = arg(None) if callable(arg) else arg
+    # A bare table: the model's would add its later columns' defaults to the INSERT.
+    bare = sa.table(table.name, *(sa.column(name, table.c[name].type) for name in row))
+    await session.execute(bare.insert().values(row))
+    await session.commit()
+    return row
+
+
+async def old_controller(session: Any, **values: Any) -> uuid.UUID:
+    from app.controllers.models import Controller
+
+    row = await insert_at_revision(
+        session, Controller, **{"id": uuid.uuid4(), "kind": "customer", **values}
+    )
+    return uuid.UUID(str(row["id"]))
+
+
+async def old_category(session: Any, key: str) -> None:
+    from app.data_categories.models import DataCategory
+
+    parts = key.split(".")
+    for depth in range(1, len(parts) + 1):
+        current = ".".join(parts[:depth])
+        exists = await session.scalar(
+            sa.select(DataCategory.__table__.c.key).where(DataCategory.__table__.c.key == current)
+        )
+        if exists is None:
+            parent = ".".join(parts[: depth - 1]) or None
+            await insert_at_revision(
+                session, DataCategory, key=current, parent_key=parent, name=current
+            )
+
+
+async def old_purpose(session: Any, key: str) -> None:
+    from app.purposes.models import Purpose
+
+    await insert_at_revision(session, Purpose, key=key, name=key, legal_basis="contract")
 
 
 async def test_upgrade_check_downgrade_upgrade(backend: str, tmp_path: Path) -> None:
@@ -72,9 +126,9 @@ async def test_ranked_rules_migration_keeps_each_records_explanation(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller = await make_controller(session, kind="platform", name="Spix")
+                controller_id = await old_controller(session, kind="platform", name="Spix")
                 await make_system(session, "support")
-                await make_category(session, "support.ticket")
+                await old_category(session, "support.ticket")
                 rule = await make_rule(session, kind="maximum", period="P1M", category="support")
                 profile_id, record_id = uuid.uuid4(), uuid.uuid4()
                 collected = datetime(2024, 1, 31, 9, tzinfo=UTC)
@@ -82,7 +136,7 @@ async def test_ranked_rules_migration_keeps_each_records_explanation(
                     profiles.insert().values(
                         id=profile_id,
                         fingerprint="f" * 64,
-                        controller_id=controller.id,
+                        controller_id=controller_id,
                         system="support",
                         region=None,
                         categories=["support.ticket"],
@@ -94,7 +148,7 @@ async def test_ranked_rules_migration_keeps_each_records_explanation(
                         id=record_id,
                         system="support",
                         record_ref="t-1",
-                        controller_id=controller.id,
+                        controller_id=controller_id,
                         profile_id=profile_id,
                         collected_at=collected,
                         created_at=collected,
@@ -203,14 +257,14 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller = await make_controller(session, kind="platform", name="Spix")
-                other = await make_controller(session, name="Other")
+                controller_id = await old_controller(session, kind="platform", name="Spix")
+                other_id = await old_controller(session, name="Other")
                 await make_system(session, "support")
-                await make_category(session, "support.ticket")
-                await make_category(session, "support.chat")
-                await make_purpose(session, "service")
-                await make_purpose(session, "marketing")
-                mine = {"controller_id": controller.id, "system": "support"}
+                await old_category(session, "support.ticket")
+                await old_category(session, "support.chat")
+                await old_purpose(session, "service")
+                await old_purpose(session, "marketing")
+                mine = {"controller_id": controller_id, "system": "support"}
                 specs: list[dict[str, Any]] = [
                     {"kind": "maximum", "period": "P1M", "category": "support"},
                     {
@@ -251,7 +305,7 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
                         "purpose": "marketing",
                     },
                     {"kind": "minimum", "period": "P1W", "region": "eu"},
-                    {"kind": "maximum", "period": "P5Y", "controller_id": other.id},
+                    {"kind": "maximum", "period": "P5Y", "controller_id": other_id},
                     {"kind": "minimum", "period": "P2Y", "anchor": "event:legal_claim"},
                 ]
                 # Highest id first: table order is the reverse of the app's id order.
@@ -265,7 +319,7 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
                         {
                             "id": profile_a,
                             "fingerprint": "a" * 64,
-                            "controller_id": controller.id,
+                            "controller_id": controller_id,
                             "system": "support",
                             "region": None,
                             "categories": ["account.profile", "support.ticket"],
@@ -274,7 +328,7 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
                         {
                             "id": profile_b,
                             "fingerprint": "b" * 64,
-                            "controller_id": controller.id,
+                            "controller_id": controller_id,
                             "system": "support",
                             "region": "eu",
                             "categories": ["support.chat"],
@@ -302,7 +356,7 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
                             "id": ids_of[name],
                             "system": "support",
                             "record_ref": name,
-                            "controller_id": controller.id,
+                            "controller_id": controller_id,
                             "profile_id": profile,
                             "collected_at": collected,
                             "last_activity_at": (
@@ -332,7 +386,7 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
                     reason="released", released_at=datetime(2024, 1, 1, tzinfo=UTC)
                 )
                 tickets = LegalHold(reason="tickets", category="support.ticket")
-                elsewhere = LegalHold(reason="elsewhere", controller_id=other.id)
+                elsewhere = LegalHold(reason="elsewhere", controller_id=other_id)
                 session.add_all([by_record, by_scope, by_identity, released, tickets, elsewhere])
                 await session.flush()
                 session.add_all(
