@@ -14,7 +14,7 @@ CSV_MEDIA_TYPE = "text/csv"
 _CSV_EXAMPLE = (
     ",".join(CSV_COLUMNS)
     + "\r\nbilling.transactions,Process transactions and manage billing,contract,billing.invoice,"
-    ",,,0196f0c4-6a2b-7d4c-8e3f-5a7b9c1d2e3f,minimum,P10Y,collected_at,law,"
+    ",,,,,0196f0c4-6a2b-7d4c-8e3f-5a7b9c1d2e3f,minimum,P10Y,collected_at,law,"
     "DE: HGB §257(1) no. 4\r\n"
 )
 
