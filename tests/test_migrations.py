@@ -16,67 +16,13 @@ from app.core.migrate import alembic_config, check, downgrade, upgrade
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.retention import engine
 from tests.builders import (
+    make_category_at_revision,
+    make_controller_at_revision,
+    make_purpose_at_revision,
     make_rule,
     make_system,
 )
 from tests.databases import fresh_database
-
-
-async def insert_at_revision(session: Any, model: Any, **values: Any) -> dict[str, Any]:
-    """A row written with only the columns the database has at an older revision (the
-    models carry later ones), filling the models' Python defaults; committed."""
-    table = model.__table__
-
-    def columns(sync_session: Any) -> set[str]:
-        inspector = sa.inspect(sync_session.connection())
-        return {c["name"] for c in inspector.get_columns(table.name)}
-
-    present = await session.run_sync(columns)
-    row: dict[str, Any] = {}
-    for column in table.columns:
-        if column.name not in present:
-            continue
-        if column.name in values:
-            row[column.name] = values[column.name]
-        elif column.default is not None:
-            arg = column.default.arg
-            row[column.name] = arg(None) if callable(arg) else arg
-    # A bare table: the model's would add its later columns' defaults to the INSERT.
-    bare = sa.table(table.name, *(sa.column(name, table.c[name].type) for name in row))
-    await session.execute(bare.insert().values(row))
-    await session.commit()
-    return row
-
-
-async def old_controller(session: Any, **values: Any) -> uuid.UUID:
-    from app.controllers.models import Controller
-
-    row = await insert_at_revision(
-        session, Controller, **{"id": uuid.uuid4(), "kind": "customer", **values}
-    )
-    return uuid.UUID(str(row["id"]))
-
-
-async def old_category(session: Any, key: str) -> None:
-    from app.data_categories.models import DataCategory
-
-    parts = key.split(".")
-    for depth in range(1, len(parts) + 1):
-        current = ".".join(parts[:depth])
-        exists = await session.scalar(
-            sa.select(DataCategory.__table__.c.key).where(DataCategory.__table__.c.key == current)
-        )
-        if exists is None:
-            parent = ".".join(parts[: depth - 1]) or None
-            await insert_at_revision(
-                session, DataCategory, key=current, parent_key=parent, name=current
-            )
-
-
-async def old_purpose(session: Any, key: str) -> None:
-    from app.purposes.models import Purpose
-
-    await insert_at_revision(session, Purpose, key=key, name=key, legal_basis="contract")
 
 
 async def test_upgrade_check_downgrade_upgrade(backend: str, tmp_path: Path) -> None:
@@ -126,9 +72,11 @@ async def test_ranked_rules_migration_keeps_each_records_explanation(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller_id = await old_controller(session, kind="platform", name="Spix")
+                controller_id = await make_controller_at_revision(
+                    session, kind="platform", name="Spix"
+                )
                 await make_system(session, "support")
-                await old_category(session, "support.ticket")
+                await make_category_at_revision(session, "support.ticket")
                 rule = await make_rule(session, kind="maximum", period="P1M", category="support")
                 profile_id, record_id = uuid.uuid4(), uuid.uuid4()
                 collected = datetime(2024, 1, 31, 9, tzinfo=UTC)
@@ -257,13 +205,15 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller_id = await old_controller(session, kind="platform", name="Spix")
-                other_id = await old_controller(session, name="Other")
+                controller_id = await make_controller_at_revision(
+                    session, kind="platform", name="Spix"
+                )
+                other_id = await make_controller_at_revision(session, name="Other")
                 await make_system(session, "support")
-                await old_category(session, "support.ticket")
-                await old_category(session, "support.chat")
-                await old_purpose(session, "service")
-                await old_purpose(session, "marketing")
+                await make_category_at_revision(session, "support.ticket")
+                await make_category_at_revision(session, "support.chat")
+                await make_purpose_at_revision(session, "service")
+                await make_purpose_at_revision(session, "marketing")
                 mine = {"controller_id": controller_id, "system": "support"}
                 specs: list[dict[str, Any]] = [
                     {"kind": "maximum", "period": "P1M", "category": "support"},
