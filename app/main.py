@@ -31,6 +31,7 @@ from app.health.router import router as health_router
 from app.legal_holds.router import router as legal_holds_router
 from app.openapi import build_openapi
 from app.purposes.router import router as purposes_router
+from app.recipients.router import router as recipients_router
 from app.records.router import router as records_router
 from app.requests.clocks import clocks_from_overrides
 from app.requests.router import router as requests_router
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         suppressions_router,
         audit_router,
         well_known_router,
+        recipients_router,
     ):
         application.router.routes.extend(router.routes)
 

@@ -8,6 +8,7 @@ from app.core.idempotency import IdempotencyRecord
 from app.data_categories.models import DataCategory
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.purposes.models import Purpose
+from app.recipients.models import Recipient
 from app.records.models import (
     ErasureMemory,
     Reappearance,
@@ -45,6 +46,7 @@ __all__ = [
     "LegalHoldRecord",
     "Purpose",
     "Reappearance",
+    "Recipient",
     "Record",
     "RecordIdentity",
     "RecordProfile",

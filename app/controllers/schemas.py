@@ -4,7 +4,12 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.core.schemas import InputModel, Name, OutputModel, Url, not_null
+from app.core.schemas import InputModel, Name, OutputModel, Text, Url, not_null
+
+_CONTACT = "Acme Inc., 1 Main St, Springfield; privacy@acme.example"
+_DPO = "Data Protection Officer, dpo@acme.example"
+_SECURITY = "Encryption in transit and at rest; role-based access; audit log"
+_ADM = "No decisions with legal or similarly significant effect are made solely by automated means"
 
 
 class DsrRouting(BaseModel):
@@ -33,6 +38,22 @@ class ControllerCreate(InputModel):
     auto_execute: bool = Field(
         False, description="Approved in advance: forwarded requests run without waiting"
     )
+    contact: Text | None = Field(
+        None, description="How to reach the controller (Art. 30(1)(a))", examples=[_CONTACT]
+    )
+    dpo_contact: Text | None = Field(
+        None, description="How to reach its data protection officer", examples=[_DPO]
+    )
+    security_measures: Text | None = Field(
+        None,
+        description="Its technical and organisational security measures (Art. 30(1)(g))",
+        examples=[_SECURITY],
+    )
+    automated_decision_making: Text | None = Field(
+        None,
+        description="Its statement on automated decision-making and profiling (Art. 15(1)(h))",
+        examples=[_ADM],
+    )
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> Self:
@@ -53,6 +74,22 @@ class ControllerUpdate(InputModel):
     effective_until: date | None = None
     dsr_routing: DsrRouting | None = None
     auto_execute: bool | None = None
+    contact: Text | None = Field(
+        None, description="How to reach the controller (Art. 30(1)(a))", examples=[_CONTACT]
+    )
+    dpo_contact: Text | None = Field(
+        None, description="How to reach its data protection officer", examples=[_DPO]
+    )
+    security_measures: Text | None = Field(
+        None,
+        description="Its technical and organisational security measures (Art. 30(1)(g))",
+        examples=[_SECURITY],
+    )
+    automated_decision_making: Text | None = Field(
+        None,
+        description="Its statement on automated decision-making and profiling (Art. 15(1)(h))",
+        examples=[_ADM],
+    )
 
     _not_null = not_null("name", "dsr_routing", "auto_execute")
 
@@ -68,6 +105,10 @@ class ControllerOut(OutputModel):
     dsr_routing: DsrRouting
     has_signing_secret: bool
     auto_execute: bool
+    contact: str | None
+    dpo_contact: str | None
+    security_measures: str | None
+    automated_decision_making: str | None
     created_at: datetime
     updated_at: datetime
     version: int

@@ -116,6 +116,10 @@ async def create_controller(
         dsr_routing_mode=body.dsr_routing.mode,
         webhook_url=body.dsr_routing.webhook_url,
         auto_execute=body.auto_execute,
+        contact=body.contact,
+        dpo_contact=body.dpo_contact,
+        security_measures=body.security_measures,
+        automated_decision_making=body.automated_decision_making,
     )
     secret = _new_secret(box, controller) if body.dsr_routing.mode == "webhook" else None
     session.add(controller)

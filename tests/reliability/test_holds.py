@@ -23,7 +23,9 @@ from app.tasks.models import Task, TaskRecord
 from tests.builders import (
     TEST_SUBJECT_KEY,
     make_category,
+    make_category_at_revision,
     make_controller,
+    make_controller_at_revision,
     make_record,
     make_system,
 )
@@ -352,14 +354,16 @@ async def test_migration_links_existing_tasks_to_their_records(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller = await make_controller(session, kind="platform", name="Spix")
+                controller_id = await make_controller_at_revision(
+                    session, kind="platform", name="Spix"
+                )
                 await make_system(session, "accounts")
-                await make_category(session, "account.profile")
+                await make_category_at_revision(session, "account.profile")
                 record_ids = [
                     await make_record(
                         session,
                         system="accounts",
-                        controller_id=controller.id,
+                        controller_id=controller_id,
                         categories=["account.profile"],
                     )
                     for _ in range(2)
@@ -377,7 +381,7 @@ async def test_migration_links_existing_tasks_to_their_records(
                 session.add(request)
                 await session.flush()
                 scope = RequestScope(
-                    request_id=request.id, controller_id=controller.id, status="in_progress"
+                    request_id=request.id, controller_id=controller_id, status="in_progress"
                 )
                 session.add(scope)
                 await session.flush()
