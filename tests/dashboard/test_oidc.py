@@ -183,7 +183,15 @@ class TestRefusedTokens:
         await self.refused(oidc_client, token)
 
     async def test_garbage(self, oidc_client: AsyncClient) -> None:
-        await self.refused(oidc_client, "not.a.token")
+        assert "well-formed" in await self.refused(oidc_client, "not.a.token")
+
+    async def test_an_api_key_never_goes_through_token_parsing(
+        self, oidc_client: AsyncClient, idp: TestIdp, acme: str
+    ) -> None:
+        # Even shaped like a JWT, a credential with the key prefix is looked up as a key.
+        token = idp.token(**self.controller_claims(acme))
+        detail = await self.refused(oidc_client, f"sdsr_{token}")
+        assert detail == "Unknown or revoked API key"
 
     async def test_unknown_role_is_forbidden(
         self, oidc_client: AsyncClient, idp: TestIdp, acme: str
