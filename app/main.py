@@ -10,10 +10,12 @@ from fastapi.responses import Response
 
 import app.audit.service  # noqa: F401  (registers the audit chain's commit hook)
 from app.audit.router import router as audit_router
+from app.auth.oidc import OidcVerifier
 from app.controllers.router import router as controllers_router
 from app.core.config import Settings, get_settings
 from app.core.crypto import SecretBox
 from app.core.db import Database
+from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.idempotency import IdempotentReplay
 from app.core.identity import BlindIndexer
@@ -23,11 +25,13 @@ from app.core.middleware import (
     NulGuardMiddleware,
     RequestContextMiddleware,
 )
+from app.core.ratelimit import RateLimiter
 from app.core.resilience import DatabaseFaultMiddleware
 from app.core.revisions import head_revisions
 from app.core.signing import Signer
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
+from app.keys.router import router as keys_router
 from app.legal_holds.router import router as legal_holds_router
 from app.openapi import build_openapi
 from app.purposes.router import router as purposes_router
@@ -70,7 +74,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         title="spix-dsr",
         version=VERSION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by install_docs, from installed assets
         redoc_url=None,
     )
     application.state.settings = settings
@@ -88,6 +92,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     application.state.clocks = clocks_from_overrides(settings.regime_clocks)
     # What /readyz expects in alembic_version: read from the shipped migrations once.
     application.state.schema_heads = head_revisions()
+    # Sign-in with identity providers, and the per-principal rate limits.
+    application.state.oidc = OidcVerifier(settings.oidc_issuers)
+    application.state.rate_limiter = RateLimiter(settings.rate_limits, settings.rate_limit_storage)
 
     install_error_handlers(application)
     application.add_exception_handler(IdempotentReplay, _replay)
@@ -116,8 +123,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         audit_router,
         well_known_router,
         recipients_router,
+        keys_router,
     ):
         application.router.routes.extend(router.routes)
+    install_docs(application)
 
     # Innermost: it re-runs the routed request (a lost deadlock) or answers 503 (no database).
     application.add_middleware(DatabaseFaultMiddleware)
@@ -126,8 +135,15 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "X-Request-ID",
+            ],
             expose_headers=["ETag", "X-Request-ID", "Location", "Retry-After"],
+            max_age=600,
         )
     application.add_middleware(NulGuardMiddleware)
     application.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

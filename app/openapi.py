@@ -55,6 +55,11 @@ TAGS = [
         "description": "Work for the systems that hold the data, pulled with a lease.",
     },
     {"name": "audit", "description": "The append-only, hash-chained audit log."},
+    {
+        "name": "api-keys",
+        "description": "API keys over HTTP: admins manage all, customer staff their own "
+        "controller's; a key is shown once.",
+    },
 ]
 
 DESCRIPTION = (

@@ -1,15 +1,18 @@
 """Settings from the environment (prefix SPIX_DSR_)."""
 
+import json
 import secrets
 from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.core.oidc_settings import OidcIssuer
 
 
 class Environment(StrEnum):
@@ -44,7 +47,17 @@ class Settings(BaseSettings):
     # for an erased identity within this period is flagged for review. 0 remembers nothing.
     erasure_memory_days: int = Field(365, ge=0)
     default_phone_region: str = "US"
-    cors_origins: list[str] = Field(default_factory=list)
+    # Dashboard origins allowed to call across origins: a JSON list or comma-separated.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Identity providers whose tokens sign in (JSON list; see app/core/oidc_settings.py).
+    oidc_issuers: list[OidcIssuer] = Field(default_factory=list)
+    # Requests per principal and route class ("read", "write"), as `limits` strings;
+    # an empty string lifts that class's limit.
+    rate_limits: dict[str, str] = Field(
+        default_factory=lambda: {"read": "1200/minute", "write": "600/minute"}
+    )
+    # `memory://` (per process) or a Redis URL (`redis://host:6379/0`): replicas share it.
+    rate_limit_storage: str = "memory://"
     max_body_bytes: int = 5 * 1024 * 1024
     # How far ahead of ours a client's clock may run: a time of something that happened
     # (collected_at, an event, received_at) may be at most this far in the future. Request
@@ -75,6 +88,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"SPIX_DSR_{(info.field_name or '').upper()} must be at least 32 characters"
             )
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
         return value
 
     @field_validator("identity_legacy_versions")
