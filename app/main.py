@@ -25,6 +25,7 @@ from app.core.middleware import (
 )
 from app.core.resilience import DatabaseFaultMiddleware
 from app.core.revisions import head_revisions
+from app.core.startup import guard_subject_key
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
 from app.legal_holds.router import router as legal_holds_router
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Refuse to serve with a subject key other than the one the database's identities use.
+        await guard_subject_key(database.engine, settings, subject_key)
         yield
         await database.dispose()
 
