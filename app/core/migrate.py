@@ -2,9 +2,12 @@
 
 On PostgreSQL the upgrade runs under a session-level advisory lock, on the connection Alembic
 migrates with: replicas that start together migrate one after the other, and the ones after
-the first find the schema at head and do nothing."""
+the first find the schema at head and do nothing. A SQLite file is locked the same way, with
+an exclusive lock on a file beside it."""
 
 import asyncio
+import fcntl
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -52,11 +55,23 @@ async def _upgrade_locked(database_url: str, revision: str) -> None:
         await engine.dispose()
 
 
+def _sqlite_file(database_url: str) -> Path | None:
+    from app.core.schema_state import sqlite_file
+
+    return sqlite_file(database_url)
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
     if database_url.startswith("postgresql"):
         asyncio.run(_upgrade_locked(database_url, revision))
         return
-    command.upgrade(alembic_config(database_url), revision)
+    path = _sqlite_file(database_url)
+    if path is None:  # in memory: one process only
+        command.upgrade(alembic_config(database_url), revision)
+        return
+    with open(path.with_name(path.name + ".migrate-lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        command.upgrade(alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str, revision: str) -> None:
