@@ -117,6 +117,7 @@ def bootstrap() -> None:
     admin key while no active admin key exists, and with SPIX_DSR_SEED_ON_EMPTY=true load the
     Spix default taxonomy into an empty registry."""
     from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.auth.bootstrap import Bootstrapped, InvalidBootstrapKey, bootstrap_admin_key
@@ -160,7 +161,13 @@ def bootstrap() -> None:
         return done
 
     try:
-        done = _with_session(work)
+        for attempt in range(3):
+            try:
+                done = _with_session(work)
+                break
+            except IntegrityError:  # a replica starting at the same time did it first
+                if attempt == 2:
+                    raise
     except InvalidBootstrapKey as exc:
         typer.echo(f"SPIX_DSR_BOOTSTRAP_ADMIN_KEY: {exc}", err=True)
         raise typer.Exit(2) from None
