@@ -12,8 +12,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 from app.core.db import Database
+from app.core.startup import preflight
 
 T = TypeVar("T")
 
@@ -41,6 +42,7 @@ def _with_session(work: Callable[..., Awaitable[T]]) -> T:
     from app.core.config import ConfigurationError
 
     settings = get_settings()
+    asyncio.run(preflight(settings, hashes=False))  # migrated, or one line saying what to run
     try:
         use_audit_key(settings.resolve_audit_key())  # chaining and verifying events need it
     except ConfigurationError as exc:
@@ -60,10 +62,21 @@ def _with_session(work: Callable[..., Awaitable[T]]) -> T:
 
 @cli.command()
 def migrate() -> None:
-    """Upgrade the configured database to the newest revision."""
+    """Upgrade the configured database to the newest revision (replicas may run it at once)."""
+    from app.core.config import Environment
     from app.core.migrate import upgrade
+    from app.core.schema_state import sqlite_file
+    from app.core.startup import banner, subject_key_for
 
-    upgrade(get_settings().database_url)
+    settings = get_settings()
+    typer.echo(banner(settings), err=True)
+    path = sqlite_file(settings.database_url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    if settings.subject_key or settings.env is Environment.development:
+        # Record the subject key on a new database (refuse another one) now, not at first use.
+        asyncio.run(subject_key_for(settings))
     typer.echo("database is at the newest revision")
 
 
@@ -100,6 +113,71 @@ def seed(
 
 
 @cli.command()
+def bootstrap() -> None:
+    """Prepare a new deployment from its environment (idempotent; run after `migrate`):
+    store SPIX_DSR_BOOTSTRAP_ADMIN_KEY (or the key in SPIX_DSR_BOOTSTRAP_ADMIN_KEY_FILE) as an
+    admin key while no active admin key exists, and with SPIX_DSR_SEED_ON_EMPTY=true load the
+    Spix default taxonomy into an empty registry."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.auth.bootstrap import Bootstrapped, InvalidBootstrapKey, bootstrap_admin_key
+    from app.data_categories.models import DataCategory
+    from app.taxonomy.document import read_taxonomy
+    from app.taxonomy.service import load_taxonomy
+
+    settings = get_settings()
+    key: str | None = None
+    if settings.bootstrap_admin_key is not None:
+        key = settings.bootstrap_admin_key.get_secret_value()
+    elif settings.bootstrap_admin_key_file is not None:
+        try:
+            key = settings.bootstrap_admin_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            typer.echo(
+                f"SPIX_DSR_BOOTSTRAP_ADMIN_KEY_FILE: cannot read "
+                f"{settings.bootstrap_admin_key_file} ({exc.strerror})",
+                err=True,
+            )
+            raise typer.Exit(2) from None
+
+    async def work(session: AsyncSession) -> list[str]:
+        done = []
+        if key is not None:
+            outcome = await bootstrap_admin_key(session, key)
+            done.append(
+                {
+                    Bootstrapped.created: "bootstrap admin key stored",
+                    Bootstrapped.present: "bootstrap admin key already stored",
+                    Bootstrapped.skipped: "an admin key exists: bootstrap admin key not added",
+                }[outcome]
+            )
+        if settings.seed_on_empty:
+            if await session.scalar(select(DataCategory.key).limit(1)) is None:
+                report = await load_taxonomy(session, read_taxonomy(None))
+                created = sum(c.created for c in report.kinds().values())
+                done.append(f"registry was empty: Spix default taxonomy loaded ({created} created)")
+            else:
+                done.append("registry not empty: seed skipped")
+        return done
+
+    try:
+        for attempt in range(3):
+            try:
+                done = _with_session(work)
+                break
+            except IntegrityError:  # a replica starting at the same time did it first
+                if attempt == 2:
+                    raise
+    except InvalidBootstrapKey as exc:
+        typer.echo(f"SPIX_DSR_BOOTSTRAP_ADMIN_KEY: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for line in done or ["nothing to bootstrap (no bootstrap key, seed on empty off)"]:
+        typer.echo(line)
+
+
+@cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
@@ -108,8 +186,12 @@ def serve(
     """Serve the API."""
     import uvicorn
 
+    from app.core.startup import banner
+
     settings = get_settings()
-    settings.resolve_subject_key()  # fail here, with the reason, rather than in a worker
+    typer.echo(banner(settings), err=True)
+    # Fail here, with the reason, rather than in a worker: migrated, the database's subject key.
+    asyncio.run(preflight(settings, hashes=True))
     settings.resolve_audit_key()
     uvicorn.run(
         "app.main:create_default_app",
@@ -308,6 +390,7 @@ def idempotency_purge() -> None:
     ttl = timedelta(hours=settings.idempotency_ttl_hours)
 
     async def run() -> int:
+        await preflight(settings, hashes=False)
         database = Database.from_url(settings.database_url)
         total = 0
         try:
@@ -329,34 +412,36 @@ def import_records(
     file: Annotated[Path, typer.Argument(help="JSON Lines: one record body per line")],
     batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 1000,
 ) -> None:
-    """Register the records of a JSON Lines file, streamed in batches."""
-    from rich.progress import Progress
-
+    """Register the records of a JSON Lines file, streamed in batches; a record_ref given
+    twice is registered in file order (the later line updates), whatever the batch size."""
     from app.core.identity import BlindIndexer
+    from app.records.import_progress import ImportProgress, import_progress
     from app.records.importer import import_records as run_import
 
     if not file.is_file():
         typer.echo(f"{file}: no such file", err=True)
         raise typer.Exit(2)
     settings = get_settings()
-    indexer = BlindIndexer(
-        settings.resolve_subject_key(),
-        settings.subject_key_id,
-        settings.default_phone_region,
-        settings.identity_legacy_versions,
-    )
 
     async def run() -> object:
+        # Migrated, and the subject key is the one the database's identities are stored under.
+        key = await preflight(settings, hashes=True)
+        assert key is not None
+        indexer = BlindIndexer(
+            key,
+            settings.subject_key_id,
+            settings.default_phone_region,
+            settings.identity_legacy_versions,
+        )
         database = Database.from_url(settings.database_url)
         try:
-            with Progress(transient=True) as progress:
-                task = progress.add_task("importing", total=None)
+            with import_progress() as progress:
                 return await run_import(
                     database,
                     indexer,
                     file,
                     batch_size=batch_size,
-                    progress=lambda n: progress.advance(task, n),
+                    progress=ImportProgress(progress, file.stat().st_size),
                 )
         finally:
             await database.dispose()
@@ -375,7 +460,6 @@ def import_records(
 
 
 def render_openapi() -> str:
-    from app.core.config import Settings
     from app.main import create_app
 
     # The document depends only on the code: build it with an in-memory configuration.
@@ -448,4 +532,18 @@ def receipt_verify(
 
 
 def main() -> None:
-    sys.exit(cli())
+    from pydantic import ValidationError
+
+    from app.core.config import ConfigurationError
+
+    try:
+        sys.exit(cli())
+    except ConfigurationError as exc:  # one line saying what is wrong, never a traceback
+        typer.echo(f"spix-dsr: {exc}", err=True)
+        sys.exit(2)
+    except ValidationError as exc:  # a setting the environment gives is invalid
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            typer.echo(f"spix-dsr: {where + ': ' if where else ''}{message}", err=True)
+        sys.exit(2)

@@ -29,6 +29,7 @@ from app.core.ratelimit import RateLimiter
 from app.core.resilience import DatabaseFaultMiddleware
 from app.core.revisions import head_revisions
 from app.core.signing import Signer
+from app.core.startup import guard_subject_key
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
 from app.keys.router import router as keys_router
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Refuse to serve with a subject key other than the one the database's identities use.
+        await guard_subject_key(database.engine, settings, subject_key)
         yield
         await database.dispose()
 

@@ -5,6 +5,7 @@ from app.auth.models import ApiKey
 from app.controllers.models import Controller
 from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
+from app.core.service_identity import ServiceIdentity
 from app.data_categories.models import DataCategory
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.purposes.models import Purpose
@@ -56,6 +57,7 @@ __all__ = [
     "RequestScope",
     "RetentionRule",
     "ScopeRecord",
+    "ServiceIdentity",
     "SubjectRequest",
     "Suppression",
     "System",

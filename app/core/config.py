@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.oidc_settings import OidcIssuer
@@ -28,9 +28,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPIX_DSR_", extra="ignore")
 
     env: Environment = Environment.development
-    database_url: str = "sqlite+aiosqlite:///spix-dsr.db"
-    # Folder for files a development install creates for itself (the subject key).
+    # Folder of every default path (the SQLite file, development keys): resolved once, at
+    # load, to an absolute path, so a command run from another folder uses the same files.
     data_dir: Path = Path(".spix-dsr")
+    # Default (development only): the SQLite file `spix-dsr.db` in data_dir. Production
+    # requires an explicit URL.
+    database_url: str = ""
     # HMAC key of the identity blind index; hex or any string of at least 32 characters.
     subject_key: str | None = None
     # Stored beside each hash with its normalisation version (`k1.n2`): at most 12 characters.
@@ -80,6 +83,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     db_pool_size: int = 10
     db_echo: bool = False
+    # `spix-dsr bootstrap`: a first admin key chosen by the operator (`sdsr_<prefix>_<secret>`),
+    # given directly or as a file (a mounted secret), stored hashed when no admin key exists.
+    bootstrap_admin_key: SecretStr | None = None
+    bootstrap_admin_key_file: Path | None = None
+    # `spix-dsr bootstrap` loads the Spix default taxonomy when the registry is empty.
+    seed_on_empty: bool = False
 
     @field_validator("subject_key", "audit_key")
     @classmethod
@@ -106,6 +115,34 @@ class Settings(BaseSettings):
         if any(v != 1 for v in value):
             raise ValueError("SPIX_DSR_IDENTITY_LEGACY_VERSIONS may list only version 1")
         return value
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> "Settings":
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            if self.env is Environment.production:
+                raise ValueError(
+                    "SPIX_DSR_DATABASE_URL is not set: production requires an explicit "
+                    "database URL (postgresql+asyncpg://user:password@host/database)"
+                )
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'spix-dsr.db'}"
+        return self
+
+    @property
+    def database_display(self) -> str:
+        """The database URL without its password (safe to print)."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.database_url).set(password=None).render_as_string()
+        except Exception:  # an unparsable URL fails later, with its own error
+            return "(unparsable database URL)"
+
+    @property
+    def subject_key_source(self) -> str:
+        if self.subject_key:
+            return "SPIX_DSR_SUBJECT_KEY"
+        return str(self.data_dir / "subject.key")
 
     @property
     def is_sqlite(self) -> bool:
