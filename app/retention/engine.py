@@ -193,6 +193,7 @@ async def load_rulebook(session: AsyncSession, grace: policy.Period | None = Non
                 Controller.kind == "customer", Controller.effective_until.is_not(None)
             )
         )
+        if until is not None
     }
     return RuleBook([to_policy_rule(row) for row in rows], ends)
 
