@@ -47,8 +47,8 @@ _LEGAL_HOLD = {
 }
 # Restriction of processing (kept, not used): a GDPR-style right; the US state laws have none.
 _RESTRICTED = {
-    "gdpr": "GDPR Art. 18(2)",
-    "uk_gdpr": "UK GDPR Art. 18(2)",
+    "gdpr": "GDPR Art. 18",
+    "uk_gdpr": "UK GDPR Art. 18",
     "ccpa": None,
     "vcdpa": None,
     "cpa": None,
