@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import AuditEvent
+from app.retention import policy
 from tests.builders import make_category, make_controller, make_record, make_rule, make_system
 from tests.conftest import bearer
 
@@ -432,3 +434,49 @@ class TestOwnRestrictionGivesWayToErasure:
         (scope,) = erasure["scopes"]
         assert shared not in scope["outcome"].get("restrictions_lifted", [])
         assert [g["ground"] for g in _withheld(erasure)[shared]] == ["restricted"]
+
+
+class TestContractEndInThePolicy:
+    """The pure precedence (app/retention/policy.py), on DESIGN-style worked examples."""
+
+    FACTS = policy.RecordFacts(
+        categories=("communications.sms_body",),
+        purposes=(),
+        controller_id="acme",
+        system="messaging",
+        region=None,
+        collected_at=datetime(2026, 1, 31, tzinfo=UTC),
+    )
+    END = datetime(2026, 3, 2, tzinfo=UTC)
+    NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def _rule(self, **fields: Any) -> policy.Rule:
+        fields["period"] = policy.parse_period(fields.pop("period", "P5Y"))
+        return policy.Rule(
+            id=uuid.uuid4().hex,
+            kind=fields.pop("kind", "maximum"),
+            anchor=fields.pop("anchor", "collected_at"),
+            **fields,
+        )
+
+    def _decide(self, *rules: policy.Rule, end: datetime | None = END) -> policy.Decision:
+        group = policy.group_rules(rules, self.FACTS, end)
+        return policy.resolve(group, self.FACTS, [], self.NOW)
+
+    def test_an_anonymizing_setting_ending_the_same_day_still_deletes(self) -> None:
+        tie = self._rule(period="P30D", action="anonymize", controller_id="acme")
+        assert self._decide(tie, end=None).action == "anonymize"
+        decided = self._decide(tie)
+        assert (decided.delete_by, decided.action) == (self.END, "delete")
+
+    def test_a_law_minimum_waiting_for_its_event_still_keeps_indefinitely(self) -> None:
+        law = self._rule(kind="minimum", anchor="event:closed", source="law")
+        contract = self._rule(kind="minimum", anchor="event:closed", source="contract")
+        assert self._decide(law).keep_indefinitely is True
+        ended = self._decide(contract, self._rule(source="customer_setting"))
+        assert (ended.keep_indefinitely, ended.keep_until, ended.delete_by) == (
+            False,
+            self.END,
+            self.END,
+        )
+        assert ended.status == "due"
