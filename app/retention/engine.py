@@ -108,7 +108,9 @@ def anchorless(profile: ProfileFacts) -> policy.RecordFacts:
 # A profile keeps its ranked rules as JSON text (record_profiles.ranked_rules): a check
 # explains a stored decision from them and the record's own dates, in the same read. A
 # customer's contract end is one more entry (role `contract_end`), so a change of it changes
-# the text and the profile's records are recomputed with it.
+# the text and the profile's records are recomputed with it. Only then does a rule's source
+# matter (a `law` minimum outlives the contract end), so only then is it written: every
+# other profile keeps the text it had before contract ends existed.
 _ROLES = ("minimum", "maximum", "outranked")
 _CONTRACT_END = "contract_end"
 
@@ -122,12 +124,14 @@ def encode_ranked(group: policy.GroupRules) -> str:
             "period": str(rule.period),
             "anchor": rule.anchor,
             "action": rule.action,
-            "source": rule.source,
         }
         for role in _ROLES
         for rule in getattr(group, role)
     ]
     if group.contract_end is not None:
+        sources = (rule.source for role in _ROLES for rule in getattr(group, role))
+        for entry, source in zip(entries, sources, strict=True):
+            entry["source"] = source
         entries.append({"role": _CONTRACT_END, "at": group.contract_end.isoformat()})
     return orjson.dumps(entries).decode()
 
