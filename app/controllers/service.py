@@ -18,6 +18,7 @@ from app.controllers.schemas import ControllerCreate, ControllerOut, ControllerU
 from app.core.crypto import SecretBox
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.ids import new_id
+from app.retention.recompute import Scope, recompute
 
 
 def to_out(controller: Controller) -> dict[str, Any]:
@@ -161,8 +162,13 @@ async def update_controller(
             "effective_until is before effective_from", loc=["body", "effective_until"]
         )
     await session.flush()
-    changed = sorted(changes)
-    record(
-        session, principal, "controller.updated", "controller", controller.id, {"fields": changed}
-    )
+    details: dict[str, Any] = {"fields": sorted(changes)}
+    if "effective_until" in changes and controller.kind == "customer":
+        # The agreement's end is a retention deadline of every record of this customer
+        # (Art. 28(3)(g)): their stored decisions follow it now.
+        details["records_recomputed"] = await recompute(
+            session, [Scope(controller_id=controller.id)]
+        )
+    changed = details["fields"]
+    record(session, principal, "controller.updated", "controller", controller.id, details)
     return changed, secret

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = 10.0
     # The longest maximum period a customer's own retention setting may name (ISO 8601).
     customer_retention_cap: str = "P10Y"
+    # After a customer's agreement ends (its controller's effective_until), the time it has
+    # to take its data back before the data must be deleted (GDPR Art. 28(3)(g)); ISO 8601.
+    contract_end_grace: str = "P30D"
     # Subject requests. Legal clocks default to reference/deadlines.md; override per regime
     # with JSON, e.g. {"other": {"respond_days": 30}} (see app/requests/clocks.py).
     regime_clocks: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -132,7 +132,12 @@ async def on_task_done(
         .select_from(Task)
         .where(Task.scope_id == scope.id, Task.status != "completed")
     )
-    if open_tasks == 0 and scope.status == state.ScopeStatus.in_progress:
+    # An erasure scope a person must close (erasure_work.needs_person) stays open.
+    if (
+        open_tasks == 0
+        and scope.status == state.ScopeStatus.in_progress
+        and not (scope.outcome or {}).get("needs_person")
+    ):
         await finish_scope(session, principal, request, scope)
         await maybe_complete(session, principal, request, ctx)
 

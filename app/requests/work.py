@@ -20,6 +20,7 @@ from app.core.ids import new_id
 from app.records.models import Record
 from app.requests.completion import finish_scope
 from app.requests.context import MARKETING, RequestContext, request_digests
+from app.requests.erasure_work import needs_person, split_for_erasure
 from app.requests.models import RequestScope, ScopeRecord, SubjectRequest
 from app.retention.recompute import Scope, recompute
 from app.suppressions.service import suppress
@@ -83,19 +84,23 @@ async def start_scope(
     ctx: RequestContext,
 ) -> None:
     """Create the work the request's type asks of this scope's records."""
-    from app.retention.service import erasure_split
-
     records = await _scope_records(session, scope)
     created = 0
     if request.type in ("access", "portability"):
         created = _add_tasks(session, request, scope, "export", records)
     elif request.type == "erasure":
-        split = await erasure_split(session, [r.id for r in records])
+        split, lifted = await split_for_erasure(
+            session, principal, request, scope, [r.id for r in records]
+        )
         erasable = set(split.erasable)
         created = _add_tasks(
             session, request, scope, "erase", [r for r in records if r.id in erasable]
         )
         scope.outcome = {"erasable": len(erasable), "withheld": split.withheld}
+        if lifted:
+            scope.outcome["restrictions_lifted"] = [str(i) for i in lifted]
+        if split.needs_person:
+            scope.outcome["needs_person"] = split.needs_person
     elif request.type == "rectification":
         created = _add_tasks(
             session,
@@ -139,7 +144,23 @@ async def start_scope(
         {"controller_id": str(scope.controller_id), "tasks": created},
         subject_request_id=request.id,
     )
-    if created == 0:
+    if needs_person(scope):
+        # No exemption keeps these records (an open account, a retention setting): the scope
+        # stays open until a person closes it (decision `handled_by_controller`, with the
+        # reason the subject was given), so the request does not complete on its own.
+        audit(
+            session,
+            principal,
+            "request_scope.needs_person",
+            "request_scope",
+            scope.id,
+            {
+                "controller_id": str(scope.controller_id),
+                "records": (scope.outcome or {})["needs_person"],
+            },
+            subject_request_id=request.id,
+        )
+    elif created == 0:
         await finish_scope(session, principal, request, scope)
 
 

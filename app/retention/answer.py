@@ -42,6 +42,7 @@ def decision_out(record_id: uuid.UUID, decision: policy.Decision) -> RetentionDe
         action=decision.action,
         holds=[uuid.UUID(h) for h in decision.holds],
         rules=_rules_out(decision.rules),
+        contract_ends_at=decision.contract_end,
     )
 
 
@@ -62,6 +63,7 @@ def stored_decision(
         action=record.action,
         holds=[uuid.UUID(h) for h in hold_ids],
         rules=_rules_out(explained.rules),
+        contract_ends_at=explained.contract_end,
     )
 
 

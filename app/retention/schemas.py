@@ -26,6 +26,14 @@ class RetentionDecision(OutputModel):
     action: Literal["delete", "anonymize"]
     holds: list[uuid.UUID]
     rules: list[RuleOutcomeOut]
+    contract_ends_at: datetime | None = Field(
+        None,
+        description=(
+            "For a customer's record once its agreement has an end date: the end plus the "
+            "grace period, a delete-by date only a legal-obligation (law) minimum can pass "
+            "(GDPR Art. 28(3)(g))"
+        ),
+    )
 
 
 class RecordLocator(InputModel):

@@ -154,7 +154,15 @@ async def _refuse_if_held(session: AsyncSession, principal: Principal, task: Tas
     raise grounds.RecordsHeld(
         f"{len(held)} of the task's records are held (legal hold or restriction): "
         "they may not be erased until nothing holds them",
-        await grounds.grounds_out(session, held),
+        await grounds.grounds_out(
+            session,
+            held,
+            # Cited under the law the request was filed under.
+            await session.scalar(
+                select(SubjectRequest.regime).where(SubjectRequest.id == task.request_id)
+            )
+            or "gdpr",
+        ),
     )
 
 
