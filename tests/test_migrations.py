@@ -16,8 +16,8 @@ from app.core.migrate import alembic_config, check, downgrade, upgrade
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.retention import engine
 from tests.builders import (
+    insert_controller,
     make_category,
-    make_controller,
     make_purpose,
     make_rule,
     make_system,
@@ -72,7 +72,7 @@ async def test_ranked_rules_migration_keeps_each_records_explanation(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller = await make_controller(session, kind="platform", name="Spix")
+                controller = await insert_controller(session, kind="platform", name="Spix")
                 await make_system(session, "support")
                 await make_category(session, "support.ticket")
                 rule = await make_rule(session, kind="maximum", period="P1M", category="support")
@@ -203,8 +203,8 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller = await make_controller(session, kind="platform", name="Spix")
-                other = await make_controller(session, name="Other")
+                controller = await insert_controller(session, kind="platform", name="Spix")
+                other = await insert_controller(session, name="Other")
                 await make_system(session, "support")
                 await make_category(session, "support.ticket")
                 await make_category(session, "support.chat")

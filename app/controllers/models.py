@@ -40,3 +40,6 @@ class Controller(Versioned, Base):
     # Sealed with the secret box: the worker must read it back to sign deliveries.
     webhook_secret_sealed: Mapped[str | None] = mapped_column(Text)
     auto_execute: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The customer's recorded standing instruction (GDPR Art. 28(3)(a)) that auto_execute
+    # acts on: a ticket, an e-mail, a clause of the agreement.
+    standing_instruction_ref: Mapped[str | None] = mapped_column(String(500))

@@ -1,10 +1,12 @@
 import uuid
 from datetime import date, datetime
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from app.core.schemas import InputModel, Name, OutputModel, Url, not_null
+
+InstructionRef = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 
 class DsrRouting(BaseModel):
@@ -31,8 +33,22 @@ class ControllerCreate(InputModel):
     effective_until: date | None = None
     dsr_routing: DsrRouting = Field(default_factory=lambda: DsrRouting(mode="dashboard"))
     auto_execute: bool = Field(
-        False, description="Approved in advance: forwarded requests run without waiting"
+        False,
+        description="Approved in advance: forwarded requests run without waiting; needs "
+        "`standing_instruction_ref`",
     )
+    standing_instruction_ref: InstructionRef | None = Field(
+        None,
+        examples=["DPA-2026-014 §7.2; ticket PRIV-311"],
+        description="Where the customer's standing instruction to act on its requests is "
+        "recorded (GDPR Art. 28(3)(a)); required when auto_execute is true",
+    )
+
+    @model_validator(mode="after")
+    def _standing_instruction(self) -> Self:
+        if self.auto_execute and self.standing_instruction_ref is None:
+            raise ValueError("auto_execute needs the customer's standing_instruction_ref")
+        return self
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> Self:
@@ -53,6 +69,7 @@ class ControllerUpdate(InputModel):
     effective_until: date | None = None
     dsr_routing: DsrRouting | None = None
     auto_execute: bool | None = None
+    standing_instruction_ref: InstructionRef | None = None
 
     _not_null = not_null("name", "dsr_routing", "auto_execute")
 
@@ -68,6 +85,7 @@ class ControllerOut(OutputModel):
     dsr_routing: DsrRouting
     has_signing_secret: bool
     auto_execute: bool
+    standing_instruction_ref: str | None = None
     created_at: datetime
     updated_at: datetime
     version: int

@@ -116,6 +116,7 @@ async def create_controller(
         dsr_routing_mode=body.dsr_routing.mode,
         webhook_url=body.dsr_routing.webhook_url,
         auto_execute=body.auto_execute,
+        standing_instruction_ref=body.standing_instruction_ref,
     )
     secret = _new_secret(box, controller) if body.dsr_routing.mode == "webhook" else None
     session.add(controller)
@@ -151,6 +152,12 @@ async def update_controller(
                 secret = _new_secret(box, controller)
         else:
             setattr(controller, field, value)
+    if controller.auto_execute and controller.standing_instruction_ref is None:
+        # Spix acts on a customer's data only on its instruction (GDPR Art. 28(3)(a)).
+        raise Unprocessable(
+            "auto_execute needs the customer's standing_instruction_ref",
+            loc=["body", "standing_instruction_ref"],
+        )
     start, end = controller.effective_from, controller.effective_until
     if start and end and end < start:
         raise Unprocessable(

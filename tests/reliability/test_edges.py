@@ -28,6 +28,7 @@ from app.retention import policy
 from app.retention.recompute import Scope, recompute
 from app.systems.models import System
 from tests.builders import (
+    insert_controller,
     make_category,
     make_controller,
     make_purpose,
@@ -532,7 +533,7 @@ async def test_the_migration_saturates_dates_stored_past_the_end(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller = await make_controller(session, kind="platform", name="Spix")
+                controller = await insert_controller(session, kind="platform", name="Spix")
                 await make_system(session, "voice")
                 await make_category(session, "communications.recording")
                 far, near = [
