@@ -182,3 +182,37 @@ async def make_category_at_revision(session: Any, key: str) -> None:
 
 async def make_purpose_at_revision(session: Any, key: str) -> None:
     await insert_at_revision(session, Purpose, key=key, name=key, legal_basis="contract")
+
+
+async def insert_controller(session: AsyncSession, *, kind: str = "customer", name: str) -> Any:
+    """A controller written with the columns every revision has, for tests that start from an
+    older schema: the ORM model may carry newer columns than that schema. Only `.id` is set."""
+    import types
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from app.core.db import UTCDateTime
+
+    table = sa.table(
+        "controllers",
+        *(sa.column(n) for n in ("kind", "name", "dsr_routing_mode", "auto_execute", "version")),
+        sa.column("id", sa.Uuid()),
+        *(sa.column(n, UTCDateTime()) for n in ("created_at", "updated_at")),
+    )
+    now = datetime.now(UTC)
+    row_id = uuid.uuid4()
+    await session.execute(
+        sa.insert(table).values(
+            id=row_id,
+            kind=kind,
+            name=name,
+            dsr_routing_mode="dashboard",
+            auto_execute=False,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    await session.commit()
+    return types.SimpleNamespace(id=row_id)

@@ -47,3 +47,6 @@ class Controller(Versioned, Base):
     # measures (Art. 30(1)(g)) and whether it makes automated decisions (Art. 15(1)(h)).
     security_measures: Mapped[str | None] = mapped_column(Text)
     automated_decision_making: Mapped[str | None] = mapped_column(Text)
+    # The customer's recorded standing instruction (GDPR Art. 28(3)(a)) that auto_execute
+    # acts on: a ticket, an e-mail, a clause of the agreement.
+    standing_instruction_ref: Mapped[str | None] = mapped_column(String(500))

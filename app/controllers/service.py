@@ -121,6 +121,7 @@ async def create_controller(
         dpo_contact=body.dpo_contact,
         security_measures=body.security_measures,
         automated_decision_making=body.automated_decision_making,
+        standing_instruction_ref=body.standing_instruction_ref,
     )
     secret = _new_secret(box, controller) if body.dsr_routing.mode == "webhook" else None
     session.add(controller)
@@ -156,6 +157,12 @@ async def update_controller(
                 secret = _new_secret(box, controller)
         else:
             setattr(controller, field, value)
+    if controller.auto_execute and controller.standing_instruction_ref is None:
+        # Spix acts on a customer's data only on its instruction (GDPR Art. 28(3)(a)).
+        raise Unprocessable(
+            "auto_execute needs the customer's standing_instruction_ref",
+            loc=["body", "standing_instruction_ref"],
+        )
     start, end = controller.effective_from, controller.effective_until
     if start and end and end < start:
         raise Unprocessable(

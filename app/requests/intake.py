@@ -24,15 +24,23 @@ from app.requests import clocks, state
 from app.requests.context import MARKETING, RequestContext
 from app.requests.models import RequestIdentity, SubjectRequest
 from app.requests.schemas import RequestCreate, VerificationChallenge
+from app.requests.scopes import _platform_id
 from app.requests.verification import on_verified
+from app.suppressions.gpc import SALE_OPT_OUT_REGIMES, opt_out_of_sale_and_sharing, require_purposes
 
 
 async def file_request(
-    session: AsyncSession, principal: Principal, body: RequestCreate, ctx: RequestContext
+    session: AsyncSession,
+    principal: Principal,
+    body: RequestCreate,
+    ctx: RequestContext,
+    *,
+    gpc_signal: bool = False,
 ) -> tuple[SubjectRequest, VerificationChallenge | None]:
     now = utcnow()
     filed_by = await _filing_controller(session, principal, body.controller_id)
-    await _check_details(session, body)
+    gpc = gpc_signal or body.details.gpc
+    await _check_details(session, body, gpc)
     received_at = body.received_at or now
     if received_at > now + timedelta(minutes=5):
         raise Unprocessable("received_at is in the future", loc=["body", "received_at"])
@@ -69,6 +77,7 @@ async def file_request(
         context=f"request:{request.id}",
     )
     request.details["agent_authorization"] = body.requester.authorization_note is not None
+    request.details["gpc"] = gpc
     session.add(request)
     await session.flush()
     session.add_all(
@@ -93,6 +102,18 @@ async def file_request(
         },
         subject_request_id=request.id,
     )
+    if gpc:
+        # The GPC signal opts the browser or device out of sale and sharing, and the accounts
+        # it is known to belong to, at once and without verification (11 CCR 7025(c)).
+        await opt_out_of_sale_and_sharing(
+            session,
+            digests=digests,
+            controller_id=filed_by or await _platform_id(session),
+            source="gpc",
+            request_id=request.id,
+            actor=principal,
+            linked=True,
+        )
     # An opt-out needs no verification (CCPA 11 CCR 7026); a trusted session has verified.
     if body.verified or body.type == "opt_out":
         method = "trusted_session" if body.verified else "not_required"
@@ -102,6 +123,9 @@ async def file_request(
     request.verification_method = "code"
     request.verification_code_hash = ctx.indexer.mac("verify", f"{request.id}:{code}")
     request.verification_expires_at = now + ctx.code_ttl
+    if clocks.clock_for(body.regime, ctx.clocks).pauses_for_verification:
+        # UK GDPR Art. 12A: from this ask for identity evidence the clock stands still.
+        request.clock_paused_at = now
     await session.flush()
     return request, VerificationChallenge(code=code, expires_at=request.verification_expires_at)
 
@@ -121,8 +145,10 @@ async def _filing_controller(
     return controller_id
 
 
-async def _check_details(session: AsyncSession, body: RequestCreate) -> None:
+async def _check_details(session: AsyncSession, body: RequestCreate, gpc: bool) -> None:
     details = body.details
+    if gpc or (body.type == "opt_out" and body.regime in SALE_OPT_OUT_REGIMES):
+        await require_purposes(session)
     if body.type == "rectification" and not details.corrections:
         raise Unprocessable(
             "A rectification names its corrections", loc=["body", "details", "corrections"]

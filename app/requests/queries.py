@@ -19,6 +19,7 @@ from app.core.db import utcnow
 from app.core.errors import Forbidden, NotFound
 from app.core.identity import IdentityType
 from app.core.pagination import Page, PageParams, paginate
+from app.requests import state
 from app.requests.context import OPEN
 from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, SubjectRequest
 from app.requests.schemas import (
@@ -68,9 +69,43 @@ def effective_due(request: SubjectRequest) -> datetime:
     return request.extended_due_at or request.due_at
 
 
+def paused_clause() -> Any:
+    """Waiting for identity evidence under a clock that stands still for it (UK GDPR 12A)."""
+    return (SubjectRequest.status == str(state.RequestStatus.pending_verification)) & (
+        SubjectRequest.clock_paused_at.is_not(None)
+    )
+
+
+def is_paused(request: SubjectRequest) -> bool:
+    return (
+        request.status == state.RequestStatus.pending_verification
+        and request.clock_paused_at is not None
+    )
+
+
 def overdue_clause(now: datetime) -> Any:
-    return SubjectRequest.status.in_([str(s) for s in OPEN]) & (
-        func.coalesce(SubjectRequest.extended_due_at, SubjectRequest.due_at) < now
+    return (
+        SubjectRequest.status.in_([str(s) for s in OPEN])
+        & (func.coalesce(SubjectRequest.extended_due_at, SubjectRequest.due_at) < now)
+        & ~paused_clause()
+    )
+
+
+def acknowledgement_overdue_clause(now: datetime) -> Any:
+    """Open, receipt not confirmed, and past the day it had to be (CCPA 11 CCR 7021(a))."""
+    return (
+        SubjectRequest.status.in_([str(s) for s in OPEN])
+        & SubjectRequest.acknowledged_at.is_(None)
+        & (SubjectRequest.acknowledge_by < now)
+    )
+
+
+def acknowledgement_overdue(request: SubjectRequest, now: datetime) -> bool:
+    return (
+        request.status in OPEN
+        and request.acknowledged_at is None
+        and request.acknowledge_by is not None
+        and request.acknowledge_by < now
     )
 
 
@@ -144,9 +179,13 @@ async def describe(
             due_at=r.due_at,
             extended_due_at=r.extended_due_at,
             extension_reason=r.extension_reason,
-            overdue=r.status in OPEN and effective_due(r) < now,
+            overdue=r.status in OPEN and effective_due(r) < now and not is_paused(r),
             verified_at=r.verified_at,
             verification_method=r.verification_method,
+            extension_notified_at=r.extension_notified_at,
+            acknowledged_at=r.acknowledged_at,
+            acknowledgement_overdue=acknowledgement_overdue(r, now),
+            clock_paused_at=r.clock_paused_at if is_paused(r) else None,
             denial_reason=r.denial_reason,
             closed_at=r.closed_at,
             scopes=[
@@ -156,6 +195,7 @@ async def describe(
                     records=counts.get(s.id, 0),
                     tasks=tasks[s.id],
                     decision_reason=s.decision_reason,
+                    instruction_ref=s.instruction_ref,
                     outcome=s.outcome,
                 )
                 for s in scopes[r.id]
@@ -189,6 +229,7 @@ async def list_requests(
     overdue: bool | None = None,
     controller_id: uuid.UUID | None = None,
     scope_status: ScopeStatus | None = None,
+    acknowledgement_overdue: bool | None = None,
 ) -> RequestPage:
     """A page of the requests this key sees; `overdue=True` keeps those past their deadline."""
     statement = visible(principal)
@@ -198,6 +239,8 @@ async def list_requests(
         statement = statement.where(SubjectRequest.type == type)
     if overdue is True:
         statement = statement.where(overdue_clause(utcnow()))
+    if acknowledgement_overdue is True:
+        statement = statement.where(acknowledgement_overdue_clause(utcnow()))
     # Filters on scopes read only the scopes this key sees: a controller key's queue is its
     # own scopes, and naming another customer finds nothing (it would tell that the other
     # customer holds the same subject).
@@ -247,14 +290,20 @@ def require_filer(principal: Principal, request: SubjectRequest) -> None:
 async def open_and_overdue(session: AsyncSession) -> dict[str, tuple[int, int]]:
     """Open and overdue requests per regime, for the metrics gauges."""
     now = utcnow()
-    overdue = func.sum(
-        case(
-            (func.coalesce(SubjectRequest.extended_due_at, SubjectRequest.due_at) < now, 1), else_=0
-        )
-    )
+    overdue = func.sum(case((overdue_clause(now), 1), else_=0))
     rows = await session.execute(
         select(SubjectRequest.regime, func.count(), overdue)
         .where(SubjectRequest.status.in_([str(s) for s in OPEN]))
         .group_by(SubjectRequest.regime)
     )
     return {regime: (int(total), int(late or 0)) for regime, total, late in rows}
+
+
+async def acknowledgements_overdue(session: AsyncSession) -> dict[str, int]:
+    """Open requests whose confirmation of receipt is late, per regime, for a gauge."""
+    rows = await session.execute(
+        select(SubjectRequest.regime, func.count())
+        .where(acknowledgement_overdue_clause(utcnow()))
+        .group_by(SubjectRequest.regime)
+    )
+    return {regime: int(count) for regime, count in rows}

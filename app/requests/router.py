@@ -2,7 +2,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from app.audit.schemas import AuditEventOut
 from app.auth.dependencies import require_roles
@@ -18,6 +18,7 @@ from app.requests.context import RequestContext
 from app.requests.export import build_package
 from app.requests.models import SubjectRequest
 from app.requests.schemas import (
+    AcknowledgeIn,
     CancelIn,
     DecisionIn,
     DenyIn,
@@ -78,8 +79,18 @@ async def file_request(
     principal: Filer,
     idem: IdempotencyDep,
     ctx: ContextDep,
+    sec_gpc: Annotated[
+        str | None,
+        Header(
+            alias="Sec-GPC",
+            description="`1`: the subject's browser sent the Global Privacy Control signal: "
+            "an opt-out of sale and sharing for the identities and the accounts they are "
+            "known to belong to, with no verification (CCPA 11 CCR 7025)",
+        ),
+    ] = None,
 ) -> Response:
-    created, challenge = await intake.file_request(session, principal, body, ctx)
+    gpc = sec_gpc is not None and sec_gpc.strip() == "1"
+    created, challenge = await intake.file_request(session, principal, body, ctx, gpc_signal=gpc)
     (out,) = await queries.describe(session, principal, [created])
     return await idem.respond(
         RequestCreated(**out.model_dump(), verification=challenge),
@@ -91,7 +102,8 @@ async def file_request(
 @router.get(
     "",
     operation_id="list_requests",
-    summary="List requests; `overdue=true` lists those past their deadline",
+    summary="List requests; `overdue=true` lists those past their deadline, "
+    "`acknowledgement_overdue=true` those whose receipt is not confirmed in time",
     responses=error_responses(400, 401, 403, 422),
 )
 async def list_requests(
@@ -101,6 +113,13 @@ async def list_requests(
     status: RequestStatus | None = None,
     type: RequestType | None = None,
     overdue: bool | None = None,
+    acknowledgement_overdue: Annotated[
+        bool | None,
+        Query(
+            description="`true`: open requests whose receipt was not confirmed by "
+            "`acknowledge_by` (CCPA 11 CCR 7021(a))"
+        ),
+    ] = None,
     controller_id: Annotated[
         uuid.UUID | None,
         Query(description="Requests with a scope of this controller. " + CONTROLLER_FILTER),
@@ -122,6 +141,7 @@ async def list_requests(
         overdue=overdue,
         controller_id=controller_id,
         scope_status=scope_status,
+        acknowledgement_overdue=acknowledgement_overdue,
     )
 
 
@@ -171,14 +191,35 @@ async def verify_request(
 @router.post(
     "/{request_id}/extend",
     operation_id="extend_request",
-    summary="Extend the deadline once, by the regime's limit, with a reason",
+    summary="Extend the deadline once, by the regime's limit, with a reason and the date the "
+    "subject was told; refused (409) once the original deadline has passed",
     responses=error_responses(400, 401, 403, 404, 409, 413, 422),
 )
 async def extend_request(
     request_id: uuid.UUID, body: ExtendIn, session: SessionDep, principal: Filer, ctx: ContextDep
 ) -> RequestOut:
     found = await queries.get_request(session, principal, request_id)
-    await lifecycle.extend(session, principal, found, body.reason, ctx)
+    await lifecycle.extend(session, principal, found, body, ctx)
+    _found, out = await _one(session, principal, request_id)
+    return out
+
+
+@router.post(
+    "/{request_id}/acknowledge",
+    operation_id="acknowledge_request",
+    summary="Record that receipt was confirmed to the subject (CCPA: within 10 business days)",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+)
+async def acknowledge_request(
+    request_id: uuid.UUID,
+    session: SessionDep,
+    principal: Filer,
+    body: AcknowledgeIn | None = None,
+) -> RequestOut:
+    found = await queries.get_request(session, principal, request_id)
+    await lifecycle.acknowledge(
+        session, principal, found, body.acknowledged_at if body is not None else None
+    )
     _found, out = await _one(session, principal, request_id)
     return out
 

@@ -14,7 +14,7 @@ from app.auth.service import Principal
 from app.controllers.models import Controller
 from app.controllers.service import platform_controller_id
 from app.core.db import utcnow
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.ids import new_id
 from app.purposes.models import Purpose
 from app.records.models import Record, RecordIdentity
@@ -72,9 +72,12 @@ async def open_scopes(
     controllers = {
         row.id: row
         for row in await session.execute(
-            select(Controller.id, Controller.kind, Controller.auto_execute).where(
-                Controller.id.in_(list(by_controller))
-            )
+            select(
+                Controller.id,
+                Controller.kind,
+                Controller.auto_execute,
+                Controller.standing_instruction_ref,
+            ).where(Controller.id.in_(list(by_controller)))
         )
     }
     # An objection to processing other than direct marketing is weighed by a person (Art. 21(1)).
@@ -83,11 +86,10 @@ async def open_scopes(
     )
     for controller_id, record_ids in by_controller.items():
         controller = controllers[controller_id]
-        runs_now = not weighed and (
-            controller.kind == "platform"
-            or controller.auto_execute
-            or request.filed_by_controller_id == controller_id
-        )
+        # auto_execute counts only on a recorded standing instruction (Art. 28(3)(a)).
+        standing = controller.auto_execute and controller.standing_instruction_ref is not None
+        own = request.filed_by_controller_id == controller_id
+        runs_now = not weighed and (controller.kind == "platform" or standing or own)
         scope = RequestScope(
             id=new_id(),
             request_id=request.id,
@@ -95,6 +97,11 @@ async def open_scopes(
             status=state.ScopeStatus.in_progress
             if runs_now
             else state.ScopeStatus.awaiting_controller,
+            instruction_ref=(
+                f"standing:{controller.standing_instruction_ref}"
+                if runs_now and standing and not own and controller.kind == "customer"
+                else None
+            ),
         )
         session.add(scope)
         await session.flush()
@@ -105,6 +112,8 @@ async def open_scopes(
             )
         if runs_now:
             await start_scope(session, principal, request, scope, ctx)
+            if controller.kind == "customer":
+                tell_customer(session, principal, request, scope)
         else:
             # The customer decides (GDPR Art. 28(3)(e)); its dashboard queue lists the scope.
             audit(
@@ -117,6 +126,27 @@ async def open_scopes(
                 subject_request_id=request.id,
             )
     await maybe_complete(session, principal, request, ctx)
+
+
+def tell_customer(
+    session: AsyncSession, principal: Principal, request: SubjectRequest, scope: RequestScope
+) -> None:
+    """The customer is told of every scope run on its behalf. For now an audit event its key
+    can read; the worker's webhook will carry it to the customer."""
+    audit(
+        session,
+        principal,
+        "request_scope.customer_notified",
+        "request_scope",
+        scope.id,
+        {
+            "controller_id": str(scope.controller_id),
+            "request_type": request.type,
+            "instruction_ref": scope.instruction_ref,
+            "decided_by_key_id": str(scope.decided_by_key_id) if scope.decided_by_key_id else None,
+        },
+        subject_request_id=request.id,
+    )
 
 
 async def decide_scope(
@@ -138,6 +168,16 @@ async def decide_scope(
         raise NotFound("No scope of this controller in this request")
     if request.status != state.RequestStatus.in_progress:
         raise Conflict(f"The request is {request.status}")
+    customer = await session.scalar(
+        select(Controller.kind == "customer").where(Controller.id == controller_id)
+    )
+    if customer and principal.role == "admin" and body.instruction_ref is None:
+        # Spix decides on a customer's data only on that customer's instruction (GDPR Art.
+        # 28(3)(a)): the privacy team names it (a ticket, an e-mail, the standing instruction).
+        raise Unprocessable(
+            "An admin decision on a customer's scope names the customer's instruction",
+            loc=["body", "instruction_ref"],
+        )
     event = {
         "approve": state.ScopeEvent.approved,
         "decline": state.ScopeEvent.declined,
@@ -150,6 +190,7 @@ async def decide_scope(
     scope.decision_reason = body.reason
     scope.decided_at = utcnow()
     scope.decided_by_key_id = principal.key_id
+    scope.instruction_ref = body.instruction_ref
     await session.flush()
     audit(
         session,
@@ -157,9 +198,11 @@ async def decide_scope(
         f"request_scope.{body.decision}",
         "request_scope",
         scope.id,
-        {"controller_id": str(controller_id)},
+        {"controller_id": str(controller_id), "instruction_ref": body.instruction_ref},
         subject_request_id=request.id,
     )
     if body.decision == "approve":
         await start_scope(session, principal, request, scope, ctx)
+        if customer:
+            tell_customer(session, principal, request, scope)
     await maybe_complete(session, principal, request, ctx)

@@ -4,6 +4,7 @@ decision; a verified request opens its scopes."""
 from __future__ import annotations
 
 import hmac
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +16,7 @@ from app.requests import clocks, state
 from app.requests.completion import mark_closed
 from app.requests.context import RequestContext
 from app.requests.models import SubjectRequest
+from app.requests.notices import denial_outcome
 from app.requests.schemas import VerifyIn
 from app.requests.scopes import open_scopes
 
@@ -41,7 +43,13 @@ async def verify(
             raise Forbidden("Only the privacy team verifies by manual decision")
         if body.note is None:
             raise Unprocessable("A manual verification records its note", loc=["body", "note"])
-        await on_verified(session, principal, request, "manual", body.note, ctx)
+        arrived = body.evidence_received_at
+        if arrived is not None and arrived < request.received_at:
+            raise Unprocessable(
+                "The evidence cannot have arrived before the request",
+                loc=["body", "evidence_received_at"],
+            )
+        await on_verified(session, principal, request, "manual", body.note, ctx, arrived)
         return
     if body.code is None:
         raise Unprocessable("Send the code the subject received", loc=["body", "code"])
@@ -68,6 +76,9 @@ async def verify(
             )
             mark_closed(request, now, ctx)
             request.denial_reason = "unverifiable"
+            request.outcome = denial_outcome(
+                request.regime, "unverifiable", "too many wrong verification codes"
+            )
             request.verification_code_hash = None
             audit(
                 session,
@@ -99,6 +110,7 @@ async def on_verified(
     method: str,
     note: str | None,
     ctx: RequestContext,
+    evidence_received_at: datetime | None = None,
 ) -> None:
     now = utcnow()
     request.status = state.request_next(request.status, state.RequestEvent.verified)
@@ -106,10 +118,19 @@ async def on_verified(
     request.verification_method = method
     request.verification_note = note
     request.verification_code_hash = None
-    clock = clocks.clock_for(request.regime, ctx.clocks)
-    if clock.pauses_for_verification and method != "trusted_session":
-        # UK GDPR Art. 12A: the clock stood still while identity proof was awaited.
-        request.due_at = clocks.paused_due(request.due_at, request.received_at, now)
+    if request.clock_paused_at is not None:
+        # UK GDPR Art. 12A: the clock stood still from when identity evidence was asked for,
+        # and the period runs again, whole, from the day it arrived.
+        request.due_at = max(
+            request.due_at,
+            clocks.resumed_due(
+                request.regime,
+                request.type,
+                evidence_received_at or now,
+                ctx.clocks,
+                ctx.holidays,
+            ),
+        )
     audit(
         session,
         principal,

@@ -23,6 +23,7 @@ from app.requests.context import MARKETING, RequestContext, request_digests
 from app.requests.erasure_work import needs_person, split_for_erasure
 from app.requests.models import RequestScope, ScopeRecord, SubjectRequest
 from app.retention.recompute import Scope, recompute
+from app.suppressions.gpc import SALE_OPT_OUT_REGIMES, opt_out_of_sale_and_sharing
 from app.suppressions.service import suppress
 from app.tasks.holds import sync_suspensions
 from app.tasks.models import Task, TaskRecord
@@ -185,6 +186,20 @@ async def suppress_for(
         actor=principal,
     )
     scope.outcome = {"suppressions": len(made), "channel": channel, "purpose": purpose}
+    gpc = bool(request.details.get("gpc"))
+    if request.type == "opt_out" and (request.regime in SALE_OPT_OUT_REGIMES or gpc):
+        # Under CCPA and the state laws like it, an opt-out is of sale and of sharing
+        # (cross-context behavioural advertising), not of marketing e-mail alone.
+        sold = await opt_out_of_sale_and_sharing(
+            session,
+            digests=digests,
+            controller_id=scope.controller_id,
+            source="gpc" if gpc else "request",
+            request_id=request.id,
+            actor=principal,
+            linked=gpc,
+        )
+        scope.outcome["sale_and_sharing"] = len(sold)
 
 
 def open_corrections(details: dict[str, Any], box: SecretBox) -> dict[str, Any]:

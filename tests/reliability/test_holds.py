@@ -5,6 +5,7 @@ suspended, and released again with the hold."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,13 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, UTCDateTime
 from app.core.migrate import downgrade, upgrade
 from app.main import create_app
-from app.requests.models import RequestScope, SubjectRequest
 from app.tasks.models import Task, TaskRecord
 from tests.builders import (
     TEST_SUBJECT_KEY,
+    insert_controller,
     make_category,
     make_category_at_revision,
     make_controller,
@@ -371,25 +372,53 @@ async def test_migration_links_existing_tasks_to_their_records(
                     for _ in range(2)
                 ]
                 now = datetime.now(UTC)
-                request = SubjectRequest(
-                    type="erasure",
-                    regime="gdpr",
-                    status="in_progress",
-                    channel="api",
-                    requester_kind="subject",
-                    received_at=now,
-                    due_at=now,
+                # Written with the old schema's columns: the models may carry newer ones.
+                request_id, scope_id = uuid.uuid4(), uuid.uuid4()
+                requests = sa.table(
+                    "subject_requests",
+                    sa.column("id", sa.Uuid()),
+                    *(sa.column(n) for n in ("type", "regime", "status", "channel")),
+                    *(sa.column(n) for n in ("requester_kind", "verification_attempts")),
+                    sa.column("version"),
+                    sa.column("details", sa.JSON()),
+                    *(
+                        sa.column(n, UTCDateTime())
+                        for n in ("received_at", "due_at", "created_at", "updated_at")
+                    ),
                 )
-                session.add(request)
-                await session.flush()
-                scope = RequestScope(
-                    request_id=request.id, controller_id=controller_id, status="in_progress"
+                await session.execute(
+                    sa.insert(requests).values(
+                        id=request_id,
+                        type="erasure",
+                        regime="gdpr",
+                        status="in_progress",
+                        channel="api",
+                        requester_kind="subject",
+                        verification_attempts=0,
+                        version=1,
+                        details={},
+                        received_at=now,
+                        due_at=now,
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-                session.add(scope)
-                await session.flush()
+                scopes = sa.table(
+                    "request_scopes",
+                    *(sa.column(n, sa.Uuid()) for n in ("id", "request_id", "controller_id")),
+                    sa.column("status"),
+                )
+                await session.execute(
+                    sa.insert(scopes).values(
+                        id=scope_id,
+                        request_id=request_id,
+                        controller_id=controller_id,
+                        status="in_progress",
+                    )
+                )
                 task = Task(
-                    request_id=request.id,
-                    scope_id=scope.id,
+                    request_id=request_id,
+                    scope_id=scope_id,
                     system="accounts",
                     action="erase",
                     status="pending",
@@ -433,7 +462,7 @@ async def test_hold_racing_completions_never_loses_a_held_record(
         )
         try:
             async with database.sessionmaker() as session:
-                platform = await make_controller(session, kind="platform", name="Spix")
+                platform = await insert_controller(session, kind="platform", name="Spix")
                 await make_system(session, "accounts")
                 await make_category(session, "account.profile")
                 for n in range(20):

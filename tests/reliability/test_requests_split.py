@@ -15,6 +15,7 @@ from app.controllers.service import platform_controller_id
 from app.core.config import Settings
 from app.core.db import Database
 from app.main import create_app
+from app.suppressions.gpc import SALE_AND_SHARING
 from tests.builders import make_controller, make_purpose
 from tests.conftest import bearer
 
@@ -75,6 +76,8 @@ class TestPlatformControllerLookup:
                         session, kind="platform", name=name
                     )
                     await make_purpose(session, "marketing.communications")
+                    for key in SALE_AND_SHARING:  # a CCPA opt-out suppresses these too
+                        await make_purpose(session, key)
                     admin = await bearer(session, "admin")
                 app = create_app(settings, database=database)
                 transport = ASGITransport(app=app)
