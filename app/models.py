@@ -5,17 +5,27 @@ from app.auth.models import ApiKey
 from app.controllers.models import Controller
 from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
+from app.core.service_identity import ServiceIdentity
 from app.data_categories.models import DataCategory
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.purposes.models import Purpose
+from app.recipients.models import Recipient
 from app.records.models import (
+    ErasureMemory,
+    Reappearance,
     Record,
     RecordIdentity,
     RecordProfile,
     RecordProfileCategory,
     RecordProfilePurpose,
 )
-from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, SubjectRequest
+from app.requests.models import (
+    ErasureReceipt,
+    RequestIdentity,
+    RequestScope,
+    ScopeRecord,
+    SubjectRequest,
+)
 from app.retention_rules.models import RetentionRule
 from app.suppressions.models import Suppression
 from app.systems.models import System
@@ -29,11 +39,15 @@ __all__ = [
     "AuditEvent",
     "Controller",
     "DataCategory",
+    "ErasureMemory",
+    "ErasureReceipt",
     "IdempotencyRecord",
     "LegalHold",
     "LegalHoldIdentity",
     "LegalHoldRecord",
     "Purpose",
+    "Reappearance",
+    "Recipient",
     "Record",
     "RecordIdentity",
     "RecordProfile",
@@ -43,6 +57,7 @@ __all__ = [
     "RequestScope",
     "RetentionRule",
     "ScopeRecord",
+    "ServiceIdentity",
     "SubjectRequest",
     "Suppression",
     "System",

@@ -23,6 +23,11 @@ TAGS = [
     {"name": "purposes", "description": "The registry of processing purposes."},
     {"name": "retention-rules", "description": "How long each data category is kept, and why."},
     {"name": "legal-holds", "description": "Holds that suspend deletion while they apply."},
+    {
+        "name": "recipients",
+        "description": "Processors, sub-processors and third parties that receive personal "
+        "data, with their country and transfer safeguard.",
+    },
     {"name": "ropa", "description": "The record of processing activities (GDPR Art. 30)."},
     {
         "name": "records",
@@ -50,6 +55,11 @@ TAGS = [
         "description": "Work for the systems that hold the data, pulled with a lease.",
     },
     {"name": "audit", "description": "The append-only, hash-chained audit log."},
+    {
+        "name": "api-keys",
+        "description": "API keys over HTTP: admins manage all, customer staff their own "
+        "controller's; a key is shown once.",
+    },
 ]
 
 DESCRIPTION = (

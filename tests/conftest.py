@@ -12,11 +12,12 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.audit.service import use_audit_key
 from app.auth.service import create_key
 from app.core.config import Settings
 from app.core.db import Database, create_engine
 from app.main import create_app
-from tests.builders import TEST_SUBJECT_KEY
+from tests.builders import TEST_AUDIT_KEY, TEST_SUBJECT_KEY
 from tests.databases import BACKENDS, fresh_database
 
 
@@ -27,6 +28,12 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     ):
         return True
     return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audit_key() -> None:
+    # Events written without an app (straight through a session) chain with the test key too.
+    use_audit_key(TEST_AUDIT_KEY.encode())
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -77,6 +84,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
         subject_key=TEST_SUBJECT_KEY,
+        audit_key=TEST_AUDIT_KEY,
         data_dir=tmp_path,
         max_body_bytes=1024 * 1024,
     )

@@ -21,7 +21,9 @@ async def test_readyz_with_database(client: AsyncClient) -> None:
 
 async def test_readyz_without_database_is_503(tmp_path: object) -> None:
     settings = Settings(
-        database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none", subject_key="k" * 32
+        database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
+        subject_key="k" * 32,
+        audit_key="a" * 32,
     )
     app = create_app(settings)
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client:

@@ -38,3 +38,7 @@ class AuditChainHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     hash: Mapped[str] = mapped_column(String(64))
+    # The first event linked with the audit key's HMAC; events before it were chained unkeyed.
+    keyed_from_seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), server_default="1"
+    )

@@ -3,7 +3,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from app.audit.service import record
 from app.auth.dependencies import AdminKey, AnyKey
 from app.controllers import service
 from app.controllers.models import Controller
@@ -38,15 +37,7 @@ async def create_controller(
     idem: IdempotencyDep,
     box: SecretBoxDep,
 ) -> Response:
-    controller, secret = await service.create_controller(session, body, box)
-    record(
-        session,
-        principal,
-        "controller.created",
-        "controller",
-        controller.id,
-        {"kind": controller.kind, "routing": controller.dsr_routing_mode},
-    )
+    controller, secret = await service.create_controller(session, principal, body, box)
     out = ControllerCreated(**service.to_out(controller), webhook_signing_secret=secret)
     return await idem.respond(
         out,
@@ -111,9 +102,6 @@ async def update_controller(
 ) -> ControllerCreated:
     controller = await service.get_controller(session, principal, controller_id)
     check_if_match(if_match, controller.version)
-    changed, secret = await service.update_controller(session, controller, body, box)
-    record(
-        session, principal, "controller.updated", "controller", controller.id, {"fields": changed}
-    )
+    _, secret = await service.update_controller(session, principal, controller, body, box)
     response.headers["ETag"] = etag_of(controller.version)
     return ControllerCreated(**service.to_out(controller), webhook_signing_secret=secret)

@@ -8,10 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import Database
 
+# Where a session carries the app's audit key, for the audit chain's commit hook.
+AUDIT_KEY_INFO = "audit_key"
+
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     database: Database = request.app.state.db
     async with database.sessionmaker() as session:
+        session.info[AUDIT_KEY_INFO] = request.app.state.audit_key
         try:
             yield session
         except BaseException:

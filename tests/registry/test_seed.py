@@ -22,8 +22,9 @@ from app.data_categories.models import DataCategory
 from app.purposes.models import Purpose
 from app.retention_rules.models import RetentionRule
 from app.systems.models import System
-from app.taxonomy.service import InvalidTaxonomy, load_taxonomy, read_taxonomy
-from tests.builders import make_controller
+from app.taxonomy.document import InvalidTaxonomy, read_taxonomy
+from app.taxonomy.service import load_taxonomy
+from tests.builders import TEST_AUDIT_KEY, make_controller
 from tests.databases import fresh_database
 
 DEFAULT = read_taxonomy()
@@ -282,7 +283,7 @@ class TestInvalidData:
 def _seed(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", "seed", *args],
-        env={**os.environ, "SPIX_DSR_DATABASE_URL": url},
+        env={**os.environ, "SPIX_DSR_DATABASE_URL": url, "SPIX_DSR_AUDIT_KEY": TEST_AUDIT_KEY},
         capture_output=True,
         text=True,
         timeout=120,
