@@ -24,7 +24,13 @@ class ApiKeyOut(OutputModel):
     id: uuid.UUID
     prefix: str = Field(description="The public part of the key (`sdsr_<prefix>_…`)")
     name: str | None
-    role: Role
+    # Not `Role`: a key of a role this release does not know (a newer release's row) is
+    # listed as it is stored, so an admin can see it and revoke it.
+    role: str = Field(
+        description="`admin`, `auditor`, `system` or `controller`; a role this release does "
+        "not know (left by a newer release) is shown as stored",
+        examples=["controller"],
+    )
     system: str | None
     controller_id: uuid.UUID | None
     created_at: datetime

@@ -21,7 +21,7 @@ def out(key: ApiKey) -> ApiKeyOut:
         id=key.id,
         prefix=key.prefix,
         name=key.name,
-        role=key.role,  # type: ignore[arg-type]
+        role=key.role,
         system=key.system_key,
         controller_id=key.controller_id,
         created_at=key.created_at,

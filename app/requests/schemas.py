@@ -21,7 +21,9 @@ ScopeStatus = Literal[
     "failed",
 ]
 Channel = Literal["email", "sms", "voice", "all"]
-Note = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+# Whitespace is stripped before the length is checked: the document says a note needs a
+# character that is not whitespace (the same set in Python's and pydantic-core's regexes).
+Note = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"[^\s\x1c-\x1f]")]
 
 
 class Requester(InputModel):

@@ -66,7 +66,7 @@ async def list_reappeared_records(
     "/reappeared/{flag_id}/review",
     operation_id="review_reappeared_record",
     summary="Mark a reappeared record reviewed, with what the review found",
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
 )
 async def review_reappeared_record(
     flag_id: uuid.UUID, body: ReviewIn, session: SessionDep, principal: ReviewKey

@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.proof.conftest import World
+from tests.proof.conftest import World, object_id
 
 SPEC = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 SCHEMA = schemathesis.openapi.from_path(SPEC)
@@ -50,8 +50,18 @@ REGISTRY = {
     "/v1/systems/{key}": "messaging",
     "/v1/data-categories/{key}": "communications",
     "/v1/purposes/{key}": "marketing.communications",
+    "/v1/recipients/{key}": "cloud-hosting",
 }
-TENANT = ("controller_id", "record_id", "rule_id", "hold_id", "request_id", "task_id")
+TENANT = (
+    "controller_id",
+    "record_id",
+    "rule_id",
+    "hold_id",
+    "request_id",
+    "task_id",
+    "flag_id",
+    "key_id",
+)
 
 
 def problem_document(ctx: Any, response: Any, case: Case) -> None:
@@ -175,7 +185,9 @@ async def test_every_answer_conforms(client: AsyncClient, world: World) -> None:
 async def _send(client: AsyncClient, world: World, key: str, case: Case) -> str | None:
     if case.path_parameters:
         case.path_parameters = {
-            name: world.ids[name] if value == PINNED.format(name) else value
+            name: object_id(world, case.operation.path, name)
+            if value == PINNED.format(name)
+            else value
             for name, value in case.path_parameters.items()
         }
     kwargs = case.as_transport_kwargs(base_url="http://test")

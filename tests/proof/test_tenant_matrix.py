@@ -3,20 +3,22 @@ objects of tenant A. The routes come from the app's route table and each route's
 answers from the roles its key dependency declares, so a new route joins the matrix (and
 fails it until its path parameters and body are known here).
 
-Per cell: no key, a bad key or a revoked key: 401. A role the route does not declare: 403.
-A caller of another tenant naming one of A's objects in the path: 404, as if absent. Nobody
-outside A ever reads one of A's ids in an answer it did not send itself. Every 4xx is a
-problem document, nothing answers 5xx, and the insiders are let through (so the 404s above
-are the tenant's, not a missing object's)."""
+Callers hold API keys, or sign-in tokens of an identity provider (each customer's staff).
+Per cell: no key, a bad key, a revoked key or an expired token: 401. A role the route does not
+declare: 403. A caller of another tenant (by key or by token) naming one of A's objects in the
+path: 404, as if absent. Nobody outside A ever reads one of A's ids in an answer it did not
+send itself. Every 4xx is a problem document, nothing answers 5xx, and the insiders are let
+through (so the 404s above are the tenant's, not a missing object's)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from httpx import AsyncClient, Response
 
-from tests.proof.conftest import ALICE, World
+from tests.proof.conftest import ALICE, World, object_id
 from tests.proof.routes import ROUTES, Route
 
 # Path parameters naming one of A's objects (world.ids), and who must not see each: the
@@ -28,20 +30,27 @@ TENANT_PARAMETERS = {
     "hold_id": {"controller B", "unknown role"},
     "request_id": {"controller B", "unknown role"},
     "task_id": {"system B", "unknown role"},
+    "flag_id": {"controller B", "token B", "unknown role"},
+    "key_id": {"controller B", "token B", "unknown role"},
 }
+for _outsiders in TENANT_PARAMETERS.values():
+    if "controller B" in _outsiders:  # B's staff, signed in, are B as much as B's key is
+        _outsiders.add("token B")
 # The registry is shared by every key: its objects belong to no tenant.
 REGISTRY_KEYS = {
     "/v1/systems/{key}": "messaging",
     "/v1/data-categories/{key}": "communications",
     "/v1/purposes/{key}": "marketing.communications",
+    "/v1/recipients/{key}": "cloud-hosting",
 }
 # What A's own strings are to each outsider: everything of A to the other customer; the
 # rows of A's system to another system's key (systems serve every customer, so a system key
 # reads the controllers and their settings, but not another system's records or tasks).
 # A key of a role this code does not know (a newer release's, a hand-edited row) sees nothing.
-OUTSIDERS = ("controller B", "system B", "unknown role")
-INSIDERS = ("auditor", "system A", "controller A", "admin")  # the admin goes last: it writes
-NO_CREDENTIAL = ("no key", "bad key", "revoked key")
+OUTSIDERS = ("controller B", "token B", "system B", "unknown role")
+# The admin goes last: it writes.
+INSIDERS = ("auditor", "system A", "token A", "controller A", "admin")
+NO_CREDENTIAL = ("no key", "bad key", "revoked key", "expired token")
 ROLE_OF = {
     "admin": "admin",
     "auditor": "auditor",
@@ -49,6 +58,8 @@ ROLE_OF = {
     "system B": "system",
     "controller A": "controller",
     "controller B": "controller",
+    "token A": "controller",
+    "token B": "controller",
     "unknown role": "support",
 }
 
@@ -103,7 +114,10 @@ def body(route: Route, w: World) -> tuple[Any, set[str]]:
         ),
         "POST /v1/requests": ({"type": "access", "regime": "gdpr", "identities": ALICE}, False),
         "POST /v1/requests/{request_id}/verify": ({}, True),
-        "POST /v1/requests/{request_id}/extend": ({"reason": "Complex request"}, True),
+        "POST /v1/requests/{request_id}/extend": (
+            {"reason": "Complex request", "subject_notified_at": datetime.now(UTC).isoformat()},
+            True,
+        ),
         "POST /v1/requests/{request_id}/cancel": ({}, True),
         "POST /v1/requests/{request_id}/deny": ({"reason": "manifestly_unfounded"}, True),
         "POST /v1/requests/{request_id}/scopes/{controller_id}/decision": (
@@ -119,16 +133,34 @@ def body(route: Route, w: World) -> tuple[Any, set[str]]:
             {"controller B"},
         ),
         "POST /v1/suppressions/check": ({"identities": ALICE, "channel": "sms"}, False),
+        "POST /v1/requests/{request_id}/acknowledge": ({}, True),
+        "POST /v1/subjects/reappeared/{flag_id}/review": ({"resolution": "erased_again"}, True),
+        "POST /v1/recipients": (
+            {
+                "key": "analytics-vendor",
+                "name": "Analytics Vendor Ltd.",
+                "role": "processor",
+                "country": "GB",
+                "transfer_safeguard": "adequacy",
+            },
+            False,
+        ),
+        "PATCH /v1/recipients/{key}": ({"country": "IE", "transfer_safeguard": "adequacy"}, False),
+        # A customer's staff create keys for their own controller only.
+        "POST /v1/api-keys": ({"role": "controller", "controller_id": a}, True),
     }
     if route.id in bodies:
         payload, refused = bodies[route.id]
         if isinstance(refused, bool):
             refused = set(OUTSIDERS) if refused else set()
         return payload, refused
-    assert route.method in ("GET", "DELETE") or route.id == "POST /v1/tasks/{task_id}/retry", (
+    assert route.method in ("GET", "DELETE") or route.id in BODYLESS, (
         f"{route.id} is new: give it a valid body here, so the matrix can reach its lookup"
     )
     return None, set()
+
+
+BODYLESS = {"POST /v1/tasks/{task_id}/retry", "POST /v1/api-keys/{key_id}/revoke"}
 
 
 def accepted(response: Response) -> bool:
@@ -144,7 +176,7 @@ def url(route: Route, w: World) -> tuple[str, set[str]]:
     path, outsiders = route.path, set()
     for name, must_not_see in TENANT_PARAMETERS.items():
         if f"{{{name}}}" in path:
-            path = path.replace(f"{{{name}}}", w.ids[name])
+            path = path.replace(f"{{{name}}}", object_id(w, route.path, name))
             outsiders |= must_not_see
     if "{key}" in path:
         assert route.path in REGISTRY_KEYS, f"{route.id}: which object does {{key}} name?"
@@ -154,7 +186,7 @@ def url(route: Route, w: World) -> tuple[str, set[str]]:
 
 
 def a_strings(w: World, principal: str) -> set[str]:
-    if principal in ("controller B", "unknown role"):
+    if principal in ("controller B", "token B", "unknown role"):
         return set(w.a_secrets)
     if principal == "system B":
         a = w.extra["a"]
@@ -175,7 +207,7 @@ ROUTES_UNDER_TEST = [route for route in ROUTES if route.path.startswith("/v1/")]
 
 
 def test_every_v1_route_needs_a_key_and_the_matrix_covers_it() -> None:
-    assert len(ROUTES_UNDER_TEST) >= 58
+    assert len(ROUTES_UNDER_TEST) >= 71
     assert [r.id for r in ROUTES_UNDER_TEST if not r.keyed or not r.roles] == []
 
 
