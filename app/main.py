@@ -25,6 +25,7 @@ from app.core.middleware import (
     NulGuardMiddleware,
     RequestContextMiddleware,
 )
+from app.core.preflight import AllowMiddleware
 from app.core.ratelimit import RateLimiter
 from app.core.resilience import DatabaseFaultMiddleware
 from app.core.revisions import head_revisions
@@ -148,6 +149,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             expose_headers=["ETag", "X-Request-ID", "Location", "Retry-After"],
             max_age=600,
         )
+    else:
+        application.add_middleware(AllowMiddleware, routes=application.router.routes)
     application.add_middleware(NulGuardMiddleware)
     application.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     application.add_middleware(RequestContextMiddleware)

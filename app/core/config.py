@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # `memory://` (per process) or a Redis URL (`redis://host:6379/0`): replicas share it.
     rate_limit_storage: str = "memory://"
     max_body_bytes: int = 5 * 1024 * 1024
+    # When set, /metrics answers only `Authorization: Bearer <this token>` (401 otherwise).
+    metrics_token: SecretStr | None = None
     # How far ahead of ours a client's clock may run: a time of something that happened
     # (collected_at, an event, received_at) may be at most this far in the future. Request
     # bodies validate against the process's settings (get_settings), read from the environment.

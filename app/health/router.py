@@ -1,3 +1,5 @@
+import hmac
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
@@ -6,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.core.db import Database
-from app.core.errors import ServiceUnavailable, error_responses
+from app.core.errors import ServiceUnavailable, Unauthorized, error_responses
 from app.core.resilience import classify
 from app.requests.models import REGIMES
 from app.requests.queries import acknowledgements_overdue, open_and_overdue
@@ -66,11 +68,20 @@ async def get_readiness(request: Request) -> Health:
     operation_id="get_metrics",
     summary="Prometheus metrics",
     response_class=Response,
+    description="Open unless `SPIX_DSR_METRICS_TOKEN` is set; then it needs "
+    "`Authorization: Bearer <that token>`.",
     responses={
-        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}
+        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
+        **error_responses(401),
     },
 )
 async def get_metrics(request: Request) -> Response:
+    token = request.app.state.settings.metrics_token
+    if token is not None:
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthorized("This service's metrics need its metrics token")
     database: Database = request.app.state.db
     try:
         async with database.sessionmaker() as session:
