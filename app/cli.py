@@ -120,6 +120,18 @@ def serve(
     )
 
 
+@cli.command()
+def worker() -> None:
+    """Deliver webhooks from the outbox (run beside `serve`; any number on PostgreSQL)."""
+    from app.core.logging import configure_logging
+    from app.worker.runner import run_worker
+
+    settings = get_settings()
+    settings.resolve_subject_key()  # fail here, with the reason
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker(settings))
+
+
 @keys_cli.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="admin, auditor, system or controller")],

@@ -7,6 +7,7 @@ from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.data_categories.models import DataCategory
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
+from app.outbox.models import OutboxEvent
 from app.purposes.models import Purpose
 from app.records.models import (
     Record,
@@ -20,6 +21,7 @@ from app.retention_rules.models import RetentionRule
 from app.suppressions.models import Suppression
 from app.systems.models import System
 from app.tasks.models import Task, TaskRecord
+from app.webhooks.models import WebhookSecret
 
 metadata = Base.metadata
 
@@ -33,6 +35,7 @@ __all__ = [
     "LegalHold",
     "LegalHoldIdentity",
     "LegalHoldRecord",
+    "OutboxEvent",
     "Purpose",
     "Record",
     "RecordIdentity",
@@ -48,5 +51,6 @@ __all__ = [
     "System",
     "Task",
     "TaskRecord",
+    "WebhookSecret",
     "metadata",
 ]

@@ -57,6 +57,20 @@ class Settings(BaseSettings):
     request_proof_days: int = 730
     # How long a stored Idempotency-Key answer is replayed; older rows are ignored and purged.
     idempotency_ttl_hours: int = Field(24, ge=1)
+    # The worker (`spix-dsr worker`): webhook deliveries from the outbox and scheduled work.
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    # Attempts before an event is dead-lettered (redeliver it by hand); waits between them
+    # grow exponentially from the base, with jitter, up to the maximum.
+    webhook_max_attempts: int = Field(8, ge=1)
+    webhook_backoff_base_seconds: float = Field(10.0, ge=0)
+    webhook_backoff_max_seconds: float = Field(3600.0, ge=0)
+    # Development and tests only: allow plain http and loopback, link-local and private
+    # addresses as webhook targets.
+    webhook_allow_private_targets: bool = False
+    # How long a rotated-out system signing secret still signs deliveries beside the new one.
+    webhook_secret_overlap_hours: float = Field(24.0, ge=0)
+    worker_poll_seconds: float = Field(1.0, gt=0)
+    worker_batch_size: int = Field(20, ge=1, le=500)
     log_level: str = "INFO"
     db_pool_size: int = 10
     db_echo: bool = False

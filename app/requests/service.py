@@ -24,6 +24,8 @@ from app.core.db import utcnow
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.identity import BlindIndex, BlindIndexer, IdentityType, InvalidIdentity
 from app.core.ids import new_id
+from app.outbox import service as outbox
+from app.outbox.payloads import scope_ids
 from app.purposes.models import Purpose
 from app.records.models import Record, RecordIdentity
 from app.requests import clocks, state
@@ -566,6 +568,12 @@ async def _open_scopes(
                 {"controller_id": str(controller_id), "records": len(record_ids)},
                 subject_request_id=request.id,
             )
+            outbox.emit(
+                session,
+                "scope.awaiting_controller",
+                scope_ids(request, scope),
+                controller=controller_id,
+            )
     await _maybe_complete(session, principal, request, ctx)
 
 
@@ -614,6 +622,9 @@ def _add_tasks(
             )
         )
         session.add_all(TaskRecord(task_id=task_id, record_id=r.id) for r in rows)
+        outbox.emit(
+            session, "task.created", scope_ids(request, scope, task_id=task_id), system=system
+        )
     return len(by_system)
 
 
@@ -680,6 +691,9 @@ async def _start_scope(
         scope.id,
         {"controller_id": str(scope.controller_id), "tasks": created},
         subject_request_id=request.id,
+    )
+    outbox.emit(
+        session, "scope.run_on_behalf", scope_ids(request, scope), controller=scope.controller_id
     )
     if created == 0:
         await _finish_scope(session, principal, request, scope)

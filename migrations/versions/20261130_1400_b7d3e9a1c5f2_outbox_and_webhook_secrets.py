@@ -1,0 +1,73 @@
+"""outbox and webhook secrets: events for receivers written with the change that causes them,
+their delivery state, and systems' sealed signing secrets
+
+Revision ID: b7d3e9a1c5f2
+Revises: a285b60b7f26
+Create Date: 2026-11-30 14:00:00+00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "b7d3e9a1c5f2"
+down_revision: str | None = "a285b60b7f26"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "outbox_events",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("event_type", sa.String(length=60), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("target_kind", sa.String(length=12), nullable=False),
+        sa.Column("target_id", sa.String(length=100), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claimed_by", sa.Uuid(), nullable=True),
+        sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_status_code", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.String(length=500), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "target_kind IN ('system', 'controller')", name=op.f("ck_outbox_events_target_kind")
+        ),
+        sa.CheckConstraint(
+            "status IN ('pending', 'delivered', 'dead')", name=op.f("ck_outbox_events_status")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_events")),
+    )
+    with op.batch_alter_table("outbox_events", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_events_due", ["status", "next_attempt_at"], unique=False)
+        batch_op.create_index("ix_outbox_events_target", ["target_kind", "target_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_outbox_events_event_type"), ["event_type"], unique=False
+        )
+    op.create_table(
+        "webhook_secrets",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("target_kind", sa.String(length=12), nullable=False),
+        sa.Column("target_id", sa.String(length=100), nullable=False),
+        sa.Column("secret_sealed", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("retires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "target_kind IN ('system')", name=op.f("ck_webhook_secrets_target_kind")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_secrets")),
+    )
+    with op.batch_alter_table("webhook_secrets", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_webhook_secrets_target", ["target_kind", "target_id"], unique=False
+        )
+
+
+def downgrade() -> None:
+    op.drop_table("webhook_secrets")
+    op.drop_table("outbox_events")
