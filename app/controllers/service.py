@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from typing import Any
 
@@ -16,6 +15,7 @@ from app.controllers.schemas import ControllerCreate, ControllerOut, ControllerU
 from app.core.crypto import SecretBox
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.ids import new_id
+from app.webhooks.signing import new_secret
 
 
 def to_out(controller: Controller) -> dict[str, Any]:
@@ -68,7 +68,7 @@ async def _ensure_external_ref_free(
 
 
 def _new_secret(box: SecretBox, controller: Controller) -> str:
-    secret = "whsec_" + secrets.token_urlsafe(32)
+    secret = new_secret()
     controller.webhook_secret_sealed = box.seal(secret, context=f"controller:{controller.id}")
     return secret
 

@@ -12,6 +12,7 @@ from app.core.session import SessionDep
 from app.systems import service
 from app.systems.models import System
 from app.systems.schemas import SystemCreate, SystemOut, SystemUpdate
+from app.webhooks.targets import SafeWebhooksDep
 
 router = APIRouter(prefix="/v1/systems", tags=["systems"])
 
@@ -25,8 +26,13 @@ router = APIRouter(prefix="/v1/systems", tags=["systems"])
     responses=error_responses(400, 401, 403, 409, 413, 422),
 )
 async def create_system(
-    body: SystemCreate, session: SessionDep, principal: AdminKey, idem: IdempotencyDep
+    body: SystemCreate,
+    session: SessionDep,
+    principal: AdminKey,
+    idem: IdempotencyDep,
+    safe: SafeWebhooksDep,
 ) -> Response:
+    await safe.check(body.webhook_url, ["body", "webhook_url"])
     system = await service.create_system(session, body)
     record(
         session,
@@ -87,8 +93,10 @@ async def update_system(
     session: SessionDep,
     principal: AdminKey,
     response: Response,
+    safe: SafeWebhooksDep,
     if_match: IfMatch = None,
 ) -> SystemOut:
+    await safe.check(body.webhook_url, ["body", "webhook_url"])
     system = await service.get_system(session, key)
     check_if_match(if_match, system.version)
     changed = await service.update_system(session, system, body)

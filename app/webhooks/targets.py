@@ -8,7 +8,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from typing import Annotated
 from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+
+from app.core.errors import Unprocessable
 
 
 class UnsafeTarget(Exception):
@@ -63,3 +68,39 @@ async def check_target(url: str, *, allow_private: bool) -> None:
         raise UnsafeTarget("the webhook host does not resolve") from exc
     for info in infos:
         _check_address(ipaddress.ip_address(info[4][0]))
+
+
+class SafeWebhooks:
+    """The check a registry write runs on a webhook URL: its form, and the addresses its host
+    resolves to now. A host that does not resolve yet is accepted (each delivery checks again)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+
+    async def check(self, url: str | None, loc: list[str | int]) -> None:
+        if url is None:
+            return
+        try:
+            host = check_shape(url, allow_private=self.allow_private)
+        except UnsafeTarget as exc:
+            raise Unprocessable(str(exc), loc=loc) from None
+        if self.allow_private:
+            return
+        try:
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM), 2
+            )
+        except (OSError, TimeoutError):
+            return
+        try:
+            for info in infos:
+                _check_address(ipaddress.ip_address(info[4][0]))
+        except UnsafeTarget as exc:
+            raise Unprocessable(str(exc), loc=loc) from None
+
+
+def get_safe_webhooks(request: Request) -> SafeWebhooks:
+    return SafeWebhooks(request.app.state.settings.webhook_allow_private_targets)
+
+
+SafeWebhooksDep = Annotated[SafeWebhooks, Depends(get_safe_webhooks)]
