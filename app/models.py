@@ -7,7 +7,7 @@ from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.data_categories.models import DataCategory
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
-from app.outbox.models import OutboxEvent
+from app.outbox.models import OutboxEvent, ScheduledNotice
 from app.purposes.models import Purpose
 from app.records.models import (
     Record,
@@ -45,6 +45,7 @@ __all__ = [
     "RequestIdentity",
     "RequestScope",
     "RetentionRule",
+    "ScheduledNotice",
     "ScopeRecord",
     "SubjectRequest",
     "Suppression",

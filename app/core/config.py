@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     # How long a rotated-out system signing secret still signs deliveries beside the new one.
     webhook_secret_overlap_hours: float = Field(24.0, ge=0)
     worker_poll_seconds: float = Field(1.0, gt=0)
+    # Scheduled work: how often a worker runs it, how many days before a deadline
+    # `request.due_soon` goes out, and after how many lapsed leases of one task
+    # `task.lease_lapsed` does.
+    schedule_interval_seconds: float = Field(60.0, gt=0)
+    deadline_notice_days: int = Field(7, ge=0)
+    lease_lapses_before_event: int = Field(3, ge=1)
     worker_batch_size: int = Field(20, ge=1, le=500)
     log_level: str = "INFO"
     db_pool_size: int = 10

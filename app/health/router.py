@@ -10,6 +10,7 @@ from app.core.errors import ServiceUnavailable, error_responses
 from app.core.resilience import classify
 from app.requests.models import REGIMES
 from app.requests.service import open_and_overdue
+from app.webhooks import metrics as webhook_metrics
 
 router = APIRouter(tags=["operations"])
 
@@ -70,6 +71,7 @@ async def get_metrics(request: Request) -> Response:
     try:
         async with database.sessionmaker() as session:
             counts = await open_and_overdue(session)
+            await webhook_metrics.refresh(session)
     except Exception:
         # Metrics still answer when the database does not; /readyz reports that.
         counts = None

@@ -38,3 +38,16 @@ class OutboxEvent(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ScheduledNotice(Base):
+    """What the worker's schedule has already announced, so running it twice (or on two
+    workers) announces each thing once: a deadline at a given time, a lease that lapsed at a
+    given time."""
+
+    __tablename__ = "scheduled_notices"
+
+    entity_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

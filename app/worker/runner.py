@@ -1,4 +1,5 @@
-"""`spix-dsr worker`: the relay of outbox events, in a loop until told to stop.
+"""`spix-dsr worker`: the relay of outbox events and the scheduled work (app/worker/schedule.py,
+every SPIX_DSR_SCHEDULE_INTERVAL_SECONDS), in a loop until told to stop.
 
 Any number of workers may run against one PostgreSQL: they claim different events (see
 app/webhooks/relay.py). On SQLite one worker serves the database. SIGTERM (or SIGINT) stops
@@ -12,12 +13,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 
 import app.outbox.service  # noqa: F401  (registers the outbox's commit hook)
 from app.core.config import Settings
 from app.core.crypto import SecretBox
 from app.core.db import Database
 from app.webhooks.relay import Relay, RelayConfig
+from app.worker.schedule import ScheduleConfig, run_schedule
 
 log = logging.getLogger("spix_dsr.worker")
 
@@ -34,9 +37,17 @@ class Worker:
 
     async def run(self) -> None:
         config = RelayConfig.from_settings(self.settings)
+        schedule = ScheduleConfig.from_settings(self.settings)
+        next_schedule = time.monotonic()
         async with Relay(self.database, self.box, config) as relay:
             log.info("worker started", extra={"worker_id": str(relay.worker_id)})
             while not self.stopping.is_set():
+                if time.monotonic() >= next_schedule:
+                    next_schedule = time.monotonic() + self.settings.schedule_interval_seconds
+                    try:
+                        await run_schedule(self.database, schedule)
+                    except Exception:
+                        log.exception("scheduled work failed")
                 try:
                     handled = await relay.run_once()
                 except Exception:

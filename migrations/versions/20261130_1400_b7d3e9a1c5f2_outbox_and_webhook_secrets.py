@@ -1,5 +1,6 @@
 """outbox and webhook secrets: events for receivers written with the change that causes them,
-their delivery state, and systems' sealed signing secrets
+their delivery state, systems' sealed signing secrets, and what the worker's schedule has
+announced (so it announces each deadline once)
 
 Revision ID: b7d3e9a1c5f2
 Revises: a285b60b7f26
@@ -66,8 +67,17 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_webhook_secrets_target", ["target_kind", "target_id"], unique=False
         )
+    op.create_table(
+        "scheduled_notices",
+        sa.Column("entity_id", sa.Uuid(), nullable=False),
+        sa.Column("kind", sa.String(length=30), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("entity_id", "kind", "at", name=op.f("pk_scheduled_notices")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("scheduled_notices")
     op.drop_table("webhook_secrets")
     op.drop_table("outbox_events")

@@ -185,3 +185,22 @@ async def test_unknown_system_secret_is_404(wclient: AsyncClient, wadmin: dict[s
 
 async def test_deliveries_list_needs_a_reader(wclient: AsyncClient, wapp: FastAPI) -> None:
     assert (await wclient.get("/v1/webhook-deliveries")).status_code == 401
+
+
+async def test_metrics_show_outcomes_and_the_oldest_undelivered_age(
+    wclient: AsyncClient,
+    wdb: Database,
+    wadmin: dict[str, str],
+    wsettings: Settings,
+    receiver: Receiver,
+) -> None:
+    world = await system_with_hook(wclient, wdb, wadmin, receiver.url)
+    await file_access(wclient, wadmin, world)
+    text = (await wclient.get("/metrics")).text
+    assert 'spix_dsr_webhook_deliveries{status="pending"} 1.0' in text
+    age = float(text.split("\nspix_dsr_webhook_oldest_undelivered_seconds ")[1].split()[0])
+    assert 0 < age < 60
+    await drain(wdb, wsettings)
+    text = (await wclient.get("/metrics")).text
+    assert 'spix_dsr_webhook_deliveries{status="delivered"} 1.0' in text
+    assert "spix_dsr_webhook_oldest_undelivered_seconds 0.0" in text
