@@ -1,4 +1,9 @@
 # spix-dsr: slim, non-root; migrates the configured database, then serves.
+# The same image runs the worker (webhook deliveries and scheduled work) with another command:
+#   docker run --env-file spix.env IMAGE spix-dsr worker
+# Run one or more workers beside the API processes against the same PostgreSQL (they share the
+# work); on the SQLite default run exactly one. SIGTERM (docker stop) lets a worker finish the
+# deliveries in hand.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -126,14 +126,13 @@ class Relay:
     async def claim(self) -> list[Claimed]:
         """Take up to a batch of due events for this worker, with where to send them."""
         now = utcnow()
+        probe = select(_table.c.id).where(
+            _table.c.status == "pending",
+            _table.c.next_attempt_at <= now,
+            or_(_table.c.claimed_until.is_(None), _table.c.claimed_until < now),
+        )
         due = (
-            select(_table.c.id)
-            .where(
-                _table.c.status == "pending",
-                _table.c.next_attempt_at <= now,
-                or_(_table.c.claimed_until.is_(None), _table.c.claimed_until < now),
-            )
-            .order_by(_table.c.next_attempt_at)
+            probe.order_by(_table.c.next_attempt_at)
             .limit(self.config.batch_size)
             .with_for_update(skip_locked=True)
         )
@@ -151,6 +150,10 @@ class Relay:
                 _table.c.created_at,
             )
         )
+        async with self.database.read_sessionmaker() as reader:
+            # A read first: an idle worker takes no write lock (SQLite) and no row locks.
+            if await reader.scalar(probe.limit(1)) is None:
+                return []
         async with self.database.sessionmaker() as session, session.begin():
             rows = (await session.execute(statement)).all()
             claimed = [Claimed(*row) for row in rows]
