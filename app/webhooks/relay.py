@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -115,7 +116,12 @@ class Relay:
 
     async def __aenter__(self) -> Relay:
         if self._client is None:
-            self._client = httpx.AsyncClient(follow_redirects=False)
+            # No Nagle delay: headers and body go out in separate writes, and a receiver's
+            # delayed ACK would otherwise hold every small POST ~40 ms.
+            transport = httpx.AsyncHTTPTransport(
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+            )
+            self._client = httpx.AsyncClient(transport=transport, follow_redirects=False)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
