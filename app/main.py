@@ -27,6 +27,7 @@ from app.core.resilience import DatabaseFaultMiddleware
 from app.core.revisions import head_revisions
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
+from app.jobs.router import router as jobs_router
 from app.legal_holds.router import router as legal_holds_router
 from app.openapi import build_openapi
 from app.outbox import service as _outbox  # noqa: F401  (registers the outbox commit hook)
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         suppressions_router,
         audit_router,
         webhooks_router,
+        jobs_router,
     ):
         application.router.routes.extend(router.routes)
 

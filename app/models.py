@@ -6,6 +6,7 @@ from app.controllers.models import Controller
 from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.data_categories.models import DataCategory
+from app.jobs.models import Job
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.outbox.models import OutboxEvent, ScheduledNotice
 from app.purposes.models import Purpose
@@ -32,6 +33,7 @@ __all__ = [
     "Controller",
     "DataCategory",
     "IdempotencyRecord",
+    "Job",
     "LegalHold",
     "LegalHoldIdentity",
     "LegalHoldRecord",

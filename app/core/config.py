@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     schedule_interval_seconds: float = Field(60.0, gt=0)
     deadline_notice_days: int = Field(7, ge=0)
     lease_lapses_before_event: int = Field(3, ge=1)
+    # A rule change reaching more records than this answers 202 with a job (GET /v1/jobs/{id})
+    # that workers run in chunks of `job_chunk_records`, each committed on its own.
+    recompute_inline_max_records: int = Field(100_000, ge=0)
+    job_chunk_records: int = Field(10_000, ge=1)
+    job_lease_seconds: float = Field(60.0, gt=0)
     worker_batch_size: int = Field(20, ge=1, le=500)
     log_level: str = "INFO"
     db_pool_size: int = 10

@@ -12,6 +12,7 @@ from app.core.etag import IfMatch, check_if_match, etag_of
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params, paginate
 from app.core.session import SessionDep
+from app.jobs import service as jobs
 from app.retention.policy import Period, parse_period
 from app.retention_rules import service
 from app.retention_rules.models import RetentionRule
@@ -52,7 +53,7 @@ def _audit_details(rule: RetentionRule) -> dict[str, Any]:
     response_model=RetentionRuleOut,
     operation_id="create_retention_rule",
     summary="Create a retention rule",
-    responses=error_responses(400, 401, 403, 409, 413, 422),
+    responses=jobs.ACCEPTED | error_responses(400, 401, 403, 409, 413, 422),
 )
 async def create_retention_rule(
     body: RetentionRuleCreate,
@@ -70,6 +71,8 @@ async def create_retention_rule(
         rule.id,
         _audit_details(rule),
     )
+    if accepted := await jobs.deferred(session, principal, "retention_rule", rule.id):
+        return accepted
     return await idem.respond(
         RetentionRuleOut.model_validate(rule),
         201,
@@ -150,7 +153,7 @@ async def get_retention_rule(
     "/{rule_id}",
     operation_id="update_retention_rule",
     summary="Change a retention rule",
-    responses=error_responses(400, 401, 403, 404, 409, 412, 413, 422),
+    responses=jobs.ACCEPTED | error_responses(400, 401, 403, 404, 409, 412, 413, 422),
 )
 async def update_retention_rule(
     rule_id: uuid.UUID,
@@ -172,6 +175,8 @@ async def update_retention_rule(
         rule.id,
         {"fields": changed, "scope_before": before.audit(), **_audit_details(rule)},
     )
+    if accepted := await jobs.deferred(session, principal, "retention_rule", rule.id):
+        return accepted  # type: ignore[return-value]
     response.headers["ETag"] = etag_of(rule.version)
     return RetentionRuleOut.model_validate(rule)
 
@@ -182,7 +187,7 @@ async def update_retention_rule(
     response_class=Response,
     operation_id="delete_retention_rule",
     summary="Delete a retention rule",
-    responses=error_responses(401, 403, 404, 422),
+    responses=jobs.ACCEPTED | error_responses(401, 403, 404, 422),
 )
 async def delete_retention_rule(
     rule_id: uuid.UUID, session: SessionDep, principal: RuleWriter
@@ -191,4 +196,6 @@ async def delete_retention_rule(
     details = _audit_details(rule)
     await service.delete_rule(session, principal, rule)
     record(session, principal, "retention_rule.deleted", "retention_rule", rule_id, details)
+    if accepted := await jobs.deferred(session, principal, "retention_rule", rule_id):
+        return accepted
     return Response(status_code=204)

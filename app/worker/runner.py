@@ -14,11 +14,13 @@ import contextlib
 import logging
 import signal
 import time
+from datetime import timedelta
 
 import app.outbox.service  # noqa: F401  (registers the outbox's commit hook)
 from app.core.config import Settings
 from app.core.crypto import SecretBox
 from app.core.db import Database
+from app.jobs.runner import JobConfig, run_chunk
 from app.webhooks.relay import Relay, RelayConfig
 from app.worker.schedule import ScheduleConfig, run_schedule
 
@@ -38,10 +40,15 @@ class Worker:
     async def run(self) -> None:
         config = RelayConfig.from_settings(self.settings)
         schedule = ScheduleConfig.from_settings(self.settings)
+        jobs = JobConfig(
+            chunk=self.settings.job_chunk_records,
+            lease=timedelta(seconds=self.settings.job_lease_seconds),
+        )
         next_schedule = time.monotonic()
         async with Relay(self.database, self.box, config) as relay:
             log.info("worker started", extra={"worker_id": str(relay.worker_id)})
             while not self.stopping.is_set():
+                handled = 0
                 if time.monotonic() >= next_schedule:
                     next_schedule = time.monotonic() + self.settings.schedule_interval_seconds
                     try:
@@ -49,7 +56,13 @@ class Worker:
                     except Exception:
                         log.exception("scheduled work failed")
                 try:
-                    handled = await relay.run_once()
+                    # One chunk of a durable job per round, between batches of deliveries.
+                    if await run_chunk(self.database, relay.worker_id, jobs):
+                        handled = config.batch_size  # more may wait: no pause
+                except Exception:
+                    log.exception("job chunk failed")  # the lease lapses; the chunk is redone
+                try:
+                    handled = max(handled, await relay.run_once())
                 except Exception:
                     # A database outage or a bug in one batch must not end the worker; its
                     # claims lapse and the events are tried again.

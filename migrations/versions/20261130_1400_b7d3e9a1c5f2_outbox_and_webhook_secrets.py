@@ -1,6 +1,7 @@
 """outbox and webhook secrets: events for receivers written with the change that causes them,
 their delivery state, systems' sealed signing secrets, and what the worker's schedule has
-announced (so it announces each deadline once)
+announced (so it announces each deadline once), and durable jobs (a large retention
+recompute, done by workers in chunks)
 
 Revision ID: b7d3e9a1c5f2
 Revises: a285b60b7f26
@@ -75,9 +76,37 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("entity_id", "kind", "at", name=op.f("pk_scheduled_notices")),
     )
+    op.create_table(
+        "jobs",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("kind", sa.String(length=30), nullable=False),
+        sa.Column("state", sa.String(length=12), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("cursor", sa.JSON(), nullable=False),
+        sa.Column("subject_type", sa.String(length=30), nullable=True),
+        sa.Column("subject_id", sa.String(length=100), nullable=True),
+        sa.Column("controller_id", sa.Uuid(), nullable=True),
+        sa.Column("total", sa.Integer(), nullable=True),
+        sa.Column("done", sa.Integer(), nullable=False),
+        sa.Column("changed", sa.Integer(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("claimed_by", sa.Uuid(), nullable=True),
+        sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("kind IN ('retention_recompute')", name=op.f("ck_jobs_kind")),
+        sa.CheckConstraint(
+            "state IN ('queued', 'running', 'completed', 'failed')", name=op.f("ck_jobs_state")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
+    )
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.create_index("ix_jobs_state", ["state", "created_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_table("jobs")
     op.drop_table("scheduled_notices")
     op.drop_table("webhook_secrets")
     op.drop_table("outbox_events")
