@@ -50,6 +50,11 @@ TAGS = [
         "description": "Work for the systems that hold the data, pulled with a lease.",
     },
     {"name": "audit", "description": "The append-only, hash-chained audit log."},
+    {
+        "name": "webhooks",
+        "description": "Signed webhook deliveries from the outbox, redelivery, signing secrets.",
+    },
+    {"name": "jobs", "description": "Work done by workers in chunks: state and progress."},
 ]
 
 DESCRIPTION = (
