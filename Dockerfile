@@ -1,4 +1,5 @@
-# spix-dsr: slim, non-root; migrates the configured database, then serves.
+# spix-dsr: slim, non-root. At every start: migrate (under a lock: replicas may start together),
+# bootstrap (first admin key, seed on an empty registry: both only when asked), then serve.
 # The same image runs the worker (webhook deliveries and scheduled work) with another command:
 #   docker run --env-file spix.env IMAGE spix-dsr worker
 # Run one or more workers beside the API processes against the same PostgreSQL (they share the
@@ -19,5 +20,5 @@ WORKDIR /home/spix
 ENV SPIX_DSR_ENV=production \
     PYTHONUNBUFFERED=1
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"
-CMD ["sh", "-c", "spix-dsr migrate && exec spix-dsr serve --host 0.0.0.0 --port 8000"]
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'))"
+CMD ["sh", "-c", "spix-dsr migrate && spix-dsr bootstrap && exec spix-dsr serve --host 0.0.0.0 --port \"${PORT:-8000}\""]

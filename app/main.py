@@ -10,10 +10,12 @@ from fastapi.responses import Response
 
 import app.audit.service  # noqa: F401  (registers the audit chain's commit hook)
 from app.audit.router import router as audit_router
+from app.auth.oidc import OidcVerifier
 from app.controllers.router import router as controllers_router
 from app.core.config import Settings, get_settings
 from app.core.crypto import SecretBox
 from app.core.db import Database
+from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.idempotency import IdempotentReplay
 from app.core.identity import BlindIndexer
@@ -23,15 +25,20 @@ from app.core.middleware import (
     NulGuardMiddleware,
     RequestContextMiddleware,
 )
+from app.core.ratelimit import RateLimiter
 from app.core.resilience import DatabaseFaultMiddleware
 from app.core.revisions import head_revisions
+from app.core.signing import Signer
+from app.core.startup import guard_subject_key
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
+from app.keys.router import router as keys_router
 from app.legal_holds.router import router as legal_holds_router
 from app.openapi import build_openapi
 from app.outbox import service as _outbox  # noqa: F401  (registers the outbox commit hook)
 from app.purposes.router import router as purposes_router
+from app.recipients.router import router as recipients_router
 from app.records.router import router as records_router
 from app.requests.clocks import clocks_from_overrides
 from app.requests.router import router as requests_router
@@ -43,6 +50,7 @@ from app.suppressions.router import router as suppressions_router
 from app.systems.router import router as systems_router
 from app.tasks.router import router as tasks_router
 from app.webhooks.router import router as webhooks_router
+from app.well_known.router import router as well_known_router
 
 VERSION = "0.1.0"
 
@@ -56,12 +64,15 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     settings = settings or get_settings()
     subject_key = settings.resolve_subject_key()  # refuses a production start without one
     audit_key = settings.resolve_audit_key()  # the same
+    receipt_signer = Signer.from_material(settings.resolve_receipt_key())  # the same
     database = database or Database.from_url(
         settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Refuse to serve with a subject key other than the one the database's identities use.
+        await guard_subject_key(database.engine, settings, subject_key)
         yield
         await database.dispose()
 
@@ -69,7 +80,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         title="spix-dsr",
         version=VERSION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by install_docs, from installed assets
         redoc_url=None,
     )
     application.state.settings = settings
@@ -82,10 +93,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     application.state.secret_box = SecretBox(subject_key, settings.subject_key_id)
     application.state.audit_key = audit_key
+    application.state.receipt_signer = receipt_signer
     # Parsed once, so a bad override stops the start instead of failing a request.
     application.state.clocks = clocks_from_overrides(settings.regime_clocks)
     # What /readyz expects in alembic_version: read from the shipped migrations once.
     application.state.schema_heads = head_revisions()
+    # Sign-in with identity providers, and the per-principal rate limits.
+    application.state.oidc = OidcVerifier(settings.oidc_issuers)
+    application.state.rate_limiter = RateLimiter(settings.rate_limits, settings.rate_limit_storage)
 
     install_error_handlers(application)
     application.add_exception_handler(IdempotentReplay, _replay)
@@ -114,8 +129,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         audit_router,
         webhooks_router,
         jobs_router,
+        well_known_router,
+        recipients_router,
+        keys_router,
     ):
         application.router.routes.extend(router.routes)
+    install_docs(application)
 
     # Innermost: it re-runs the routed request (a lost deadlock) or answers 503 (no database).
     application.add_middleware(DatabaseFaultMiddleware)
@@ -124,8 +143,15 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "X-Request-ID",
+            ],
             expose_headers=["ETag", "X-Request-ID", "Location", "Retry-After"],
+            max_age=600,
         )
     application.add_middleware(NulGuardMiddleware)
     application.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -5,19 +5,29 @@ from app.auth.models import ApiKey
 from app.controllers.models import Controller
 from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
+from app.core.service_identity import ServiceIdentity
 from app.data_categories.models import DataCategory
 from app.jobs.models import Job
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.outbox.models import OutboxEvent, ScheduledNotice
 from app.purposes.models import Purpose
+from app.recipients.models import Recipient
 from app.records.models import (
+    ErasureMemory,
+    Reappearance,
     Record,
     RecordIdentity,
     RecordProfile,
     RecordProfileCategory,
     RecordProfilePurpose,
 )
-from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, SubjectRequest
+from app.requests.models import (
+    ErasureReceipt,
+    RequestIdentity,
+    RequestScope,
+    ScopeRecord,
+    SubjectRequest,
+)
 from app.retention_rules.models import RetentionRule
 from app.suppressions.models import Suppression
 from app.systems.models import System
@@ -32,6 +42,8 @@ __all__ = [
     "AuditEvent",
     "Controller",
     "DataCategory",
+    "ErasureMemory",
+    "ErasureReceipt",
     "IdempotencyRecord",
     "Job",
     "LegalHold",
@@ -39,6 +51,8 @@ __all__ = [
     "LegalHoldRecord",
     "OutboxEvent",
     "Purpose",
+    "Reappearance",
+    "Recipient",
     "Record",
     "RecordIdentity",
     "RecordProfile",
@@ -49,6 +63,7 @@ __all__ = [
     "RetentionRule",
     "ScheduledNotice",
     "ScopeRecord",
+    "ServiceIdentity",
     "SubjectRequest",
     "Suppression",
     "System",

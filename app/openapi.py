@@ -23,6 +23,11 @@ TAGS = [
     {"name": "purposes", "description": "The registry of processing purposes."},
     {"name": "retention-rules", "description": "How long each data category is kept, and why."},
     {"name": "legal-holds", "description": "Holds that suspend deletion while they apply."},
+    {
+        "name": "recipients",
+        "description": "Processors, sub-processors and third parties that receive personal "
+        "data, with their country and transfer safeguard.",
+    },
     {"name": "ropa", "description": "The record of processing activities (GDPR Art. 30)."},
     {
         "name": "records",
@@ -55,6 +60,11 @@ TAGS = [
         "description": "Signed webhook deliveries from the outbox, redelivery, signing secrets.",
     },
     {"name": "jobs", "description": "Work done by workers in chunks: state and progress."},
+    {
+        "name": "api-keys",
+        "description": "API keys over HTTP: admins manage all, customer staff their own "
+        "controller's; a key is shown once.",
+    },
 ]
 
 DESCRIPTION = (

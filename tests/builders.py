@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.controllers.models import Controller
@@ -105,7 +106,7 @@ async def make_record(
     """Registers through the inventory service, so identities are hashed as the app does."""
     from app.core.identity import BlindIndexer
     from app.records.importer import OPERATOR_PRINCIPAL
-    from app.records.service import register
+    from app.records.register import register
 
     (outcome,) = await register(
         session,
@@ -126,3 +127,92 @@ async def make_record(
     assert outcome.record_id is not None, outcome.problem and outcome.problem.error
     await session.commit()
     return outcome.record_id
+
+
+# For migration tests: rows written at an older revision, whose tables lack the models'
+# later columns.
+
+
+async def insert_at_revision(session: Any, model: Any, **values: Any) -> dict[str, Any]:
+    """A row written with only the columns the database has at an older revision (the
+    models carry later ones), filling the models' Python defaults; committed."""
+    table = model.__table__
+
+    def columns(sync_session: Any) -> set[str]:
+        inspector = sa.inspect(sync_session.connection())
+        return {c["name"] for c in inspector.get_columns(table.name)}
+
+    present = await session.run_sync(columns)
+    row: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name not in present:
+            continue
+        if column.name in values:
+            row[column.name] = values[column.name]
+        elif column.default is not None:
+            arg = column.default.arg
+            row[column.name] = arg(None) if callable(arg) else arg
+    # A bare table: the model's would add its later columns' defaults to the INSERT.
+    bare = sa.table(table.name, *(sa.column(name, table.c[name].type) for name in row))
+    await session.execute(bare.insert().values(row))
+    await session.commit()
+    return row
+
+
+async def make_controller_at_revision(session: Any, **values: Any) -> uuid.UUID:
+    row = await insert_at_revision(
+        session, Controller, **{"id": uuid.uuid4(), "kind": "customer", **values}
+    )
+    return uuid.UUID(str(row["id"]))
+
+
+async def make_category_at_revision(session: Any, key: str) -> None:
+    parts = key.split(".")
+    for depth in range(1, len(parts) + 1):
+        current = ".".join(parts[:depth])
+        exists = await session.scalar(
+            sa.select(DataCategory.__table__.c.key).where(DataCategory.__table__.c.key == current)
+        )
+        if exists is None:
+            parent = ".".join(parts[: depth - 1]) or None
+            await insert_at_revision(
+                session, DataCategory, key=current, parent_key=parent, name=current
+            )
+
+
+async def make_purpose_at_revision(session: Any, key: str) -> None:
+    await insert_at_revision(session, Purpose, key=key, name=key, legal_basis="contract")
+
+
+async def insert_controller(session: AsyncSession, *, kind: str = "customer", name: str) -> Any:
+    """A controller written with the columns every revision has, for tests that start from an
+    older schema: the ORM model may carry newer columns than that schema. Only `.id` is set."""
+    import types
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from app.core.db import UTCDateTime
+
+    table = sa.table(
+        "controllers",
+        *(sa.column(n) for n in ("kind", "name", "dsr_routing_mode", "auto_execute", "version")),
+        sa.column("id", sa.Uuid()),
+        *(sa.column(n, UTCDateTime()) for n in ("created_at", "updated_at")),
+    )
+    now = datetime.now(UTC)
+    row_id = uuid.uuid4()
+    await session.execute(
+        sa.insert(table).values(
+            id=row_id,
+            kind=kind,
+            name=name,
+            dsr_routing_mode="dashboard",
+            auto_execute=False,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    await session.commit()
+    return types.SimpleNamespace(id=row_id)

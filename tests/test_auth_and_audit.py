@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import AuditEvent
 from app.audit.service import OPERATOR, record, verify_chain
+from app.auth.keys import create_api_key, revoke_api_key
 from app.auth.service import create_key, revoke_key
 from tests.builders import TEST_AUDIT_KEY, make_controller, make_system
 from tests.conftest import bearer
@@ -78,6 +79,48 @@ class TestRoles:
                 system_key=system_key,
                 controller_id=uuid.uuid4() if controller else None,
             )
+
+
+class TestKeyAdministration:
+    async def test_creating_and_revoking_a_key_is_audited_with_ids_only(
+        self, session: AsyncSession
+    ) -> None:
+        controller = await make_controller(session)
+        created = await create_api_key(
+            session, OPERATOR, role="controller", name="portal", controller_id=controller.id
+        )
+        await revoke_api_key(session, OPERATOR, created.api_key.id)
+        await session.commit()
+        events = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.entity_id == str(created.api_key.id))
+                .order_by(AuditEvent.seq)
+            )
+        ).all()
+        assert [(e.event_type, e.entity_type, e.actor_role) for e in events] == [
+            ("api_key.created", "api_key", "operator"),
+            ("api_key.revoked", "api_key", "operator"),
+        ]
+        assert events[0].details == {
+            "role": "controller",
+            "system": None,
+            "controller_id": str(controller.id),
+        }
+        assert events[1].details == {}
+        assert created.secret not in json.dumps([e.details for e in events])
+
+    async def test_a_refused_key_leaves_no_event(self, session: AsyncSession) -> None:
+        from app.core.errors import NotFound, Unprocessable
+
+        before = await session.scalar(select(func.count()).select_from(AuditEvent))
+        with pytest.raises(Unprocessable):
+            await create_api_key(session, OPERATOR, role="system", system_key="no-such-system")
+        with pytest.raises(NotFound):
+            await revoke_api_key(session, OPERATOR, uuid.uuid4())
+        await session.commit()
+        after = await session.scalar(select(func.count()).select_from(AuditEvent))
+        assert after == before
 
 
 class TestAuditChain:

@@ -16,9 +16,9 @@ from app.core.migrate import alembic_config, check, downgrade, upgrade
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.retention import engine
 from tests.builders import (
-    make_category,
-    make_controller,
-    make_purpose,
+    make_category_at_revision,
+    make_controller_at_revision,
+    make_purpose_at_revision,
     make_rule,
     make_system,
 )
@@ -72,9 +72,11 @@ async def test_ranked_rules_migration_keeps_each_records_explanation(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller = await make_controller(session, kind="platform", name="Spix")
+                controller_id = await make_controller_at_revision(
+                    session, kind="platform", name="Spix"
+                )
                 await make_system(session, "support")
-                await make_category(session, "support.ticket")
+                await make_category_at_revision(session, "support.ticket")
                 rule = await make_rule(session, kind="maximum", period="P1M", category="support")
                 profile_id, record_id = uuid.uuid4(), uuid.uuid4()
                 collected = datetime(2024, 1, 31, 9, tzinfo=UTC)
@@ -82,7 +84,7 @@ async def test_ranked_rules_migration_keeps_each_records_explanation(
                     profiles.insert().values(
                         id=profile_id,
                         fingerprint="f" * 64,
-                        controller_id=controller.id,
+                        controller_id=controller_id,
                         system="support",
                         region=None,
                         categories=["support.ticket"],
@@ -94,7 +96,7 @@ async def test_ranked_rules_migration_keeps_each_records_explanation(
                         id=record_id,
                         system="support",
                         record_ref="t-1",
-                        controller_id=controller.id,
+                        controller_id=controller_id,
                         profile_id=profile_id,
                         collected_at=collected,
                         created_at=collected,
@@ -203,14 +205,16 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller = await make_controller(session, kind="platform", name="Spix")
-                other = await make_controller(session, name="Other")
+                controller_id = await make_controller_at_revision(
+                    session, kind="platform", name="Spix"
+                )
+                other_id = await make_controller_at_revision(session, name="Other")
                 await make_system(session, "support")
-                await make_category(session, "support.ticket")
-                await make_category(session, "support.chat")
-                await make_purpose(session, "service")
-                await make_purpose(session, "marketing")
-                mine = {"controller_id": controller.id, "system": "support"}
+                await make_category_at_revision(session, "support.ticket")
+                await make_category_at_revision(session, "support.chat")
+                await make_purpose_at_revision(session, "service")
+                await make_purpose_at_revision(session, "marketing")
+                mine = {"controller_id": controller_id, "system": "support"}
                 specs: list[dict[str, Any]] = [
                     {"kind": "maximum", "period": "P1M", "category": "support"},
                     {
@@ -251,7 +255,7 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
                         "purpose": "marketing",
                     },
                     {"kind": "minimum", "period": "P1W", "region": "eu"},
-                    {"kind": "maximum", "period": "P5Y", "controller_id": other.id},
+                    {"kind": "maximum", "period": "P5Y", "controller_id": other_id},
                     {"kind": "minimum", "period": "P2Y", "anchor": "event:legal_claim"},
                 ]
                 # Highest id first: table order is the reverse of the app's id order.
@@ -265,7 +269,7 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
                         {
                             "id": profile_a,
                             "fingerprint": "a" * 64,
-                            "controller_id": controller.id,
+                            "controller_id": controller_id,
                             "system": "support",
                             "region": None,
                             "categories": ["account.profile", "support.ticket"],
@@ -274,7 +278,7 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
                         {
                             "id": profile_b,
                             "fingerprint": "b" * 64,
-                            "controller_id": controller.id,
+                            "controller_id": controller_id,
                             "system": "support",
                             "region": "eu",
                             "categories": ["support.chat"],
@@ -302,7 +306,7 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
                             "id": ids_of[name],
                             "system": "support",
                             "record_ref": name,
-                            "controller_id": controller.id,
+                            "controller_id": controller_id,
                             "profile_id": profile,
                             "collected_at": collected,
                             "last_activity_at": (
@@ -332,7 +336,7 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
                     reason="released", released_at=datetime(2024, 1, 1, tzinfo=UTC)
                 )
                 tickets = LegalHold(reason="tickets", category="support.ticket")
-                elsewhere = LegalHold(reason="elsewhere", controller_id=other.id)
+                elsewhere = LegalHold(reason="elsewhere", controller_id=other_id)
                 session.add_all([by_record, by_scope, by_identity, released, tickets, elsewhere])
                 await session.flush()
                 session.add_all(

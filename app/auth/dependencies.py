@@ -6,7 +6,9 @@ from typing import Annotated
 from fastapi import Request, Security
 from fastapi.security import HTTPBearer
 
-from app.auth.service import Principal, cached_principal, verify_key
+from app.auth.oidc import looks_like_jwt
+from app.auth.service import KEY_PREFIX, Principal, cached_principal, verify_key
+from app.auth.usage import touch_key
 from app.core.db import Database
 from app.core.errors import Forbidden, Unauthorized
 
@@ -18,7 +20,10 @@ class ApiKeyAuth(HTTPBearer):
 
     def __init__(self, roles: Collection[str] | None = None) -> None:
         super().__init__(
-            auto_error=False, scheme_name="apiKey", description="An API key: `Bearer sdsr_…`"
+            auto_error=False,
+            scheme_name="apiKey",
+            description="An API key (`Bearer sdsr_…`), or a token of a configured identity "
+            "provider (`Bearer <JWT>`)",
         )
         self.roles = frozenset(roles) if roles is not None else None
 
@@ -30,8 +35,13 @@ class ApiKeyAuth(HTTPBearer):
             raise Unauthorized("Send `Authorization: Bearer <key>`")
         principal = cached_principal(key)
         if principal is None:
-            principal = await _verify(request, key)
+            # An API key never goes through JWT parsing; anything else may be a token.
+            if key.startswith(KEY_PREFIX + "_") or not looks_like_jwt(key):
+                principal = await _verify(request, key)
+            else:
+                principal = await _verify_token(request, key)
         request.state.principal = principal
+        await request.app.state.rate_limiter.hit(principal.key_id, request.method)
         if self.roles is not None and principal.role not in self.roles:
             raise Forbidden(f"The {principal.role} role may not call this operation")
         return principal
@@ -46,6 +56,19 @@ async def _verify(request: Request, key: str) -> Principal:
         principal = await verify_key(session, key, cache_ttl=settings.api_key_cache_seconds)
     if principal is None:
         raise Unauthorized("Unknown or revoked API key")
+    await touch_key(database, principal.key_id, every=max(60.0, settings.api_key_cache_seconds))
+    return principal
+
+
+async def _verify_token(request: Request, token: str) -> Principal:
+    verifier = request.app.state.oidc
+    if not verifier:
+        raise Unauthorized("Unknown or revoked API key")
+    settings = request.app.state.settings
+    database: Database = request.app.state.db
+    principal: Principal = await verifier.principal(
+        token, database.read_sessionmaker, cache_seconds=settings.api_key_cache_seconds
+    )
     return principal
 
 

@@ -30,3 +30,5 @@ class ApiKey(Base):
     controller_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("controllers.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Approximate: stamped at most once a minute per key and process (app/auth/usage.py).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

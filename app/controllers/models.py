@@ -40,3 +40,13 @@ class Controller(Versioned, Base):
     # Sealed with the secret box: the worker must read it back to sign deliveries.
     webhook_secret_sealed: Mapped[str | None] = mapped_column(Text)
     auto_execute: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Art. 30(1)(a) and 13(1)(a)-(b): how to reach the controller and its data protection officer.
+    contact: Mapped[str | None] = mapped_column(Text)
+    dpo_contact: Mapped[str | None] = mapped_column(Text)
+    # The platform's own statements, read into the RoPA and the access package: its security
+    # measures (Art. 30(1)(g)) and whether it makes automated decisions (Art. 15(1)(h)).
+    security_measures: Mapped[str | None] = mapped_column(Text)
+    automated_decision_making: Mapped[str | None] = mapped_column(Text)
+    # The customer's recorded standing instruction (GDPR Art. 28(3)(a)) that auto_execute
+    # acts on: a ticket, an e-mail, a clause of the agreement.
+    standing_instruction_ref: Mapped[str | None] = mapped_column(String(500))

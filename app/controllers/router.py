@@ -3,7 +3,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from app.audit.service import record
 from app.auth.dependencies import AdminKey, AnyKey
 from app.controllers import service
 from app.controllers.models import Controller
@@ -41,15 +40,7 @@ async def create_controller(
     safe: SafeWebhooksDep,
 ) -> Response:
     await safe.check(body.dsr_routing.webhook_url, ["body", "dsr_routing", "webhook_url"])
-    controller, secret = await service.create_controller(session, body, box)
-    record(
-        session,
-        principal,
-        "controller.created",
-        "controller",
-        controller.id,
-        {"kind": controller.kind, "routing": controller.dsr_routing_mode},
-    )
+    controller, secret = await service.create_controller(session, principal, body, box)
     out = ControllerCreated(**service.to_out(controller), webhook_signing_secret=secret)
     return await idem.respond(
         out,
@@ -117,9 +108,6 @@ async def update_controller(
     await safe.check(routing.webhook_url if routing else None, ["body", "dsr_routing"])
     controller = await service.get_controller(session, principal, controller_id)
     check_if_match(if_match, controller.version)
-    changed, secret = await service.update_controller(session, controller, body, box)
-    record(
-        session, principal, "controller.updated", "controller", controller.id, {"fields": changed}
-    )
+    _, secret = await service.update_controller(session, principal, controller, body, box)
     response.headers["ETag"] = etag_of(controller.version)
     return ControllerCreated(**service.to_out(controller), webhook_signing_secret=secret)

@@ -1,14 +1,18 @@
 """Settings from the environment (prefix SPIX_DSR_)."""
 
+import json
 import secrets
+from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.core.oidc_settings import OidcIssuer
 
 
 class Environment(StrEnum):
@@ -24,9 +28,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPIX_DSR_", extra="ignore")
 
     env: Environment = Environment.development
-    database_url: str = "sqlite+aiosqlite:///spix-dsr.db"
-    # Folder for files a development install creates for itself (the subject key).
+    # Folder of every default path (the SQLite file, development keys): resolved once, at
+    # load, to an absolute path, so a command run from another folder uses the same files.
     data_dir: Path = Path(".spix-dsr")
+    # Default (development only): the SQLite file `spix-dsr.db` in data_dir. Production
+    # requires an explicit URL.
+    database_url: str = ""
     # HMAC key of the identity blind index; hex or any string of at least 32 characters.
     subject_key: str | None = None
     # Stored beside each hash with its normalisation version (`k1.n2`): at most 12 characters.
@@ -36,8 +43,24 @@ class Settings(BaseSettings):
     identity_legacy_versions: list[int] = Field(default_factory=lambda: [1])
     # HMAC key of the audit chain (its own key, not the subject key); same forms as above.
     audit_key: str | None = None
+    # Ed25519 key that signs erasure receipts: PEM (PKCS#8) or the 32-byte private key in
+    # base64. Its public key is published at /.well-known/spix-dsr/receipt-keys.
+    receipt_signing_key: str | None = None
+    # How long an erasure is remembered (blind indexes, controller, date): a record registered
+    # for an erased identity within this period is flagged for review. 0 remembers nothing.
+    erasure_memory_days: int = Field(365, ge=0)
     default_phone_region: str = "US"
-    cors_origins: list[str] = Field(default_factory=list)
+    # Dashboard origins allowed to call across origins: a JSON list or comma-separated.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Identity providers whose tokens sign in (JSON list; see app/core/oidc_settings.py).
+    oidc_issuers: list[OidcIssuer] = Field(default_factory=list)
+    # Requests per principal and route class ("read", "write"), as `limits` strings;
+    # an empty string lifts that class's limit.
+    rate_limits: dict[str, str] = Field(
+        default_factory=lambda: {"read": "1200/minute", "write": "600/minute"}
+    )
+    # `memory://` (per process) or a Redis URL (`redis://host:6379/0`): replicas share it.
+    rate_limit_storage: str = "memory://"
     max_body_bytes: int = 5 * 1024 * 1024
     # How far ahead of ours a client's clock may run: a time of something that happened
     # (collected_at, an event, received_at) may be at most this far in the future. Request
@@ -47,6 +70,9 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = 10.0
     # The longest maximum period a customer's own retention setting may name (ISO 8601).
     customer_retention_cap: str = "P10Y"
+    # After a customer's agreement ends (its controller's effective_until), the time it has
+    # to take its data back before the data must be deleted (GDPR Art. 28(3)(g)); ISO 8601.
+    contract_end_grace: str = "P30D"
     # Subject requests. Legal clocks default to reference/deadlines.md; override per regime
     # with JSON, e.g. {"other": {"respond_days": 30}} (see app/requests/clocks.py).
     regime_clocks: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -85,6 +111,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     db_pool_size: int = 10
     db_echo: bool = False
+    # `spix-dsr bootstrap`: a first admin key chosen by the operator (`sdsr_<prefix>_<secret>`),
+    # given directly or as a file (a mounted secret), stored hashed when no admin key exists.
+    bootstrap_admin_key: SecretStr | None = None
+    bootstrap_admin_key_file: Path | None = None
+    # `spix-dsr bootstrap` loads the Spix default taxonomy when the registry is empty.
+    seed_on_empty: bool = False
 
     @field_validator("subject_key", "audit_key")
     @classmethod
@@ -95,12 +127,50 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return value
+
     @field_validator("identity_legacy_versions")
     @classmethod
     def _known_versions(cls, value: list[int]) -> list[int]:
         if any(v != 1 for v in value):
             raise ValueError("SPIX_DSR_IDENTITY_LEGACY_VERSIONS may list only version 1")
         return value
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> "Settings":
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            if self.env is Environment.production:
+                raise ValueError(
+                    "SPIX_DSR_DATABASE_URL is not set: production requires an explicit "
+                    "database URL (postgresql+asyncpg://user:password@host/database)"
+                )
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'spix-dsr.db'}"
+        return self
+
+    @property
+    def database_display(self) -> str:
+        """The database URL without its password (safe to print)."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.database_url).set(password=None).render_as_string()
+        except Exception:  # an unparsable URL fails later, with its own error
+            return "(unparsable database URL)"
+
+    @property
+    def subject_key_source(self) -> str:
+        if self.subject_key:
+            return "SPIX_DSR_SUBJECT_KEY"
+        return str(self.data_dir / "subject.key")
 
     @property
     def is_sqlite(self) -> bool:
@@ -114,14 +184,34 @@ class Settings(BaseSettings):
         """The audit chain's HMAC key: configured, or (development only) created in data_dir."""
         return self._resolve_key(self.audit_key, "AUDIT_KEY", "audit chain key", "audit.key")
 
-    def _resolve_key(self, configured: str | None, name: str, what: str, filename: str) -> bytes:
+    def resolve_receipt_key(self) -> bytes:
+        """The receipt signing key (PEM or base64 text): configured, or (development only)
+        created once in data_dir as PKCS#8 PEM."""
+        return self._resolve_key(
+            self.receipt_signing_key,
+            "RECEIPT_SIGNING_KEY",
+            "receipt signing key",
+            "receipt.key",
+            new_key=new_ed25519_pem,
+            how="`openssl genpkey -algorithm ed25519`",
+        )
+
+    def _resolve_key(
+        self,
+        configured: str | None,
+        name: str,
+        what: str,
+        filename: str,
+        *,
+        new_key: Callable[[], str] = lambda: secrets.token_hex(32),
+        how: str = "`python -c 'import secrets; print(secrets.token_hex(32))'`",
+    ) -> bytes:
         if configured:
             return configured.encode()
         if self.env is Environment.production:
             raise ConfigurationError(
                 f"SPIX_DSR_{name} is not set: production refuses to start without the "
-                f"{what} (generate one with `python -c 'import secrets; "
-                "print(secrets.token_hex(32))'` and keep it in your secret store)"
+                f"{what} (generate one with {how} and keep it in your secret store)"
             )
         path = self.data_dir / filename
         if not path.exists():
@@ -129,11 +219,26 @@ class Settings(BaseSettings):
             # Exclusive create: two processes starting together keep one key.
             try:
                 with open(path, "x", encoding="ascii") as handle:
-                    handle.write(secrets.token_hex(32))
+                    handle.write(new_key())
                 path.chmod(0o600)
             except FileExistsError:
                 pass
         return path.read_text(encoding="ascii").strip().encode()
+
+
+def new_ed25519_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode("ascii")
+    )
 
 
 @lru_cache

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVarTuple
 
 import orjson
-from sqlalchemy import DateTime, Integer, MetaData, any_, bindparam, event
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    any_,
+    bindparam,
+    event,
+    func,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
@@ -18,6 +28,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+_Ts = TypeVarTuple("_Ts")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -189,10 +201,36 @@ class Database:
             await self.read_engine.dispose()
 
 
+# "column in these values" for PostgreSQL, two ways. Both send the values as one array
+# parameter, so the statement text stays the same whatever the list's length and is prepared
+# once (an expanded IN is not). They plan differently, and each caller keeps the plan it was
+# measured with; SQLite gets a plain IN from both.
+
+
+def _array(column: Any, values: list[Any]) -> Any:
+    # Strings go as VARCHAR[]: a cast to VARCHAR(n)[] would cut longer values to fit.
+    item_type = String() if isinstance(column.type, String) else column.type
+    return bindparam(None, values, type_=ARRAY(item_type))
+
+
 def any_of(session: AsyncSession, column: Any, values: Iterable[Any]) -> Any:
-    """`column IN values`, sent to PostgreSQL as one array parameter: the statement text stays
-    the same whatever the list's length, so it is prepared once (an expanded IN is not)."""
+    """A WHERE condition: `column = ANY(array)`. For statements that cannot take a join (the
+    DELETE of a batch's old identities)."""
     values = list(values)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        return column == any_(_array(column, values))
     return column.in_(values)
+
+
+def join_any_of(
+    session: AsyncSession, statement: Select[*_Ts], column: Any, values: Iterable[Any]
+) -> Select[*_Ts]:
+    """`statement` narrowed to rows whose `column` is among `values`, as a join on
+    unnest(array) on PostgreSQL: the join keeps its index plan when PostgreSQL switches the
+    prepared statement to a generic plan, where `= ANY(array)` fell to a sequential scan
+    (2 ms became 250 ms per 1000-record batch as the records table grew)."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = func.unnest(_array(column, values)).table_valued("value").render_derived()
+        return statement.join(wanted, column == wanted.c.value)
+    return statement.where(column.in_(values))

@@ -37,8 +37,8 @@ def _revision_of(path: Path) -> tuple[str, set[str]] | None:
 
 
 @cache
-def head_revisions() -> frozenset[str]:
-    """The revisions no other revision builds on (one, unless a merge is missing)."""
+def _graph() -> tuple[frozenset[str], frozenset[str]]:
+    """(every revision, every revision another one builds on)."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in sorted((migrations_dir() / "versions").glob("*.py")):
@@ -46,4 +46,15 @@ def head_revisions() -> frozenset[str]:
         if parsed is not None:
             revisions.add(parsed[0])
             parents |= parsed[1]
-    return frozenset(revisions - parents)
+    return frozenset(revisions), frozenset(parents)
+
+
+def head_revisions() -> frozenset[str]:
+    """The revisions no other revision builds on (one, unless a merge is missing)."""
+    revisions, parents = _graph()
+    return revisions - parents
+
+
+def known_revisions() -> frozenset[str]:
+    """Every revision this code ships."""
+    return _graph()[0]

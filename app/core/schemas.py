@@ -55,8 +55,12 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 # pattern is checked inside pydantic-core.
 DottedKey = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_DOTTED.pattern)]
 SystemKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_SYSTEM.pattern)]
+# A record's reference in its system, opaque to spix-dsr.
+RecordRef = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Url = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_http_url)]
 Text = Annotated[str, StringConstraints(max_length=10_000)]
+# The most items one call takes: records of a batch, record_refs, records to check.
+MAX_BATCH = 1000
 # A time at which something happened: timezone-aware, from 1900 until now (plus the
 # allowed clock skew), so every stored time is one date arithmetic can work with.
 PastDatetime = Annotated[AwareDatetime, AfterValidator(_happened)]

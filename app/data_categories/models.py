@@ -1,4 +1,4 @@
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, Versioned
@@ -21,3 +21,5 @@ class DataCategory(Versioned, Base):
     sensitivity: Mapped[str] = mapped_column(String(10), default="medium")
     # The matching key of the open fideslang taxonomy, so partners can translate.
     fideslang: Mapped[str | None] = mapped_column(String(200))
+    # Data the subject gave (Art. 20(1)): what a portability package hands back.
+    subject_provided: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

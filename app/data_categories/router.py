@@ -2,7 +2,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from app.audit.service import record
 from app.auth.dependencies import AdminKey, AnyKey
 from app.core.errors import NotFound, error_responses
 from app.core.etag import IfMatch, check_if_match, etag_of
@@ -32,15 +31,7 @@ router = APIRouter(prefix="/v1/data-categories", tags=["data-categories"])
 async def create_data_category(
     body: DataCategoryCreate, session: SessionDep, principal: AdminKey, idem: IdempotencyDep
 ) -> Response:
-    category = await service.create_category(session, body)
-    record(
-        session,
-        principal,
-        "data_category.created",
-        "data_category",
-        category.key,
-        {"parent_key": category.parent_key, "sensitivity": category.sensitivity},
-    )
+    category = await service.create_category(session, principal, body)
     return await idem.respond(
         DataCategoryOut.model_validate(category),
         201,
@@ -121,16 +112,7 @@ async def update_data_category(
 ) -> DataCategoryOut:
     category = await service.get_category(session, key)
     check_if_match(if_match, category.version)
-    changed = await service.update_category(session, category, body)
-    if changed:
-        record(
-            session,
-            principal,
-            "data_category.updated",
-            "data_category",
-            category.key,
-            {"fields": changed},
-        )
+    await service.update_category(session, principal, category, body)
     response.headers["ETag"] = etag_of(category.version)
     return DataCategoryOut.model_validate(category)
 
@@ -148,14 +130,5 @@ async def delete_data_category(
 ) -> Response:
     category = await service.get_category(session, key)
     check_if_match(if_match, category.version)
-    parent_key = category.parent_key
-    await service.delete_category(session, category)
-    record(
-        session,
-        principal,
-        "data_category.deleted",
-        "data_category",
-        key,
-        {"parent_key": parent_key},
-    )
+    await service.delete_category(session, principal, category)
     return Response(status_code=204)

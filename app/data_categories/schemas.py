@@ -11,6 +11,9 @@ CategoryKey = DottedKey
 DOTTED_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
 
 Sensitivity = Literal["low", "medium", "high"]
+_PROVIDED_HELP = (
+    "The subject gives this data themselves: a portability request hands it back (Art. 20(1))"
+)
 
 
 class DataCategoryCreate(InputModel):
@@ -26,6 +29,7 @@ class DataCategoryCreate(InputModel):
         description="The matching key of the fideslang taxonomy, where one exists",
         examples=["user.biometric.voice"],
     )
+    subject_provided: bool = Field(False, description=_PROVIDED_HELP, examples=[True])
 
 
 class DataCategoryUpdate(InputModel):
@@ -35,8 +39,9 @@ class DataCategoryUpdate(InputModel):
     description: Text | None = Field(None, examples=["Audio of calls and voicemail"])
     sensitivity: Sensitivity | None = Field(None, examples=["high"])
     fideslang: DottedKey | None = Field(None, examples=["user.biometric.voice"])
+    subject_provided: bool | None = Field(None, description=_PROVIDED_HELP, examples=[True])
 
-    _not_null = not_null("name", "sensitivity")
+    _not_null = not_null("name", "sensitivity", "subject_provided")
 
 
 class DataCategoryOut(OutputModel):
@@ -46,6 +51,7 @@ class DataCategoryOut(OutputModel):
     description: str | None = Field(examples=["Audio of calls and voicemail"])
     sensitivity: Sensitivity = Field(examples=["high"])
     fideslang: str | None = Field(examples=["user.biometric.voice"])
+    subject_provided: bool = Field(description=_PROVIDED_HELP, examples=[True])
     version: int = Field(examples=[1])
     created_at: datetime
     updated_at: datetime

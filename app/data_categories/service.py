@@ -8,6 +8,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from app.audit.service import record
+from app.auth.service import Principal
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.schemas import DottedKey
 from app.data_categories.models import DataCategory
@@ -73,7 +75,9 @@ async def _require_parent(session: AsyncSession, key: str) -> str | None:
     return parent
 
 
-async def create_category(session: AsyncSession, body: DataCategoryCreate) -> DataCategory:
+async def create_category(
+    session: AsyncSession, principal: Principal, body: DataCategoryCreate
+) -> DataCategory:
     parent = await _require_parent(session, body.key)
     category = DataCategory(parent_key=parent, **body.model_dump())
     # The primary key decides, so two concurrent creates of one key cannot both succeed.
@@ -86,11 +90,19 @@ async def create_category(session: AsyncSession, body: DataCategoryCreate) -> Da
         # Otherwise the parent was deleted between the check and the insert.
         await _require_parent(session, body.key)
         raise
+    record(
+        session,
+        principal,
+        "data_category.created",
+        "data_category",
+        category.key,
+        {"parent_key": category.parent_key, "sensitivity": category.sensitivity},
+    )
     return category
 
 
 async def update_category(
-    session: AsyncSession, category: DataCategory, body: DataCategoryUpdate
+    session: AsyncSession, principal: Principal, category: DataCategory, body: DataCategoryUpdate
 ) -> list[str]:
     """Apply the fields sent; return the names of those that changed."""
     changes = body.model_dump(exclude_unset=True)
@@ -98,6 +110,15 @@ async def update_category(
     for field in changed:
         setattr(category, field, changes[field])
     await session.flush()
+    if changed:
+        record(
+            session,
+            principal,
+            "data_category.updated",
+            "data_category",
+            category.key,
+            {"fields": changed},
+        )
     return changed
 
 
@@ -110,7 +131,10 @@ async def category_in_use(session: AsyncSession, key: str) -> str | None:
     return None
 
 
-async def delete_category(session: AsyncSession, category: DataCategory) -> None:
+async def delete_category(
+    session: AsyncSession, principal: Principal, category: DataCategory
+) -> None:
+    key, parent_key = category.key, category.parent_key
     reason = await category_in_use(session, category.key)
     if reason is not None:
         raise Conflict(f"Data category {category.key!r} is in use: {reason}")
@@ -120,3 +144,11 @@ async def delete_category(session: AsyncSession, category: DataCategory) -> None
     except IntegrityError:
         # Something started naming it after the check; the foreign key had the last word.
         raise Conflict(f"Data category {category.key!r} is in use") from None
+    record(
+        session,
+        principal,
+        "data_category.deleted",
+        "data_category",
+        key,
+        {"parent_key": parent_key},
+    )

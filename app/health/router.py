@@ -9,7 +9,7 @@ from app.core.db import Database
 from app.core.errors import ServiceUnavailable, error_responses
 from app.core.resilience import classify
 from app.requests.models import REGIMES
-from app.requests.service import open_and_overdue
+from app.requests.queries import acknowledgements_overdue, open_and_overdue
 from app.webhooks import metrics as webhook_metrics
 
 router = APIRouter(tags=["operations"])
@@ -17,6 +17,11 @@ router = APIRouter(tags=["operations"])
 REQUESTS_OPEN = Gauge("spix_dsr_requests_open", "Open subject requests", ["regime"])
 REQUESTS_OVERDUE = Gauge(
     "spix_dsr_requests_overdue", "Open subject requests past their deadline", ["regime"]
+)
+ACKNOWLEDGEMENTS_OVERDUE = Gauge(
+    "spix_dsr_requests_acknowledgement_overdue",
+    "Open subject requests whose confirmation of receipt is past its deadline",
+    ["regime"],
 )
 
 
@@ -71,13 +76,16 @@ async def get_metrics(request: Request) -> Response:
     try:
         async with database.sessionmaker() as session:
             counts = await open_and_overdue(session)
+            unacknowledged = await acknowledgements_overdue(session)
             await webhook_metrics.refresh(session)
     except Exception:
         # Metrics still answer when the database does not; /readyz reports that.
         counts = None
+        unacknowledged = {}
     if counts is not None:
         for regime in REGIMES:
             total, late = counts.get(regime, (0, 0))
             REQUESTS_OPEN.labels(regime).set(total)
             REQUESTS_OVERDUE.labels(regime).set(late)
+            ACKNOWLEDGEMENTS_OVERDUE.labels(regime).set(unacknowledged.get(regime, 0))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -3,7 +3,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
-from app.audit.service import record
 from app.auth.dependencies import AdminKey, ReaderKey
 from app.core.errors import error_responses
 from app.core.idempotency import IdempotencyDep
@@ -34,7 +33,6 @@ async def place_legal_hold(
     indexer: IndexerDep,
 ) -> Response:
     view = await service.place_hold(session, principal, body, indexer)
-    record(session, principal, "legal_hold.placed", "legal_hold", view.hold.id, view.audit())
     return await idem.respond(
         view.out(), 201, headers={"Location": f"/v1/legal-holds/{view.hold.id}"}
     )
@@ -85,12 +83,4 @@ async def release_legal_hold(
 ) -> LegalHoldOut:
     view = await service.get_hold(session, hold_id)
     await service.release_hold(session, principal, view, body.note if body else None)
-    record(
-        session,
-        principal,
-        "legal_hold.released",
-        "legal_hold",
-        hold_id,
-        {**view.audit(), "with_note": bool(body and body.note)},
-    )
     return view.out()

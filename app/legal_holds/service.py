@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.service import record
 from app.auth.service import Principal
 from app.controllers.models import Controller
 from app.core.db import utcnow
@@ -218,6 +219,7 @@ async def place_hold(
     identities.sort(key=lambda i: (i.identity_type, i.digest))
     view = HoldView(hold, identities, record_ids)
     await on_holds_changed(session, principal, [view.scope()])
+    record(session, principal, "legal_hold.placed", "legal_hold", hold.id, view.audit())
     return view
 
 
@@ -235,3 +237,11 @@ async def release_hold(
         raise Conflict("This legal hold is already released")
     await session.refresh(view.hold)
     await on_holds_changed(session, principal, [view.scope()])
+    record(
+        session,
+        principal,
+        "legal_hold.released",
+        "legal_hold",
+        view.hold.id,
+        {**view.audit(), "with_note": bool(note)},
+    )

@@ -1,4 +1,4 @@
-from sqlalchemy import Boolean, CheckConstraint, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, Versioned
@@ -30,3 +30,7 @@ class Purpose(Versioned, Base):
     # Objection to this purpose always wins (direct marketing, GDPR Art. 21(3)).
     objection_absolute: Mapped[bool] = mapped_column(Boolean, default=False)
     fideslang: Mapped[str | None] = mapped_column(String(200))
+    # Art. 30(1)(c): whose data this purpose processes (users, customers' end users ...).
+    data_subject_categories: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )

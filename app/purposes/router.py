@@ -2,7 +2,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from app.audit.service import record
 from app.auth.dependencies import AdminKey, AnyKey
 from app.core.errors import NotFound, error_responses
 from app.core.etag import IfMatch, check_if_match, etag_of
@@ -27,15 +26,7 @@ router = APIRouter(prefix="/v1/purposes", tags=["purposes"])
 async def create_purpose(
     body: PurposeCreate, session: SessionDep, principal: AdminKey, idem: IdempotencyDep
 ) -> Response:
-    purpose = await service.create_purpose(session, body)
-    record(
-        session,
-        principal,
-        "purpose.created",
-        "purpose",
-        purpose.key,
-        {"legal_basis": purpose.legal_basis, "objection_absolute": purpose.objection_absolute},
-    )
+    purpose = await service.create_purpose(session, principal, body)
     return await idem.respond(
         PurposeOut.model_validate(purpose),
         201,
@@ -98,8 +89,6 @@ async def update_purpose(
 ) -> PurposeOut:
     purpose = await service.get_purpose(session, key)
     check_if_match(if_match, purpose.version)
-    changed = await service.update_purpose(session, purpose, body)
-    if changed:
-        record(session, principal, "purpose.updated", "purpose", purpose.key, {"fields": changed})
+    await service.update_purpose(session, principal, purpose, body)
     response.headers["ETag"] = etag_of(purpose.version)
     return PurposeOut.model_validate(purpose)

@@ -7,6 +7,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.service import record
+from app.auth.service import Principal
 from app.core.errors import Conflict, NotFound
 from app.core.schemas import DottedKey
 from app.purposes.models import Purpose
@@ -35,7 +37,9 @@ def select_purposes(*, legal_basis: str | None = None) -> Select[Purpose]:
     return statement
 
 
-async def create_purpose(session: AsyncSession, body: PurposeCreate) -> Purpose:
+async def create_purpose(
+    session: AsyncSession, principal: Principal, body: PurposeCreate
+) -> Purpose:
     purpose = Purpose(**body.model_dump())
     # The primary key decides, so two concurrent creates of one key cannot both succeed.
     try:
@@ -43,14 +47,26 @@ async def create_purpose(session: AsyncSession, body: PurposeCreate) -> Purpose:
             session.add(purpose)
     except IntegrityError:
         raise Conflict(f"A purpose with key {body.key!r} already exists") from None
+    record(
+        session,
+        principal,
+        "purpose.created",
+        "purpose",
+        purpose.key,
+        {"legal_basis": purpose.legal_basis, "objection_absolute": purpose.objection_absolute},
+    )
     return purpose
 
 
-async def update_purpose(session: AsyncSession, purpose: Purpose, body: PurposeUpdate) -> list[str]:
+async def update_purpose(
+    session: AsyncSession, principal: Principal, purpose: Purpose, body: PurposeUpdate
+) -> list[str]:
     """Apply the fields sent; return the names of those that changed."""
     changes = body.model_dump(exclude_unset=True)
     changed = sorted(f for f, value in changes.items() if getattr(purpose, f) != value)
     for field in changed:
         setattr(purpose, field, changes[field])
     await session.flush()
+    if changed:
+        record(session, principal, "purpose.updated", "purpose", purpose.key, {"fields": changed})
     return changed

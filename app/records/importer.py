@@ -13,12 +13,11 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from app.audit.service import OPERATOR, record
 from app.auth.service import Principal
 from app.core.db import Database
 from app.core.identity import BlindIndexer
 from app.core.resilience import Fault, classify
-from app.records import service
+from app.records import register
 
 # The operator at the command line acts with the privacy team's rights.
 OPERATOR_PRINCIPAL = Principal(key_id=uuid.UUID(int=0), role="admin")
@@ -68,11 +67,15 @@ def _parse(number: int, raw: bytes) -> Any:
     return item
 
 
-def _batches(handle: BinaryIO, size: int, report: ImportReport) -> Iterator[list[tuple[int, Any]]]:
-    """Lines are read as bytes and decoded one by one: a bad line is reported by its number
-    and the file goes on."""
+def _batches(
+    handle: BinaryIO, size: int, report: ImportReport
+) -> Iterator[tuple[list[tuple[int, Any]], int]]:
+    """(batch, bytes read so far). Lines are read as bytes and decoded one by one: a bad line
+    is reported by its number and the file goes on."""
     batch: list[tuple[int, Any]] = []
+    read = 0
     for number, raw in enumerate(handle, start=1):
+        read += len(raw)
         if not raw.strip():
             continue
         try:
@@ -82,36 +85,59 @@ def _batches(handle: BinaryIO, size: int, report: ImportReport) -> Iterator[list
             continue
         batch.append((number, item))
         if len(batch) == size:
-            yield batch
+            yield batch, read
             batch = []
     if batch:
-        yield batch
+        yield batch, read
 
 
-def _describe(outcome: service.Registered) -> str:
+def _ref(item: Any) -> tuple[str, str] | None:
+    system, ref = item.get("system"), item.get("record_ref")
+    return (system, ref) if isinstance(system, str) and isinstance(ref, str) else None
+
+
+def _in_file_order(batch: list[tuple[int, Any]]) -> Iterator[list[tuple[int, Any]]]:
+    """The batch cut where a record_ref repeats: each part registers after the one before,
+    so a later line updates an earlier one, as with --batch-size 1 (a batch of the API
+    refuses a ref twice)."""
+    part: list[tuple[int, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for number, item in batch:
+        key = _ref(item)
+        if key is not None and key in seen:
+            yield part
+            part, seen = [], set()
+        part.append((number, item))
+        if key is not None:
+            seen.add(key)
+    if part:
+        yield part
+
+
+def _describe(outcome: register.Registered) -> str:
+    """The problem with each field it names: `detail (loc)`, or `detail: loc: msg; ...`."""
     assert outcome.problem is not None
     error = outcome.problem.error
-    where = ", ".join(".".join(str(p) for p in e["loc"]) for e in error.errors or [])
-    return f"{error.detail} ({where})" if where else error.detail
+    fields = []
+    for e in error.errors or []:
+        where = ".".join(str(p) for p in e["loc"])
+        message = str(e.get("msg") or "")
+        fields.append(where if not message or message == error.detail else f"{where}: {message}")
+    if not fields:
+        return error.detail
+    if all(": " not in f for f in fields):
+        return f"{error.detail} ({', '.join(fields)})"
+    detail = error.detail.removesuffix("; see errors")
+    return f"{detail}: {'; '.join(fields)}"
 
 
 async def _write(
     database: Database, indexer: BlindIndexer, file: str, batch: list[tuple[int, Any]]
-) -> list[service.Registered]:
+) -> list[register.Registered]:
     async with database.sessionmaker() as session, session.begin():
-        outcomes = await service.register(
-            session, OPERATOR_PRINCIPAL, indexer, [item for _, item in batch]
+        outcomes = await register.register_batch(
+            session, OPERATOR_PRINCIPAL, indexer, [item for _, item in batch], import_file=file
         )
-        written = [o for o in outcomes if o.record_id is not None]
-        if written:
-            record(
-                session,
-                OPERATOR,
-                "records.imported",
-                "record_batch",
-                str(written[0].record_id),
-                {"file": file, "written": len(written), "errors": len(outcomes) - len(written)},
-            )
     return outcomes
 
 
@@ -157,14 +183,16 @@ async def import_records(
     path: Path,
     *,
     batch_size: int = 1000,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
+    """`progress(lines, bytes_read)` after each batch: its lines, and the file's bytes read."""
     report = ImportReport()
     with path.open("rb") as handle:
-        for batch in _batches(handle, batch_size, report):
-            await _import_batch(database, indexer, path.name, batch, report)
+        for batch, read in _batches(handle, batch_size, report):
+            for part in _in_file_order(batch):
+                await _import_batch(database, indexer, path.name, part, report)
             if progress is not None:
-                progress(len(batch))
+                progress(len(batch), read)
     if report.created:
         # Fresh statistics after a bulk load, so the planner keeps using the indexes; with
         # autovacuum off (or not yet run) a grown table is planned as if it were empty.

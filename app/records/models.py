@@ -6,23 +6,31 @@ through a handful of profiles instead of scanning records."""
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     ForeignKey,
     Index,
+    Select,
     String,
     Text,
     UniqueConstraint,
     Uuid,
+    select,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.auth.visibility import Visibility
 from app.core.db import Base, UTCDateTime, utcnow
 from app.core.ids import new_id
+
+if TYPE_CHECKING:
+    from app.auth.service import Principal
 
 
 class RecordProfile(Base):
@@ -122,3 +130,61 @@ class RecordIdentity(Base):
     identity_type: Mapped[str] = mapped_column(String(20), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(16))
+
+
+def record_rows(visibility: Visibility) -> ColumnElement[bool]:
+    """Records a key sees: a system key its system's, a controller key its controller's."""
+    return visibility.where(
+        system=lambda key: Record.system == key,
+        controller=lambda controller_id: Record.controller_id == controller_id,
+    )
+
+
+def visible(principal: "Principal") -> Select[Record, RecordProfile]:
+    """The records a key sees, each with its profile."""
+    return (
+        select(Record, RecordProfile)
+        .join(RecordProfile, RecordProfile.id == Record.profile_id)
+        .where(record_rows(principal.visibility))
+    )
+
+
+class ErasureMemory(Base):
+    """An erasure remembered for a while: the blind indexes of an erased subject's identities
+    (every version the request's identities hash to) with the controller and the request,
+    never a raw identity. A record registered for one of them before `expires_at` is flagged."""
+
+    __tablename__ = "erasure_memory"
+    __table_args__ = (Index("ix_erasure_memory_digest", "digest", "expires_at"),)
+
+    request_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("subject_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    controller_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("controllers.id"), primary_key=True
+    )
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Reappearance(Base):
+    """A record registered for an identity erased within the memory period, for review."""
+
+    __tablename__ = "reappeared_records"
+    __table_args__ = (UniqueConstraint("record_id", "request_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    record_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("records.id", ondelete="CASCADE"), index=True
+    )
+    # The erasure it reappeared after.
+    request_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("subject_requests.id", ondelete="CASCADE"), index=True
+    )
+    controller_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("controllers.id"), index=True)
+    system: Mapped[str] = mapped_column(String(100), ForeignKey("systems.key"))
+    flagged_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewed_by_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    review_note: Mapped[str | None] = mapped_column(Text)

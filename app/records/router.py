@@ -3,18 +3,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from app.audit.service import record as audit
 from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import Unprocessable, error_responses
 from app.core.identity import IndexerDep
 from app.core.pagination import PageParams, page_params
+from app.core.schemas import MAX_BATCH
 from app.core.session import ReadSessionDep, SessionDep
-from app.records import service
-from app.records.models import Record
+from app.records import erasure, queries, register, update
 from app.records.schemas import (
-    MAX_BATCH,
     BatchIn,
     BatchOut,
     ErasedIn,
@@ -23,9 +21,9 @@ from app.records.schemas import (
     RecordOut,
     RecordPage,
     RecordPatch,
-    RetentionDecision,
 )
-from app.retention import grounds
+from app.retention import answer, grounds
+from app.retention.schemas import RetentionDecision
 from app.tasks.holds import sync_suspensions
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
@@ -47,11 +45,8 @@ WriterKey = Annotated[Principal, require_roles("admin", "system")]
 async def register_record(
     body: RecordIn, session: SessionDep, principal: WriterKey, indexer: IndexerDep
 ) -> Response:
-    (outcome,) = await service.register(session, principal, indexer, [body])
-    if outcome.problem is not None:
-        raise outcome.problem.as_error()
+    outcome = await register.register_one(session, principal, indexer, body)
     out = outcome.record()
-    audit(session, principal, f"record.{outcome.status}", "record", out.id, {"system": body.system})
     return Response(
         out.model_dump_json().encode(),
         status_code=201 if outcome.status == "created" else 200,
@@ -69,21 +64,7 @@ async def register_record(
 async def register_records_batch(
     body: BatchIn, session: SessionDep, principal: WriterKey, indexer: IndexerDep
 ) -> BatchOut:
-    outcomes = await service.register(session, principal, indexer, body.records)
-    written = [o for o in outcomes if o.record_id is not None]
-    if written:
-        audit(
-            session,
-            principal,
-            "records.registered",
-            "record_batch",
-            str(written[0].record_id),
-            {
-                "created": [str(o.record_id) for o in written if o.status == "created"],
-                "updated": [str(o.record_id) for o in written if o.status == "updated"],
-                "errors": len(outcomes) - len(written),
-            },
-        )
+    outcomes = await register.register_batch(session, principal, indexer, body.records)
     return BatchOut(results=[o.result() for o in outcomes])
 
 
@@ -104,17 +85,16 @@ async def list_records(
     ] = None,
     state: Annotated[str | None, Query(pattern="^(active|restricted|erased)$")] = None,
 ) -> RecordPage:
-    statement = service.visible(principal)
-    if system is not None:
-        statement = statement.where(Record.system == system)
-    if record_ref is not None:
-        statement = statement.where(Record.record_ref == record_ref)
-    if controller_id is not None:
-        statement = statement.where(Record.controller_id == controller_id)
-    if state is not None:
-        statement = statement.where(Record.state == state)
-    rows, next_cursor = await service.page_rows(session, statement, page.limit, page.cursor)
-    return RecordPage(items=await service.records_out(session, rows), next_cursor=next_cursor)
+    return await queries.list_records(
+        session,
+        principal,
+        page.limit,
+        page.cursor,
+        system=system,
+        record_ref=record_ref,
+        controller_id=controller_id,
+        state=state,
+    )
 
 
 @router.get(
@@ -124,9 +104,7 @@ async def list_records(
     responses=error_responses(401, 404, 422),
 )
 async def get_record(record_id: uuid.UUID, session: SessionDep, principal: AnyKey) -> RecordOut:
-    row = await service.get_visible(session, principal, record_id)
-    (out,) = await service.records_out(session, [row])
-    return out
+    return await queries.get_record(session, principal, record_id)
 
 
 @router.get(
@@ -138,7 +116,7 @@ async def get_record(record_id: uuid.UUID, session: SessionDep, principal: AnyKe
 async def get_record_retention(
     record_id: uuid.UUID, session: ReadSessionDep, principal: AnyKey
 ) -> RetentionDecision:
-    return await service.decision_of(session, principal, record_id)
+    return await answer.decision_of(session, principal, record_id)
 
 
 @router.patch(
@@ -150,12 +128,10 @@ async def get_record_retention(
 async def update_record(
     record_id: uuid.UUID, body: RecordPatch, session: SessionDep, principal: WriterKey
 ) -> RecordOut:
-    record, profile = await service.get_visible(session, principal, record_id)
-    record, profile, changed = await service.update_record(session, record, profile, body)
-    audit(session, principal, "record.updated", "record", record.id, {"fields": changed})
+    out = await update.update_record(session, principal, record_id, body)
     # Its categories may have brought it under a hold, or out of one: its erase work follows.
-    await sync_suspensions(session, principal, [record.id])
-    (out,) = await service.records_out(session, [(record, profile)])
+    # (Called here, not from records: the tasks service calls records, not the reverse.)
+    await sync_suspensions(session, principal, [out.id])
     return out
 
 
@@ -172,30 +148,12 @@ async def update_record(
 async def mark_records_erased(
     body: ErasedIn, session: SessionDep, principal: WriterKey, request: Request
 ) -> Any:
-    service.require_writer(principal, body.system)
+    erasure.require_writer(principal, body.system)
     if len(body.record_refs) > MAX_BATCH:
         raise Unprocessable(f"At most {MAX_BATCH} record_refs", loc=["body", "record_refs"])
     try:
-        ids = await service.mark_erased(session, body.system, body.record_refs)
+        ids = await erasure.mark_erased(session, principal, body.system, body.record_refs)
     except grounds.RecordsHeld as exc:
-        # Answered, not raised: the refusal's audit event is committed (ids only).
-        details = grounds.audit_details(exc.held)
-        audit(
-            session,
-            principal,
-            "records.erase_refused",
-            "record_batch",
-            details["records"][0],
-            {"system": body.system, **details},
-        )
+        # Answered, not raised: the refusal's audit event is committed.
         return grounds.problem(exc, request)
-    if ids:
-        audit(
-            session,
-            principal,
-            "records.erased",
-            "record_batch",
-            ids[0],
-            {"system": body.system, "records": [str(i) for i in ids]},
-        )
     return ErasedOut(erased=len(ids))

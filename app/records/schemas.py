@@ -6,13 +6,20 @@ from pydantic import Field, StringConstraints
 
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.identity import Identity, IdentityType
-from app.core.schemas import DottedKey, InputModel, OutputModel, PastDatetime, SystemKey
+from app.core.schemas import (
+    MAX_BATCH,
+    DottedKey,
+    InputModel,
+    OutputModel,
+    PastDatetime,
+    RecordRef,
+    SystemKey,
+)
+from app.retention.schemas import RetentionDecision
 
 EventName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")]
-RecordRef = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Region = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 
-MAX_BATCH = 1000
 _PAST = "From 1900 until now (a few minutes of clock skew allowed): never in the future"
 
 
@@ -45,27 +52,6 @@ class RecordPatch(InputModel):
     )
     categories: list[DottedKey] | None = Field(None, min_length=1, max_length=50)
     purposes: list[DottedKey] | None = Field(None, max_length=50)
-
-
-class RuleOutcomeOut(OutputModel):
-    id: uuid.UUID
-    kind: Literal["minimum", "maximum"]
-    ends_at: datetime | None
-    decisive: bool
-    outranked: bool = False
-
-
-class RetentionDecision(OutputModel):
-    record_id: uuid.UUID
-    status: Literal["held", "retain", "eligible", "due"]
-    keep_until: datetime | None
-    keep_indefinitely: bool = Field(
-        description="A minimum rule waits for an event: kept with no end date yet"
-    )
-    delete_by: datetime | None
-    action: Literal["delete", "anonymize"]
-    holds: list[uuid.UUID]
-    rules: list[RuleOutcomeOut]
 
 
 class IdentityDigest(OutputModel):

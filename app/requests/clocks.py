@@ -59,8 +59,22 @@ class RegimeClock:
     # Opt-outs (of sale or sharing) run on their own short clock where this is set, and
     # need no verification; elsewhere an opt-out takes the regime's ordinary clock.
     opt_out_business_days: int | None = None
+    # Days per request type where a type has a clock of its own (LGPD Art. 19: access);
+    # the other types take respond_days / respond_months.
+    respond_days_by_type: Mapping[str, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.respond_days_by_type is not None:
+            if not isinstance(self.respond_days_by_type, Mapping):
+                raise ValueError("respond_days_by_type must be null or an object by request type")
+            for kind, days in self.respond_days_by_type.items():
+                if kind not in REQUEST_TYPES:
+                    raise ValueError(f"unknown request type '{kind}' in respond_days_by_type")
+                if isinstance(days, bool) or not isinstance(days, int) or not 0 < days <= _MAX_DAYS:
+                    raise ValueError(
+                        f"respond_days_by_type.{kind} must be a whole number from 1 to {_MAX_DAYS}"
+                    )
+            object.__setattr__(self, "respond_days_by_type", dict(self.respond_days_by_type))
         for name in _INT_FIELDS:
             value = getattr(self, name)
             if value is None:
@@ -136,7 +150,9 @@ DEFAULT_CLOCKS: Mapping[str, RegimeClock] = MappingProxyType(
             acknowledge_business_days=None,
             pauses_for_verification=False,
         ),
-        # LGPD Art. 19: the full statement within 15 days; no extension.
+        # LGPD Art. 19(II): the full access statement within 15 days; no extension. The
+        # other rights follow the regulator's rules (Art. 18 §5), which set no figure yet:
+        # each type is named so counsel can set it, at the same 15 days until then.
         "lgpd": RegimeClock(
             respond_days=15,
             respond_months=None,
@@ -144,6 +160,15 @@ DEFAULT_CLOCKS: Mapping[str, RegimeClock] = MappingProxyType(
             extension_months=None,
             acknowledge_business_days=None,
             pauses_for_verification=False,
+            respond_days_by_type={
+                "access": 15,
+                "portability": 15,
+                "rectification": 15,
+                "erasure": 15,
+                "restriction": 15,
+                "objection": 15,
+                "opt_out": 15,
+            },
         ),
         "other": RegimeClock(
             respond_days=30,
@@ -212,7 +237,10 @@ def deadlines(
             acknowledge_by=None,
             due_at=add_business_days(received_at, clock.opt_out_business_days, holidays),
         )
-    if clock.respond_months is not None:
+    by_type = clock.respond_days_by_type or {}
+    if request_type in by_type:
+        due_at = received_at + timedelta(days=by_type[request_type])
+    elif clock.respond_months is not None:
         due_at = add_months(received_at, clock.respond_months)
     else:
         assert clock.respond_days is not None
@@ -249,6 +277,19 @@ def paused_due(due_at: datetime, paused_from: datetime, resumed_at: datetime) ->
     return due_at + (resumed_at - paused_from)
 
 
+def resumed_due(
+    regime: str,
+    request_type: str,
+    evidence_received_at: datetime,
+    clocks: Mapping[str, RegimeClock] = DEFAULT_CLOCKS,
+    holidays: frozenset[date] = frozenset(),
+) -> datetime:
+    """UK GDPR Art. 12A: the period begins again when the identity evidence arrives, so the
+    due date is the regime's full period counted from that day (arrived 30 January → due
+    28 February), not the old due date pushed back by the days the wait took."""
+    return deadlines(regime, request_type, evidence_received_at, clocks, holidays).due_at
+
+
 _PAIRS = (("respond_days", "respond_months"), ("extension_days", "extension_months"))
 _FIELDS = frozenset(f.name for f in dataclasses.fields(RegimeClock))
 
@@ -280,6 +321,13 @@ def clocks_from_overrides(
                 f"'{regime}' (known: {', '.join(sorted(_FIELDS))})"
             )
         values = dict(changes)
+        by_type = values.get("respond_days_by_type")
+        if isinstance(by_type, Mapping):
+            # Merged by type: naming one type's days keeps the others' as they were.
+            values["respond_days_by_type"] = {
+                **(merged[regime].respond_days_by_type or {}),
+                **by_type,
+            }
         for days, months in _PAIRS:
             if values.get(days) is not None and months not in values:
                 values[months] = None

@@ -1,6 +1,9 @@
-"""The access / portability package: the systems' exported data, plus what GDPR Art. 15(1)
-asks for, read from the registry: purposes with legal basis, categories, recipients,
-retention periods, source, and the subject's rights."""
+"""The access / portability package: the systems' exported data, plus what GDPR Art. 15(1)-(2)
+asks for, read from the registry: per record its purposes with legal basis, categories,
+retention, source and recipients; the recipients registry's entries with their transfer
+safeguards; each controller's statement on automated decision-making; and the rights and
+complaint authority of the request's regime. A portability package adds `provided_data`: what
+the subject gave, apart from the Art. 15 facts (Art. 20(1))."""
 
 from __future__ import annotations
 
@@ -18,23 +21,17 @@ from app.controllers.models import Controller
 from app.core.db import utcnow
 from app.data_categories.models import DataCategory
 from app.purposes.models import Purpose
+from app.recipients.models import Recipient
+from app.recipients.service import recipients_of_systems
 from app.records.models import Record, RecordProfile
-from app.records.service import stored_decision
 from app.requests.models import RequestScope, ScopeRecord, SubjectRequest
-from app.requests.service import scope_rows
+from app.requests.queries import scope_rows
+from app.requests.rights import rights_of
+from app.retention.answer import stored_decision
+from app.retention.policy import category_covers
 from app.retention_rules.models import RetentionRule
 from app.systems.models import System
 from app.tasks.models import Task
-
-RIGHTS = [
-    {"right": "access", "basis": "GDPR Art. 15"},
-    {"right": "rectification", "basis": "GDPR Art. 16"},
-    {"right": "erasure", "basis": "GDPR Art. 17"},
-    {"right": "restriction", "basis": "GDPR Art. 18"},
-    {"right": "portability", "basis": "GDPR Art. 20"},
-    {"right": "objection", "basis": "GDPR Art. 21"},
-    {"right": "complaint to a supervisory authority", "basis": "GDPR Art. 77"},
-]
 
 
 async def build_package(
@@ -88,7 +85,11 @@ async def build_package(
         data[task.system].append(
             {"record_refs": task.record_refs, "data": (task.result or {}).get("data")}
         )
-    return {
+    retention = await _retention(session, rows)
+    recipients = await recipients_of_systems(session, systems)
+    registered = {r.key: r for found in recipients.values() for r in found}
+    regime = rights_of(request.regime)
+    package: dict[str, Any] = {
         "request": {
             "id": str(request.id),
             "type": request.type,
@@ -108,12 +109,119 @@ async def build_package(
             "controllers": [
                 {"id": str(c.id), "name": c.name, "kind": c.kind} for c in controller_rows
             ],
+            # Processors, sub-processors and third parties that receive these records' data.
+            "registered": [_recipient(registered[key]) for key in sorted(registered)],
         },
-        "retention": await _retention(session, rows),
+        "records": _records(
+            rows,
+            retention,
+            {p.key: p for p in purpose_rows},
+            {s.key: s for s in system_rows},
+            {c.id: c for c in controller_rows},
+            recipients,
+        ),
+        "retention": retention,
         "source": "Collected by the Spix services listed under recipients.systems, from the "
-        "subject's use of Spix or from the customer (controller) that holds the data",
-        "rights": RIGHTS,
+        "subject's use of Spix or from the customer (controller) that holds the data; each "
+        "entry of `records` names its own source",
+        "automated_decision_making": [
+            {
+                "controller_id": str(c.id),
+                "controller": c.name,
+                # None: the controller has stated nothing in the registry, so nothing is claimed.
+                "statement": c.automated_decision_making,
+            }
+            for c in sorted(controller_rows, key=lambda c: (c.name, str(c.id)))
+        ],
+        "law": regime["law"],
+        "rights": regime["rights"],
+        "complaint_authority": regime["complaint_authority"],
     }
+    if request.type == "portability":
+        package["provided_data"] = _provided_data(rows, tasks, category_rows)
+    return package
+
+
+def _recipient(recipient: Recipient) -> dict[str, Any]:
+    return {
+        "key": recipient.key,
+        "name": recipient.name,
+        "role": recipient.role,
+        "country": recipient.country,
+        "transfer_safeguard": recipient.transfer_safeguard,
+    }
+
+
+def _records(
+    rows: Sequence[Any],
+    retention: list[dict[str, Any]],
+    purposes: dict[str, Purpose],
+    systems: dict[str, System],
+    controllers: dict[uuid.UUID, Controller],
+    recipients: dict[str, list[Recipient]],
+) -> list[dict[str, Any]]:
+    """Art. 15(1) per record: what, why and on which basis, for how long, from where, to whom."""
+    entries = []
+    for (record, profile), kept in zip(rows, retention, strict=True):
+        system = systems.get(record.system)
+        controller = controllers.get(record.controller_id)
+        entries.append(
+            {
+                "system": record.system,
+                "record_ref": record.record_ref,
+                "controller_id": str(record.controller_id),
+                "categories": sorted(profile.categories),
+                "purposes": [
+                    {
+                        "key": key,
+                        "name": purposes[key].name if key in purposes else None,
+                        "legal_basis": purposes[key].legal_basis if key in purposes else None,
+                    }
+                    for key in sorted(profile.purposes)
+                ],
+                "retention": {k: v for k, v in kept.items() if k not in _RECORD_KEYS},
+                "source": {
+                    "system": record.system,
+                    "system_name": system.name if system else None,
+                    "controller_id": str(record.controller_id),
+                    "controller": controller.name if controller else None,
+                    "collected_at": record.collected_at.isoformat(),
+                },
+                "recipients": [r.key for r in recipients.get(record.system, [])],
+            }
+        )
+    return entries
+
+
+_RECORD_KEYS = ("system", "record_ref", "categories")
+
+
+def _provided_data(
+    rows: Sequence[Any], tasks: Sequence[Task], categories: Sequence[DataCategory]
+) -> list[dict[str, Any]]:
+    """What the subject gave (categories flagged `subject_provided`), with what the systems
+    exported for those records: structured JSON, kept apart from the Art. 15 facts."""
+    flagged = [c.key for c in categories if c.subject_provided]
+    provided = []
+    for record, profile in rows:
+        given = sorted(
+            key for key in profile.categories if any(category_covers(f, key) for f in flagged)
+        )
+        if not given:
+            continue
+        provided.append(
+            {
+                "system": record.system,
+                "record_ref": record.record_ref,
+                "categories": given,
+                "data": [
+                    (task.result or {}).get("data")
+                    for task in tasks
+                    if task.system == record.system and record.record_ref in task.record_refs
+                ],
+            }
+        )
+    return provided
 
 
 async def _retention(session: AsyncSession, rows: Sequence[Any]) -> list[dict[str, Any]]:

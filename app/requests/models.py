@@ -61,6 +61,10 @@ class SubjectRequest(Versioned, Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     extended_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     extension_reason: Mapped[str | None] = mapped_column(Text)
+    # When the subject was told of the extension and its reasons (GDPR Art. 12(3)).
+    extension_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When identity evidence was asked for, where the regime's clock stands still for it.
+    clock_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     verification_method: Mapped[str | None] = mapped_column(String(20))
     verification_code_hash: Mapped[str | None] = mapped_column(String(64))
     verification_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -110,6 +114,8 @@ class RequestScope(Base):
     decision_reason: Mapped[str | None] = mapped_column(Text)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_by_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # The customer's instruction an admin decision, or an automatic run, acted on.
+    instruction_ref: Mapped[str | None] = mapped_column(String(500))
     outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
@@ -124,3 +130,16 @@ class ScopeRecord(Base):
     record_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("records.id"), primary_key=True, index=True
     )
+
+
+class ErasureReceipt(Base):
+    """What a completed erasure did, fixed when it completed (canonical JSON): signed when
+    served, so later changes to the records (one registered again) never rewrite it."""
+
+    __tablename__ = "erasure_receipts"
+
+    request_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("subject_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -2,23 +2,23 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy import select
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
 from app.auth.dependencies import require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
-from app.core.db import utcnow
 from app.core.errors import Conflict, error_responses, problem_response
 from app.core.idempotency import IdempotencyDep
-from app.core.pagination import Page, PageParams, page_params, paginate
+from app.core.pagination import Page, PageParams, page_params
 from app.core.session import SessionDep
-from app.requests import service, state
+from app.core.signing import canonical
+from app.requests import intake, lifecycle, queries, receipts, scopes, state, verification
+from app.requests.context import RequestContext
 from app.requests.export import build_package
 from app.requests.models import SubjectRequest
 from app.requests.schemas import (
+    AcknowledgeIn,
     CancelIn,
     DecisionIn,
     DenyIn,
@@ -30,6 +30,7 @@ from app.requests.schemas import (
     RequestStatus,
     RequestType,
     ScopeStatus,
+    SignedReceipt,
     VerifyIn,
 )
 
@@ -39,9 +40,9 @@ Filer = Annotated[Principal, require_roles("admin", "controller")]
 Reader = Annotated[Principal, require_roles("admin", "auditor", "controller")]
 
 
-def request_context(request: Request) -> service.RequestContext:
+def request_context(request: Request) -> RequestContext:
     settings = request.app.state.settings
-    return service.RequestContext(
+    return RequestContext(
         indexer=request.app.state.indexer,
         box=request.app.state.secret_box,
         clocks=request.app.state.clocks,
@@ -49,17 +50,18 @@ def request_context(request: Request) -> service.RequestContext:
         code_ttl=timedelta(hours=settings.verification_code_ttl_hours),
         max_attempts=settings.verification_max_attempts,
         proof_period=timedelta(days=settings.request_proof_days),
+        erasure_memory=timedelta(days=settings.erasure_memory_days),
     )
 
 
-ContextDep = Annotated[service.RequestContext, Depends(request_context)]
+ContextDep = Annotated[RequestContext, Depends(request_context)]
 
 
 async def _one(
     session: Any, principal: Principal, request_id: uuid.UUID
 ) -> tuple[SubjectRequest, RequestOut]:
-    found = await service.get_request(session, principal, request_id)
-    (out,) = await service.describe(session, principal, [found])
+    found = await queries.get_request(session, principal, request_id)
+    (out,) = await queries.describe(session, principal, [found])
     return found, out
 
 
@@ -77,9 +79,19 @@ async def file_request(
     principal: Filer,
     idem: IdempotencyDep,
     ctx: ContextDep,
+    sec_gpc: Annotated[
+        str | None,
+        Header(
+            alias="Sec-GPC",
+            description="`1`: the subject's browser sent the Global Privacy Control signal: "
+            "an opt-out of sale and sharing for the identities and the accounts they are "
+            "known to belong to, with no verification (CCPA 11 CCR 7025)",
+        ),
+    ] = None,
 ) -> Response:
-    created, challenge = await service.file_request(session, principal, body, ctx)
-    (out,) = await service.describe(session, principal, [created])
+    gpc = sec_gpc is not None and sec_gpc.strip() == "1"
+    created, challenge = await intake.file_request(session, principal, body, ctx, gpc_signal=gpc)
+    (out,) = await queries.describe(session, principal, [created])
     return await idem.respond(
         RequestCreated(**out.model_dump(), verification=challenge),
         201,
@@ -90,7 +102,8 @@ async def file_request(
 @router.get(
     "",
     operation_id="list_requests",
-    summary="List requests; `overdue=true` lists those past their deadline",
+    summary="List requests; `overdue=true` lists those past their deadline, "
+    "`acknowledgement_overdue=true` those whose receipt is not confirmed in time",
     responses=error_responses(400, 401, 403, 422),
 )
 async def list_requests(
@@ -100,6 +113,13 @@ async def list_requests(
     status: RequestStatus | None = None,
     type: RequestType | None = None,
     overdue: bool | None = None,
+    acknowledgement_overdue: Annotated[
+        bool | None,
+        Query(
+            description="`true`: open requests whose receipt was not confirmed by "
+            "`acknowledge_by` (CCPA 11 CCR 7021(a))"
+        ),
+    ] = None,
     controller_id: Annotated[
         uuid.UUID | None,
         Query(description="Requests with a scope of this controller. " + CONTROLLER_FILTER),
@@ -112,41 +132,16 @@ async def list_requests(
         ),
     ] = None,
 ) -> RequestPage:
-    from app.requests.models import RequestScope
-
-    statement = service.visible(principal)
-    if status is not None:
-        statement = statement.where(SubjectRequest.status == status)
-    if type is not None:
-        statement = statement.where(SubjectRequest.type == type)
-    if overdue is True:
-        statement = statement.where(service.overdue_clause(utcnow()))
-    # Filters on scopes read only the scopes this key sees: a controller key's queue is its
-    # own scopes, and naming another customer finds nothing (it would tell that the other
-    # customer holds the same subject).
-    if controller_id is not None:
-        statement = statement.where(
-            select(RequestScope.id)
-            .where(
-                RequestScope.request_id == SubjectRequest.id,
-                RequestScope.controller_id == controller_id,
-                service.scope_rows(principal),
-            )
-            .exists()
-        )
-    if scope_status is not None:
-        statement = statement.where(
-            select(RequestScope.id)
-            .where(
-                RequestScope.request_id == SubjectRequest.id,
-                RequestScope.status == scope_status,
-                service.scope_rows(principal),
-            )
-            .exists()
-        )
-    rows, next_cursor = await paginate(session, statement, SubjectRequest.id, page)
-    return RequestPage(
-        items=await service.describe(session, principal, rows), next_cursor=next_cursor
+    return await queries.list_requests(
+        session,
+        principal,
+        page,
+        status=status,
+        type=type,
+        overdue=overdue,
+        controller_id=controller_id,
+        scope_status=scope_status,
+        acknowledgement_overdue=acknowledgement_overdue,
     )
 
 
@@ -176,10 +171,10 @@ async def verify_request(
     ctx: ContextDep,
     request: Request,
 ) -> Any:
-    found = await service.get_request(session, principal, request_id)
+    found = await queries.get_request(session, principal, request_id)
     try:
-        await service.verify(session, principal, found, body, ctx)
-    except service.VerificationFailed as exc:
+        await verification.verify(session, principal, found, body, ctx)
+    except verification.VerificationFailed as exc:
         # Answered, not raised: the counted attempt (or the denial) must be committed.
         return problem_response(
             422,
@@ -189,21 +184,42 @@ async def verify_request(
             request=request,
             errors=[{"loc": ["body", "code"], "msg": exc.detail, "type": "value_error"}],
         )
-    (out,) = await service.describe(session, principal, [found])
+    (out,) = await queries.describe(session, principal, [found])
     return out
 
 
 @router.post(
     "/{request_id}/extend",
     operation_id="extend_request",
-    summary="Extend the deadline once, by the regime's limit, with a reason",
+    summary="Extend the deadline once, by the regime's limit, with a reason and the date the "
+    "subject was told; refused (409) once the original deadline has passed",
     responses=error_responses(400, 401, 403, 404, 409, 413, 422),
 )
 async def extend_request(
     request_id: uuid.UUID, body: ExtendIn, session: SessionDep, principal: Filer, ctx: ContextDep
 ) -> RequestOut:
-    found = await service.get_request(session, principal, request_id)
-    await service.extend(session, principal, found, body.reason, ctx)
+    found = await queries.get_request(session, principal, request_id)
+    await lifecycle.extend(session, principal, found, body, ctx)
+    _found, out = await _one(session, principal, request_id)
+    return out
+
+
+@router.post(
+    "/{request_id}/acknowledge",
+    operation_id="acknowledge_request",
+    summary="Record that receipt was confirmed to the subject (CCPA: within 10 business days)",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+)
+async def acknowledge_request(
+    request_id: uuid.UUID,
+    session: SessionDep,
+    principal: Filer,
+    body: AcknowledgeIn | None = None,
+) -> RequestOut:
+    found = await queries.get_request(session, principal, request_id)
+    await lifecycle.acknowledge(
+        session, principal, found, body.acknowledged_at if body is not None else None
+    )
     _found, out = await _one(session, principal, request_id)
     return out
 
@@ -221,8 +237,8 @@ async def cancel_request(
     ctx: ContextDep,
     body: CancelIn | None = None,
 ) -> RequestOut:
-    found = await service.get_request(session, principal, request_id)
-    await service.close_early(session, principal, found, state.RequestEvent.cancelled, ctx)
+    found = await queries.get_request(session, principal, request_id)
+    await lifecycle.close_early(session, principal, found, state.RequestEvent.cancelled, ctx)
     _found, out = await _one(session, principal, request_id)
     return out
 
@@ -236,8 +252,8 @@ async def cancel_request(
 async def deny_request(
     request_id: uuid.UUID, body: DenyIn, session: SessionDep, principal: Filer, ctx: ContextDep
 ) -> RequestOut:
-    found = await service.get_request(session, principal, request_id)
-    await service.close_early(session, principal, found, state.RequestEvent.denied, ctx, body)
+    found = await queries.get_request(session, principal, request_id)
+    await lifecycle.close_early(session, principal, found, state.RequestEvent.denied, ctx, body)
     _found, out = await _one(session, principal, request_id)
     return out
 
@@ -256,8 +272,8 @@ async def decide_request_scope(
     principal: Filer,
     ctx: ContextDep,
 ) -> RequestOut:
-    found = await service.get_request(session, principal, request_id)
-    await service.decide_scope(session, principal, found, controller_id, body, ctx)
+    found = await queries.get_request(session, principal, request_id)
+    await scopes.decide_scope(session, principal, found, controller_id, body, ctx)
     _found, out = await _one(session, principal, request_id)
     return out
 
@@ -274,13 +290,7 @@ async def list_request_events(
     principal: Reader,
     page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[AuditEventOut]:
-    found = await service.get_request(session, principal, request_id)
-    service.require_filer(principal, found)
-    statement = select(AuditEvent).where(AuditEvent.subject_request_id == found.id)
-    rows, next_cursor = await paginate(session, statement, AuditEvent.seq, page, parse=int)
-    return Page[AuditEventOut](
-        items=[AuditEventOut.model_validate(r) for r in rows], next_cursor=next_cursor
-    )
+    return await queries.request_events(session, principal, request_id, page)
 
 
 @router.get(
@@ -292,9 +302,35 @@ async def list_request_events(
 async def get_request_export(
     request_id: uuid.UUID, session: SessionDep, principal: Reader
 ) -> dict[str, Any]:
-    found = await service.get_request(session, principal, request_id)
+    found = await queries.get_request(session, principal, request_id)
     if found.type not in ("access", "portability"):
         raise Conflict("Only access and portability requests have a package")
     if found.status != "completed":
         raise Conflict(f"The request is {found.status}; the package comes when it completes")
     return await build_package(session, principal, found)
+
+
+@router.get(
+    "/{request_id}/receipt",
+    operation_id="get_request_receipt",
+    summary="The signed receipt of a completed erasure (verify it with the published key)",
+    description=(
+        "What the erasure did, per controller and system: the records erased and when (ids "
+        "and refs), the records withheld and on which ground, and the tasks' results. Signed "
+        "with Ed25519 over the canonical JSON of `receipt` (sorted keys, no whitespace); the "
+        "key is `kid` in the set at `/.well-known/spix-dsr/receipt-keys`. A controller key "
+        "gets its own part only. 404 for a request that is not an erasure; 409 until it "
+        "completes."
+    ),
+    responses={
+        200: {"model": SignedReceipt, "description": "The signed receipt"},
+        **error_responses(401, 403, 404, 409, 422),
+    },
+)
+async def get_request_receipt(
+    request_id: uuid.UUID, session: SessionDep, principal: Reader, request: Request
+) -> Response:
+    signed = await receipts.signed_receipt(
+        session, principal, request_id, request.app.state.receipt_signer
+    )
+    return Response(canonical(signed), media_type="application/json")

@@ -41,6 +41,11 @@ class RequestDetails(InputModel):
     channel: Channel | None = Field(None, description="Opt-out and objection: which channel")
     purpose: DottedKey | None = Field(None, description="Objection: the purpose objected to")
     lift: bool = Field(False, description="Restriction: lift an earlier restriction")
+    gpc: bool = Field(
+        False,
+        description="Filed with the Global Privacy Control signal (as `Sec-GPC: 1` does): an "
+        "opt-out of sale and sharing, no verification needed (CCPA 11 CCR 7025)",
+    )
 
 
 class RequestCreate(InputModel):
@@ -59,10 +64,25 @@ class VerifyIn(InputModel):
     code: Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")] | None = None
     method: Literal["code", "manual"] = "code"
     note: Note | None = None
+    evidence_received_at: PastDatetime | None = Field(
+        None,
+        description="Manual: when the identity evidence arrived (now when omitted); where "
+        "the clock paused for it, the due date runs from then",
+    )
 
 
 class ExtendIn(InputModel):
     reason: Note
+    subject_notified_at: PastDatetime = Field(
+        description="When the subject was told of the extension and its reasons; no later "
+        "than the original deadline"
+    )
+
+
+class AcknowledgeIn(InputModel):
+    acknowledged_at: PastDatetime | None = Field(
+        None, description="When the confirmation of receipt was sent; now when omitted"
+    )
 
 
 class DenyIn(InputModel):
@@ -74,9 +94,18 @@ class CancelIn(InputModel):
     reason: Note | None = None
 
 
+InstructionRef = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
 class DecisionIn(InputModel):
     decision: Literal["approve", "decline", "handled_by_controller"]
     reason: Note | None = None
+    instruction_ref: InstructionRef | None = Field(
+        None,
+        description="The customer's instruction behind an admin decision on a customer's "
+        "scope (a ticket, an e-mail, the standing instruction): required then (GDPR Art. "
+        "28(3)(a))",
+    )
 
 
 class VerificationChallenge(OutputModel):
@@ -110,6 +139,9 @@ class ScopeOut(OutputModel):
     records: int
     tasks: list[TaskSummary]
     decision_reason: str | None = None
+    instruction_ref: str | None = Field(
+        None, description="The customer's instruction the decision or automatic run acted on"
+    )
     outcome: dict[str, Any] | None = None
 
 
@@ -130,6 +162,21 @@ class RequestOut(OutputModel):
     overdue: bool
     verified_at: datetime | None
     verification_method: str | None
+    extension_notified_at: datetime | None = Field(
+        None, description="When the subject was told of the extension"
+    )
+    acknowledged_at: datetime | None = Field(
+        None, description="When receipt was confirmed to the subject"
+    )
+    acknowledgement_overdue: bool = Field(
+        False, description="Open, receipt not confirmed, and past `acknowledge_by`"
+    )
+    clock_paused_at: datetime | None = Field(
+        None,
+        description="While identity evidence is awaited under a regime whose clock stands "
+        "still for it (UK GDPR Art. 12A): when it was asked for; the due date then runs "
+        "from the evidence's arrival",
+    )
     denial_reason: str | None
     closed_at: datetime | None
     scopes: list[ScopeOut]
@@ -145,3 +192,15 @@ class RequestCreated(RequestOut):
 class RequestPage(OutputModel):
     items: list[RequestOut]
     next_cursor: str | None = None
+
+
+class SignedReceipt(OutputModel):
+    """A completed erasure's receipt and its Ed25519 signature over the canonical JSON of
+    `receipt` (sorted keys, no whitespace)."""
+
+    alg: Literal["EdDSA"]
+    # The signing key's JWK thumbprint (RFC 7638), found in /.well-known/spix-dsr/receipt-keys.
+    kid: str
+    receipt: dict[str, Any]
+    # base64url, no padding.
+    signature: str

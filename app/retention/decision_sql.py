@@ -93,7 +93,7 @@ class Dates:
 
     def event(self, name: str) -> ColumnElement[Any]:
         """The stored time of a record's event, or NULL while it has not happened. Events are
-        stored as UTC ISO text with microseconds (`records.service.event_text`)."""
+        stored as UTC ISO text with microseconds (`engine.event_text`)."""
         raw = records.c.events[name].as_string()
         if self.dialect == "postgresql":
             return cast(raw, DateTime(timezone=True))
@@ -138,6 +138,9 @@ class _End:
 def decision_columns(group: policy.GroupRules, dates: Dates) -> dict[str, ColumnElement[Any]]:
     """The dated stored columns of every record whose profile has these ranked rules.
     `held` depends on holds, not rules: see `held_column`."""
+    contract_end = (
+        None if group.contract_end is None else literal(group.contract_end, UTCDateTime())
+    )
 
     def ends(rules: Sequence[policy.Rule]) -> list[_End]:
         found = []
@@ -146,7 +149,13 @@ def decision_columns(group: policy.GroupRules, dates: Dates) -> dict[str, Column
             found.append(_End(rule, dates.add_period(start, rule.period, nullable), nullable))
         return found
 
-    minimum, maximum = ends(group.minimum), ends(group.maximum)
+    def capped(end: _End) -> _End:
+        # policy.contract_capped: a contract end caps every minimum rule but a `law` one.
+        if contract_end is None or end.rule.source == policy.SOURCE_LAW:
+            return end
+        return _End(end.rule, dates.least([end.at, contract_end], end.nullable), False)
+
+    minimum, maximum = [capped(end) for end in ends(group.minimum)], ends(group.maximum)
     # Principle 2: a minimum rule waiting for its event keeps the record indefinitely.
     waiting = [end.at.is_(None) for end in minimum if end.nullable]
     keep_indefinitely: ColumnElement[Any] = or_(*waiting) if waiting else false()
@@ -155,12 +164,15 @@ def decision_columns(group: policy.GroupRules, dates: Dates) -> dict[str, Column
         latest = dates.greatest([end.at for end in minimum])
         keep_until = case((keep_indefinitely, null()), else_=latest) if waiting else latest
 
-    # Principles 3 and 4: the earliest end of the counted maximum rules, never before
-    # keep_until; none while the record is kept indefinitely.
+    # Principles 3 and 4: the earliest end of the counted maximum rules and the contract
+    # end, never before keep_until; none while the record is kept indefinitely.
+    counted = [(end.at, end.rule.action, end.nullable) for end in maximum]
+    if contract_end is not None:
+        counted.append((contract_end, "delete", False))
     delete_by: ColumnElement[Any] = null()
     action: ColumnElement[Any] = literal("delete", String)
-    if maximum:
-        earliest = dates.least([end.at for end in maximum], any(e.nullable for e in maximum))
+    if counted:
+        earliest = dates.least([at for at, _, _ in counted], any(n for _, _, n in counted))
         if minimum:
             delete_by = case(
                 (or_(keep_indefinitely, earliest.is_(None)), null()),
@@ -168,12 +180,12 @@ def decision_columns(group: policy.GroupRules, dates: Dates) -> dict[str, Column
             )
         else:
             delete_by = earliest
-        deleting = [end for end in maximum if end.rule.action == "delete"]
-        if len(deleting) < len(maximum):
+        deleting = [at for at, rule_action, _ in counted if rule_action == "delete"]
+        if len(deleting) < len(counted):
             # Anonymize only when every rule ending first accepts it (policy.resolve).
             action = case(
                 (delete_by.is_(None), "delete"),
-                (or_(false(), *(end.at == earliest for end in deleting)), "delete"),
+                (or_(false(), *(at == earliest for at in deleting)), "delete"),
                 else_="anonymize",
             )
     return {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from typing import Any
 
@@ -14,6 +14,8 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.controllers.models import Controller
+from app.core.config import get_settings
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.records.models import RecordIdentity
 from app.retention import policy
@@ -72,15 +74,22 @@ def to_policy_rule(rule: Any) -> policy.Rule:
 
 @dataclass
 class RuleBook:
-    """Every retention rule, with the ranking of each profile cached."""
+    """Every retention rule and every customer's contract end, with the ranking of each
+    profile cached."""
 
     rules: list[policy.Rule]
+    # Customer controller id (lower-case text) -> its agreement's end plus the grace period.
+    contract_ends: dict[str, datetime] = field(default_factory=dict)
     _groups: dict[ProfileFacts, policy.GroupRules] = field(default_factory=dict)
 
     def ranked(self, profile: ProfileFacts) -> policy.GroupRules:
         group = self._groups.get(profile)
         if group is None:
-            group = self._groups[profile] = policy.group_rules(self.rules, anchorless(profile))
+            group = self._groups[profile] = policy.group_rules(
+                self.rules,
+                anchorless(profile),
+                self.contract_ends.get(str(profile.controller_id).lower()),
+            )
         return group
 
 
@@ -97,31 +106,44 @@ def anchorless(profile: ProfileFacts) -> policy.RecordFacts:
 
 
 # A profile keeps its ranked rules as JSON text (record_profiles.ranked_rules): a check
-# explains a stored decision from them and the record's own dates, in the same read.
+# explains a stored decision from them and the record's own dates, in the same read. A
+# customer's contract end is one more entry (role `contract_end`), so a change of it changes
+# the text and the profile's records are recomputed with it. Only then does a rule's source
+# matter (a `law` minimum outlives the contract end), so only then is it written: every
+# other profile keeps the text it had before contract ends existed.
 _ROLES = ("minimum", "maximum", "outranked")
+_CONTRACT_END = "contract_end"
 
 
 def encode_ranked(group: policy.GroupRules) -> str:
-    return orjson.dumps(
-        [
-            {
-                "role": role,
-                "id": rule.id,
-                "kind": rule.kind,
-                "period": str(rule.period),
-                "anchor": rule.anchor,
-                "action": rule.action,
-            }
-            for role in _ROLES
-            for rule in getattr(group, role)
-        ]
-    ).decode()
+    entries: list[dict[str, str]] = [
+        {
+            "role": role,
+            "id": rule.id,
+            "kind": rule.kind,
+            "period": str(rule.period),
+            "anchor": rule.anchor,
+            "action": rule.action,
+        }
+        for role in _ROLES
+        for rule in getattr(group, role)
+    ]
+    if group.contract_end is not None:
+        sources = (rule.source for role in _ROLES for rule in getattr(group, role))
+        for entry, source in zip(entries, sources, strict=True):
+            entry["source"] = source
+        entries.append({"role": _CONTRACT_END, "at": group.contract_end.isoformat()})
+    return orjson.dumps(entries).decode()
 
 
 @lru_cache(maxsize=4096)
 def decode_ranked(text: str) -> policy.GroupRules:
     found: dict[str, list[policy.Rule]] = {role: [] for role in _ROLES}
+    contract_end = None
     for item in orjson.loads(text):
+        if item["role"] == _CONTRACT_END:
+            contract_end = datetime.fromisoformat(item["at"])
+            continue
         found[item["role"]].append(
             policy.Rule(
                 id=item["id"],
@@ -129,12 +151,14 @@ def decode_ranked(text: str) -> policy.GroupRules:
                 period=policy.parse_period(item["period"]),
                 anchor=item["anchor"],
                 action=item["action"],
+                source=item.get("source", ""),
             )
         )
     return policy.GroupRules(
         minimum=tuple(found["minimum"]),
         maximum=tuple(found["maximum"]),
         outranked=tuple(found["outranked"]),
+        contract_end=contract_end,
     )
 
 
@@ -154,10 +178,28 @@ _RULE_COLUMNS = select(
 )
 
 
-async def load_rulebook(session: AsyncSession) -> RuleBook:
+def contract_end(effective_until: date, grace: policy.Period) -> datetime:
+    """When a customer's data must be gone after its agreement ends (Art. 28(3)(g)): the
+    start (00:00 UTC) of the agreement's `effective_until` day plus the grace period in
+    which the customer may take its data back."""
+    return policy.add_period(datetime.combine(effective_until, time(), UTC), grace)
+
+
+async def load_rulebook(session: AsyncSession, grace: policy.Period | None = None) -> RuleBook:
     # In id order, so a profile's ranked rules encode to the same text every time.
     rows = (await session.execute(_RULE_COLUMNS.order_by(RetentionRule.id))).all()
-    return RuleBook([to_policy_rule(row) for row in rows])
+    if grace is None:
+        grace = policy.parse_period(get_settings().contract_end_grace)
+    ends = {
+        str(controller_id).lower(): contract_end(until, grace)
+        for controller_id, until in await session.execute(
+            select(Controller.id, Controller.effective_until).where(
+                Controller.kind == "customer", Controller.effective_until.is_not(None)
+            )
+        )
+        if until is not None
+    }
+    return RuleBook([to_policy_rule(row) for row in rows], ends)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,7 @@ from app.core.errors import problem_response
 from app.legal_holds.models import LegalHold
 from app.records.models import Record, RecordProfile
 from app.retention import engine
-
-RESTRICTED = {"ground": "restricted", "basis": "GDPR Art. 18"}
+from app.retention.citations import ground
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +80,11 @@ async def held_records(
     ]
 
 
-async def grounds_out(session: AsyncSession, held: Sequence[HeldRecord]) -> list[dict[str, Any]]:
-    """Each held record with its grounds, in the shape an erasure's withheld list uses."""
+async def grounds_out(
+    session: AsyncSession, held: Sequence[HeldRecord], regime: str = "gdpr"
+) -> list[dict[str, Any]]:
+    """Each held record with its grounds, in the shape an erasure's withheld list uses, cited
+    under `regime` (a request's regime; GDPR for a system's own deletion)."""
     wanted = {uuid.UUID(h) for record in held for h in record.hold_ids}
     reasons: dict[str, str] = {}
     if wanted:
@@ -92,14 +94,9 @@ async def grounds_out(session: AsyncSession, held: Sequence[HeldRecord]) -> list
         reasons = {str(hold_id): reason for hold_id, reason in rows}
     out = []
     for record in held:
-        grounds: list[dict[str, Any]] = [dict(RESTRICTED)] if record.restricted else []
+        grounds = [ground("restricted", regime)] if record.restricted else []
         grounds.extend(
-            {
-                "ground": "legal_hold",
-                "basis": "GDPR Art. 17(3)(e)",
-                "hold_id": hold_id,
-                "reason": reasons.get(hold_id),
-            }
+            ground("legal_hold", regime, hold_id=hold_id, reason=reasons.get(hold_id))
             for hold_id in record.hold_ids
         )
         out.append(

@@ -34,6 +34,7 @@ ACTIONS: tuple[Action, ...] = ("delete", "anonymize")
 ANCHOR_COLLECTED = "collected_at"
 ANCHOR_LAST_ACTIVITY = "last_activity_at"
 EVENT_PREFIX = "event:"
+SOURCE_LAW = "law"
 
 # ASCII digits only: `\d` would also accept other scripts' digits.
 _PERIOD_RE = re.compile(r"P(?:([0-9]+)Y)?(?:([0-9]+)M)?(?:([0-9]+)W)?(?:([0-9]+)D)?")
@@ -195,6 +196,8 @@ class Decision:
     action: Action
     holds: list[str]
     rules: list[RuleOutcome]
+    # The controller's agreement end plus grace, when it has one (GroupRules.contract_end).
+    contract_end: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,9 @@ class GroupRules:
     # The most specific applicable maximum rules: the only ones that set delete_by.
     maximum: tuple[Rule, ...]
     outranked: tuple[Rule, ...]
+    # The end of the controller's agreement plus the grace to return its data (Art.
+    # 28(3)(g)): a delete-by date no rule but a `law` minimum can push later (`resolve`).
+    contract_end: datetime | None = None
 
 
 GroupKey = tuple[frozenset[str], frozenset[str], str | None, str, str | None]
@@ -261,7 +267,7 @@ def specificity(rule: Rule) -> tuple[int, int, int, int]:
     )
 
 
-def rank_rules(applicable: Iterable[Rule]) -> GroupRules:
+def rank_rules(applicable: Iterable[Rule], contract_end: datetime | None = None) -> GroupRules:
     """Split rules already known to apply into minimum, counted maximum and outranked."""
     applicable = list(applicable)
     minimum = tuple(r for r in applicable if r.kind == "minimum")
@@ -271,12 +277,28 @@ def rank_rules(applicable: Iterable[Rule]) -> GroupRules:
         minimum=minimum,
         maximum=tuple(r for r in maximum if specificity(r) == top),
         outranked=tuple(r for r in maximum if specificity(r) != top),
+        contract_end=contract_end,
     )
 
 
-def group_rules(rules: Iterable[Rule], facts: RecordFacts) -> GroupRules:
-    """The group-level half of `decide`: valid for every record with the same group_key."""
-    return rank_rules(applicable_rules(rules, facts))
+def group_rules(
+    rules: Iterable[Rule], facts: RecordFacts, contract_end: datetime | None = None
+) -> GroupRules:
+    """The group-level half of `decide`: valid for every record with the same group_key.
+    `contract_end` is the record's controller's agreement end plus the grace period (for a
+    customer whose agreement has an end date), the same for every record of the group."""
+    return rank_rules(applicable_rules(rules, facts), contract_end)
+
+
+def contract_capped(
+    rule: Rule, end: datetime | None, contract_end: datetime | None
+) -> datetime | None:
+    """A minimum rule's end once the agreement is over: only a `law` rule (a legal
+    obligation) keeps the data past the contract end; any other minimum rule ends by it at
+    the latest, and one waiting for its event ends there."""
+    if contract_end is None or rule.source == SOURCE_LAW:
+        return end
+    return contract_end if end is None else min(end, contract_end)
 
 
 def anchor_time(anchor: str, facts: RecordFacts) -> datetime | None:
@@ -311,16 +333,24 @@ def resolve(
 
     # Principle 2: the longest retention wins; a minimum rule waiting for its event
     # keeps the record indefinitely.
-    min_ends = [(rule, rule_end(rule, facts)) for rule in group.minimum]
+    # A contract end caps every minimum rule but a `law` one (contract_capped).
+    contract_end = group.contract_end
+    min_ends = [
+        (rule, contract_capped(rule, rule_end(rule, facts), contract_end)) for rule in group.minimum
+    ]
     keep_indefinitely = any(end is None for _, end in min_ends)
     keep_until = None
     if not keep_indefinitely:
         keep_until = max((end for _, end in min_ends if end is not None), default=None)
 
     # Principles 3 and 4: the earliest end among the most specific maximum rules,
-    # never before keep_until. A maximum rule waiting for its event gives no end.
+    # never before keep_until. A maximum rule waiting for its event gives no end. A contract
+    # end counts beside them whatever their specificity: no customer setting outranks it.
     max_ends = [(rule, rule_end(rule, facts)) for rule in group.maximum]
-    earliest = min((end for _, end in max_ends if end is not None), default=None)
+    ends = [end for _, end in max_ends if end is not None]
+    if contract_end is not None:
+        ends.append(contract_end)
+    earliest = min(ends, default=None)
     delete_by = None
     decisive_max: list[Rule] = []
     if earliest is not None and not keep_indefinitely:
@@ -328,8 +358,14 @@ def resolve(
         decisive_max = [rule for rule, end in max_ends if end == earliest]
     # Ties on the earliest end: delete beats anonymize, since deleting also satisfies
     # a rule that would accept anonymizing, but not the other way round.
+    # The contract end deletes (the data goes back to the customer or is deleted).
     action: Action = "delete"
-    if decisive_max and all(rule.action == "anonymize" for rule in decisive_max):
+    contract_decides = delete_by is not None and contract_end == earliest
+    if (
+        decisive_max
+        and not contract_decides
+        and all(rule.action == "anonymize" for rule in decisive_max)
+    ):
         action = "anonymize"
 
     outcomes = [
@@ -369,6 +405,7 @@ def resolve(
         action=action,
         holds=active_holds,
         rules=outcomes,
+        contract_end=contract_end,
     )
 
 

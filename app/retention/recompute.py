@@ -219,7 +219,7 @@ async def simulate(
     expressions a recompute writes, and nothing written."""
     now = now or utcnow()
     current = await engine.load_rulebook(session)
-    rules = engine.RuleBook([*current.rules, rule])
+    rules = engine.RuleBook([*current.rules, rule], current.contract_ends)
     holds = await engine.load_holdbook(session)
     dates = decision_sql.Dates(session.get_bind().dialect.name)
     groups, _ = _grouped(await _profiles(session, scope), rules, holds)

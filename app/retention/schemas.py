@@ -4,8 +4,36 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from app.core.schemas import InputModel, OutputModel, SystemKey
-from app.records.schemas import MAX_BATCH, RecordRef, RetentionDecision
+from app.core.schemas import MAX_BATCH, InputModel, OutputModel, RecordRef, SystemKey
+
+
+class RuleOutcomeOut(OutputModel):
+    id: uuid.UUID
+    kind: Literal["minimum", "maximum"]
+    ends_at: datetime | None
+    decisive: bool
+    outranked: bool = False
+
+
+class RetentionDecision(OutputModel):
+    record_id: uuid.UUID
+    status: Literal["held", "retain", "eligible", "due"]
+    keep_until: datetime | None
+    keep_indefinitely: bool = Field(
+        description="A minimum rule waits for an event: kept with no end date yet"
+    )
+    delete_by: datetime | None
+    action: Literal["delete", "anonymize"]
+    holds: list[uuid.UUID]
+    rules: list[RuleOutcomeOut]
+    contract_ends_at: datetime | None = Field(
+        None,
+        description=(
+            "For a customer's record once its agreement has an end date: the end plus the "
+            "grace period, a delete-by date only a legal-obligation (law) minimum can pass "
+            "(GDPR Art. 28(3)(g))"
+        ),
+    )
 
 
 class RecordLocator(InputModel):

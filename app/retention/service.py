@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +16,9 @@ from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.pagination import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor
 from app.legal_holds.models import LegalHold
-from app.records import service as records
-from app.records.models import DUE_PREDICATE, Record, RecordProfile
-from app.retention import engine, policy
+from app.records.models import DUE_PREDICATE, Record, RecordProfile, record_rows, visible
+from app.retention import citations, engine, policy
+from app.retention.answer import stored_decision
 from app.retention.schemas import (
     CoverageItem,
     CoverageOut,
@@ -40,13 +40,11 @@ async def eligibility(
     by_id: dict[uuid.UUID, Any] = {}
     by_ref: dict[tuple[str, str], Any] = {}
     if ids:
-        for record, profile in await session.execute(
-            records.visible(principal).where(Record.id.in_(ids))
-        ):
+        for record, profile in await session.execute(visible(principal).where(Record.id.in_(ids))):
             by_id[record.id] = (record, profile)
     if refs:
         for record, profile in await session.execute(
-            records.visible(principal).where(tuple_(Record.system, Record.record_ref).in_(refs))
+            visible(principal).where(tuple_(Record.system, Record.record_ref).in_(refs))
         ):
             by_ref[(record.system, record.record_ref)] = (record, profile)
     holds = await engine.holds_of(
@@ -68,9 +66,7 @@ async def eligibility(
             )
         else:
             record, profile = found
-            decision = records.stored_decision(
-                record, profile.ranked_rules, holds.get(record.id, []), now
-            )
+            decision = stored_decision(record, profile.ranked_rules, holds.get(record.id, []), now)
             results.append(
                 EligibilityResult(
                     index=index,
@@ -96,7 +92,7 @@ async def due(
     # A system filter naming another system than a system key's own finds nothing.
     statement = select(
         Record.id, Record.system, Record.record_ref, Record.delete_by, Record.action
-    ).where(text(DUE_PREDICATE), Record.delete_by <= now, records.record_rows(principal.visibility))
+    ).where(text(DUE_PREDICATE), Record.delete_by <= now, record_rows(principal.visibility))
     if system is not None:
         statement = statement.where(Record.system == system)
     if cursor is not None:
@@ -116,7 +112,7 @@ async def due(
 async def coverage(session: AsyncSession, principal: Principal) -> CoverageOut:
     """Categories of active records that no maximum rule reaches, with counts."""
     counts = select(Record.profile_id, func.count().label("n")).where(
-        Record.state != "erased", records.record_rows(principal.visibility)
+        Record.state != "erased", record_rows(principal.visibility)
     )
     per_profile: dict[uuid.UUID, int] = {
         pid: n for pid, n in await session.execute(counts.group_by(Record.profile_id))
@@ -152,14 +148,29 @@ async def coverage(session: AsyncSession, principal: Principal) -> CoverageOut:
 @dataclass(frozen=True, slots=True)
 class ErasureSplit:
     erasable: list[uuid.UUID]
-    # One entry per record retention keeps, with its legal ground (GDPR Art. 17(3)).
+    # One entry per record retention keeps, with its grounds cited under the request's regime
+    # (app/retention/citations.py).
     withheld: list[dict[str, Any]]
+    # Withheld records that only a restriction keeps (no hold, no running minimum): erasable
+    # once the restriction is lifted.
+    only_restricted: list[uuid.UUID] = field(default_factory=list)
+
+    @property
+    def needs_person(self) -> list[str]:
+        """Withheld records kept by no exemption (a contractual or policy minimum)."""
+        return [
+            w["record_id"] for w in self.withheld if any(g["needs_person"] for g in w["grounds"])
+        ]
 
 
 async def erasure_split(
-    session: AsyncSession, record_ids: Sequence[uuid.UUID], now: datetime | None = None
+    session: AsyncSession,
+    record_ids: Sequence[uuid.UUID],
+    now: datetime | None = None,
+    regime: str = "gdpr",
 ) -> ErasureSplit:
-    """Which of these records an erasure may take now, and why each of the others stays."""
+    """Which of these records an erasure may take now, and why each of the others stays, in
+    the terms of the request's regime."""
     now = now or utcnow()
     rows = (
         await session.execute(
@@ -203,6 +214,7 @@ async def erasure_split(
     }
     erasable: list[uuid.UUID] = []
     withheld: list[dict[str, Any]] = []
+    only_restricted: list[uuid.UUID] = []
     for record, _profile in rows:
         status = policy.status_at(
             record.held, record.keep_until, record.keep_indefinitely, record.delete_by, now
@@ -212,31 +224,37 @@ async def erasure_split(
             continue
         grounds: list[dict[str, Any]] = []
         if record.state == "restricted":
-            grounds.append({"ground": "restricted", "basis": "GDPR Art. 18"})
+            grounds.append(citations.ground("restricted", regime))
         for hold_id in hold_ids.get(record.id, []):
             hold = holds.get(hold_id)
             grounds.append(
-                {
-                    "ground": "legal_hold",
-                    "basis": "GDPR Art. 17(3)(e)",
-                    "hold_id": hold_id,
-                    "reason": hold.reason if hold else None,
-                }
+                citations.ground(
+                    "legal_hold", regime, hold_id=hold_id, reason=hold.reason if hold else None
+                )
             )
         for outcome in explained[record.id].rules:
             if outcome.kind == "minimum" and outcome.decisive:
                 rule = rules.get(outcome.rule_id)
                 grounds.append(
-                    {
-                        "ground": "retention_minimum",
-                        "basis": "GDPR Art. 17(3)(b)",
-                        "rule_id": outcome.rule_id,
-                        "rule": rule.name if rule else None,
-                        "source": rule.source if rule else None,
-                        "citation": rule.citation if rule else None,
-                        "keep_until": outcome.ends_at.isoformat() if outcome.ends_at else None,
-                    }
+                    citations.ground(
+                        citations.minimum_ground(rule.source if rule else None),
+                        regime,
+                        rule_id=outcome.rule_id,
+                        rule=rule.name if rule else None,
+                        source=rule.source if rule else None,
+                        citation=rule.citation if rule else None,
+                        keep_until=outcome.ends_at.isoformat() if outcome.ends_at else None,
+                    )
                 )
+        unrestricted = policy.status_at(
+            bool(hold_ids.get(record.id)),
+            record.keep_until,
+            record.keep_indefinitely,
+            record.delete_by,
+            now,
+        )
+        if record.state == "restricted" and unrestricted in ("eligible", "due"):
+            only_restricted.append(record.id)
         withheld.append(
             {
                 "record_id": str(record.id),
@@ -246,4 +264,4 @@ async def erasure_split(
                 "grounds": grounds,
             }
         )
-    return ErasureSplit(erasable, withheld)
+    return ErasureSplit(erasable, withheld, only_restricted)

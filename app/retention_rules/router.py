@@ -1,9 +1,8 @@
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from app.audit.service import record
 from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
@@ -38,15 +37,6 @@ def customer_retention_cap(request: Request) -> Period:
 CapDep = Annotated[Period, Depends(customer_retention_cap)]
 
 
-def _audit_details(rule: RetentionRule) -> dict[str, Any]:
-    return {
-        "key": rule.key,
-        "kind": rule.kind,
-        "source": rule.source,
-        **service.scope_of(rule).audit(),
-    }
-
-
 @router.post(
     "",
     status_code=201,
@@ -63,14 +53,6 @@ async def create_retention_rule(
     cap: CapDep,
 ) -> Response:
     rule = await service.create_rule(session, principal, body, cap)
-    record(
-        session,
-        principal,
-        "retention_rule.created",
-        "retention_rule",
-        rule.id,
-        _audit_details(rule),
-    )
     if accepted := await jobs.deferred(session, principal, "retention_rule", rule.id):
         return accepted
     return await idem.respond(
@@ -166,15 +148,7 @@ async def update_retention_rule(
 ) -> RetentionRuleOut:
     rule = await service.get_rule(session, principal, rule_id)
     check_if_match(if_match, rule.version)
-    changed, before = await service.update_rule(session, principal, rule, body, cap)
-    record(
-        session,
-        principal,
-        "retention_rule.updated",
-        "retention_rule",
-        rule.id,
-        {"fields": changed, "scope_before": before.audit(), **_audit_details(rule)},
-    )
+    await service.update_rule(session, principal, rule, body, cap)
     if accepted := await jobs.deferred(session, principal, "retention_rule", rule.id):
         return accepted  # type: ignore[return-value]
     response.headers["ETag"] = etag_of(rule.version)
@@ -193,9 +167,7 @@ async def delete_retention_rule(
     rule_id: uuid.UUID, session: SessionDep, principal: RuleWriter
 ) -> Response:
     rule = await service.get_rule(session, principal, rule_id)
-    details = _audit_details(rule)
     await service.delete_rule(session, principal, rule)
-    record(session, principal, "retention_rule.deleted", "retention_rule", rule_id, details)
     if accepted := await jobs.deferred(session, principal, "retention_rule", rule_id):
         return accepted
     return Response(status_code=204)

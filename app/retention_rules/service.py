@@ -17,6 +17,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.service import record
 from app.auth.service import Principal
 from app.auth.visibility import every_row
 from app.controllers.models import Controller
@@ -70,6 +71,10 @@ class RuleScope:
 
 def scope_of(rule: RetentionRule) -> RuleScope:
     return RuleScope(rule.category, rule.purpose, rule.controller_id, rule.system, rule.region)
+
+
+def _audit_details(rule: RetentionRule) -> dict[str, Any]:
+    return {"key": rule.key, "kind": rule.kind, "source": rule.source, **scope_of(rule).audit()}
 
 
 async def on_rules_changed(session: AsyncSession, rule_scopes: Iterable[RuleScope]) -> None:
@@ -193,6 +198,14 @@ async def create_rule(
     session.add(rule)
     await _flush_unique_key(session)
     await on_rules_changed(session, [scope_of(rule)])
+    record(
+        session,
+        principal,
+        "retention_rule.created",
+        "retention_rule",
+        rule.id,
+        _audit_details(rule),
+    )
     return rule
 
 
@@ -224,15 +237,25 @@ async def update_rule(
         setattr(rule, field, value)
     await _flush_unique_key(session)
     await on_rules_changed(session, {before, scope_of(rule)})
-    return sorted(changes), before
+    changed = sorted(changes)
+    record(
+        session,
+        principal,
+        "retention_rule.updated",
+        "retention_rule",
+        rule.id,
+        {"fields": changed, "scope_before": before.audit(), **_audit_details(rule)},
+    )
+    return changed, before
 
 
 async def delete_rule(session: AsyncSession, principal: Principal, rule: RetentionRule) -> None:
     _check_may_change(principal, rule)
-    scope = scope_of(rule)
+    scope, details, rule_id = scope_of(rule), _audit_details(rule), rule.id
     await session.delete(rule)
     await session.flush()
     await on_rules_changed(session, [scope])
+    record(session, principal, "retention_rule.deleted", "retention_rule", rule_id, details)
 
 
 async def simulate_rule(

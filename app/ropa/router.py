@@ -1,10 +1,12 @@
+import uuid
+
 from fastapi import APIRouter, Request, Response
 
-from app.auth.dependencies import ReaderKey
+from app.auth.dependencies import AnyKey, ReaderKey
 from app.core.errors import error_responses
 from app.core.session import SessionDep
-from app.ropa import service
-from app.ropa.schemas import CSV_COLUMNS, Ropa
+from app.ropa import processor, service
+from app.ropa.schemas import CSV_COLUMNS, ProcessorRecord, Ropa
 
 router = APIRouter(prefix="/v1/ropa", tags=["ropa"])
 
@@ -12,7 +14,7 @@ CSV_MEDIA_TYPE = "text/csv"
 _CSV_EXAMPLE = (
     ",".join(CSV_COLUMNS)
     + "\r\nbilling.transactions,Process transactions and manage billing,contract,billing.invoice,"
-    ",,,0196f0c4-6a2b-7d4c-8e3f-5a7b9c1d2e3f,minimum,P10Y,collected_at,law,"
+    ",,,,,0196f0c4-6a2b-7d4c-8e3f-5a7b9c1d2e3f,minimum,P10Y,collected_at,law,"
     "DE: HGB §257(1) no. 4\r\n"
 )
 
@@ -75,3 +77,16 @@ async def get_ropa(
         )
     response.headers["Vary"] = "Accept"
     return ropa
+
+
+@router.get(
+    "/processor/{controller_id}",
+    response_model=ProcessorRecord,
+    operation_id="get_processor_record",
+    summary="Read Spix's record as a processor for one customer (Art. 30(2))",
+    responses=error_responses(401, 404),
+)
+async def get_processor_record(
+    controller_id: uuid.UUID, session: SessionDep, principal: AnyKey
+) -> ProcessorRecord:
+    return await processor.build_processor_record(session, principal, controller_id)

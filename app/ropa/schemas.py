@@ -14,6 +14,8 @@ CSV_COLUMNS = (
     "systems",
     "controllers",
     "regions",
+    "data_subject_categories",
+    "recipients",
     "rule_id",
     "rule_kind",
     "rule_period",
@@ -27,6 +29,12 @@ class RopaController(OutputModel):
     id: uuid.UUID = Field(examples=["0196f0c4-5b1e-7c3a-9d2e-4f6a8b0c1d2e"])
     name: str = Field(examples=["Spix"])
     external_ref: str | None = Field(examples=["spix"])
+    contact: str | None = Field(
+        None, description="How to reach the controller", examples=["Spix, privacy@spix.sh"]
+    )
+    dpo_contact: str | None = Field(
+        None, description="How to reach its data protection officer", examples=["dpo@spix.sh"]
+    )
 
 
 class RopaRule(OutputModel):
@@ -70,7 +78,28 @@ class RopaPurpose(OutputModel):
         description="Controllers the processing is scoped to (customers' own settings)"
     )
     regions: list[str] = Field(examples=[["eu"]])
-    retention_rules: list[RopaRule] = Field(description="The retention rules that apply")
+    retention_rules: list[RopaRule] = Field(
+        description="The rules that name this purpose, and the rules naming no purpose that "
+        "apply to what its records hold"
+    )
+    data_subject_categories: list[str] = Field(examples=[["users"]])
+    recipients: list[str] = Field(
+        description="Keys of the recipients that receive the data of this purpose's systems",
+        examples=[["cloud-hosting"]],
+    )
+
+
+class RopaRecipient(OutputModel):
+    key: str = Field(examples=["cloud-hosting"])
+    name: str = Field(examples=["Example Cloud Inc."])
+    role: Literal["processor", "sub_processor", "third_party", "controller"] = Field(
+        examples=["sub_processor"]
+    )
+    country: str = Field(examples=["US"])
+    transfer_safeguard: Literal[
+        "not_applicable", "adequacy", "scc", "bcr", "derogation", "none"
+    ] = Field(examples=["scc"])
+    systems: list[str] = Field(examples=[["voice"]])
 
 
 class RopaCategory(OutputModel):
@@ -86,8 +115,49 @@ class Ropa(OutputModel):
     controller: RopaController | None = Field(
         description="Spix, the platform controller; null until `spix-dsr seed` has run"
     )
+    security_measures: str | None = Field(
+        description="The platform's technical and organisational measures (Art. 30(1)(g))",
+        examples=["Encryption in transit and at rest; role-based access; audit log"],
+    )
+    recipients: list[RopaRecipient] = Field(description="Every registered recipient")
+    transfers: list[RopaRecipient] = Field(
+        description="Recipients that take data to another country, with their safeguard"
+    )
     purposes: list[RopaPurpose]
     retained_without_rule: list[RopaCategory] = Field(
         description="Categories that no retention rule names, directly or through a parent: "
         "retained with no written rule"
+    )
+
+
+class ProcessingOnBehalf(OutputModel):
+    """One purpose the customer's records are held for, with the systems and categories."""
+
+    purpose: str = Field(examples=["communications.delivery"])
+    systems: list[str] = Field(examples=[["voice"]])
+    categories: list[str] = Field(examples=[["communications.recording"]])
+
+
+class ProcessorRecord(OutputModel):
+    """Spix's record as a processor for one customer (GDPR Art. 30(2))."""
+
+    generated_at: datetime = Field(examples=["2026-12-01T09:30:00Z"])
+    processor: RopaController | None = Field(
+        description="Spix, the processor; null until `spix-dsr seed` has run"
+    )
+    controller: RopaController = Field(description="The customer on whose behalf it processes")
+    agreement_ref: str | None = Field(examples=["DPA-2026-014"])
+    categories_of_processing: list[ProcessingOnBehalf] = Field(
+        description="Per purpose, what the customer's registered records hold and where"
+    )
+    systems: list[str] = Field(examples=[["messaging", "voice"]])
+    categories: list[str] = Field(examples=[["communications.recording"]])
+    sub_processors: list[RopaRecipient] = Field(
+        description="Sub-processors that receive data of the systems holding its records"
+    )
+    transfers: list[RopaRecipient] = Field(
+        description="Recipients of that data in another country, with their safeguard"
+    )
+    security_measures: str | None = Field(
+        examples=["Encryption in transit and at rest; role-based access; audit log"]
     )

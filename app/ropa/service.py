@@ -1,7 +1,9 @@
 """The record of processing activities (GDPR Art. 30), built from the registry.
 
-A purpose processes what the retention rules for it name, and what records registered for it
-actually hold (`registered_processing`)."""
+A purpose processes what the retention rules that name it name, and what records registered
+for it actually hold (`registered_processing`); a rule that names no purpose belongs to a
+purpose only where it applies to what that purpose's records hold. Contacts, data subject
+categories, recipients, transfers and security measures come from the registry."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from app.controllers.models import Controller
 from app.core.db import utcnow
 from app.data_categories.models import DataCategory
 from app.purposes.models import Purpose
+from app.recipients.models import Recipient
 from app.records.models import Record, RecordProfile, RecordProfilePurpose
 from app.retention.policy import category_covers
 from app.retention_rules.models import RetentionRule
@@ -27,6 +30,7 @@ from app.ropa.schemas import (
     RopaCategory,
     RopaController,
     RopaPurpose,
+    RopaRecipient,
     RopaRule,
 )
 
@@ -61,13 +65,27 @@ class Processing:
         self.regions |= other.regions
 
 
-def rules_for_purpose(rules: Iterable[RetentionRule], purpose_key: str) -> list[RetentionRule]:
-    # A rule naming no purpose applies whatever the purpose; of those, only a rule naming a
-    # category says what is processed.
+def rules_for_purpose(
+    rules: Iterable[RetentionRule], purpose_key: str, registered: Processing
+) -> list[RetentionRule]:
+    """The rules that name this purpose, and the rules naming no purpose that apply to what
+    records registered for it hold (their category, system and controller, where set)."""
+
+    def applies(rule: RetentionRule) -> bool:
+        return (
+            bool(registered.categories)
+            and (
+                rule.category is None
+                or any(category_covers(rule.category, c) for c in registered.categories)
+            )
+            and (rule.system is None or rule.system in registered.systems)
+            and (rule.controller_id is None or rule.controller_id in registered.controller_ids)
+        )
+
     return [
         rule
         for rule in rules
-        if rule.purpose == purpose_key or (rule.purpose is None and rule.category is not None)
+        if rule.purpose == purpose_key or (rule.purpose is None and applies(rule))
     ]
 
 
@@ -109,6 +127,11 @@ def categories_without_rule(
     ]
 
 
+def transfers_of(recipients: Iterable[Recipient]) -> list[Recipient]:
+    """Recipients that take data to another country under a Chapter V safeguard (or none)."""
+    return [r for r in recipients if r.transfer_safeguard != "not_applicable"]
+
+
 def _rule_order(rule: RetentionRule) -> tuple[str, str, str, str]:
     # In Python, not SQL: the two databases sort NULL categories differently.
     return (rule.category or "", rule.kind, rule.name, str(rule.id))
@@ -124,9 +147,13 @@ async def build_ropa(session: AsyncSession) -> Ropa:
     applicable: dict[str, list[RetentionRule]] = {}
     processing: dict[str, Processing] = {}
     for purpose in purposes:
-        applicable[purpose.key] = rules_for_purpose(rules, purpose.key)
-        processing[purpose.key] = Processing.of_rules(applicable[purpose.key])
-        processing[purpose.key].merge(registered.get(purpose.key, Processing()))
+        held = registered.get(purpose.key, Processing())
+        applicable[purpose.key] = rules_for_purpose(rules, purpose.key, held)
+        processing[purpose.key] = Processing.of_rules(
+            r for r in applicable[purpose.key] if r.purpose == purpose.key
+        )
+        processing[purpose.key].merge(held)
+    recipients = (await session.scalars(select(Recipient).order_by(Recipient.key))).all()
 
     controller_ids = set().union(*(p.controller_ids for p in processing.values()))
     controllers = {}
@@ -137,6 +164,9 @@ async def build_ropa(session: AsyncSession) -> Ropa:
     return Ropa(
         generated_at=utcnow(),
         controller=RopaController.model_validate(platform) if platform else None,
+        security_measures=platform.security_measures if platform else None,
+        recipients=[RopaRecipient.model_validate(r) for r in recipients],
+        transfers=[RopaRecipient.model_validate(r) for r in transfers_of(recipients)],
         purposes=[
             RopaPurpose(
                 key=purpose.key,
@@ -152,6 +182,10 @@ async def build_ropa(session: AsyncSession) -> Ropa:
                 ),
                 regions=sorted(processing[purpose.key].regions),
                 retention_rules=[RopaRule.model_validate(r) for r in applicable[purpose.key]],
+                data_subject_categories=purpose.data_subject_categories,
+                recipients=[
+                    r.key for r in recipients if set(r.systems) & processing[purpose.key].systems
+                ],
             )
             for purpose in purposes
         ],
@@ -180,6 +214,8 @@ def ropa_csv(ropa: Ropa) -> str:
             ";".join(purpose.systems),
             ";".join(c.name for c in purpose.controllers),
             ";".join(purpose.regions),
+            ";".join(purpose.data_subject_categories),
+            ";".join(purpose.recipients),
         ]
         rules: list[RopaRule | None] = [*purpose.retention_rules] or [None]
         for rule in rules:

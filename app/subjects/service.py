@@ -10,8 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.service import Principal
 from app.core.errors import Unprocessable
 from app.core.identity import BlindIndexer, InvalidIdentity
-from app.records import service as records
-from app.records.models import Record, RecordIdentity, RecordProfileCategory
+from app.records import queries as records
+from app.records.models import (
+    Record,
+    RecordIdentity,
+    RecordProfileCategory,
+    record_rows,
+    visible,
+)
 from app.records.schemas import LookupIn, LookupOut, LookupSummary
 
 
@@ -47,7 +53,7 @@ async def lookup(
     controller_id = body.controller_id or visibility.controller_id
     digests = subject_digests(indexer, body, controller_id)
     ids = subject_record_ids(digests)
-    statement = records.visible(principal).where(Record.id.in_(ids), Record.state != "erased")
+    statement = visible(principal).where(Record.id.in_(ids), Record.state != "erased")
     summary_statement = (
         select(
             Record.controller_id,
@@ -56,7 +62,7 @@ async def lookup(
             func.count(Record.id),
         )
         .join(RecordProfileCategory, RecordProfileCategory.profile_id == Record.profile_id)
-        .where(Record.id.in_(ids), Record.state != "erased", records.record_rows(visibility))
+        .where(Record.id.in_(ids), Record.state != "erased", record_rows(visibility))
         .group_by(Record.controller_id, Record.system, RecordProfileCategory.category)
         .order_by(Record.controller_id, Record.system, RecordProfileCategory.category)
     )

@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
@@ -12,7 +12,7 @@ from app.core.identity import IndexerDep
 from app.core.pagination import Page, PageParams, page_params, paginate
 from app.core.schemas import DottedKey
 from app.core.session import ReadSessionDep, SessionDep
-from app.suppressions import service
+from app.suppressions import gpc, service
 from app.suppressions.models import Suppression
 from app.suppressions.schemas import (
     Channel,
@@ -29,17 +29,6 @@ router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"])
 # an unsubscribe link), the privacy team, and customers for their own end users.
 WriterKey = Annotated[Principal, require_roles("admin", "system", "controller")]
 ListerKey = Annotated[Principal, require_roles("admin", "auditor", "controller")]
-
-
-def platform_controller(request: Request) -> service.PlatformController:
-    state = request.app.state
-    cached: service.PlatformController | None = getattr(state, "platform_controller_cache", None)
-    if cached is None:
-        cached = state.platform_controller_cache = service.PlatformController()
-    return cached
-
-
-PlatformDep = Annotated[service.PlatformController, Depends(platform_controller)]
 
 
 @router.post(
@@ -62,8 +51,21 @@ async def create_suppression(
     principal: WriterKey,
     idem: IdempotencyDep,
     indexer: IndexerDep,
+    sec_gpc: Annotated[
+        str | None,
+        Header(
+            alias="Sec-GPC",
+            description="`1`: the Global Privacy Control signal. The call is then an opt-out "
+            "of sale and sharing (CCPA 11 CCR 7025): both purposes, every channel, for the "
+            "identity and the accounts it is known to belong to; the answer is the sale "
+            "suppression",
+        ),
+    ] = None,
 ) -> Response:
-    result = await service.create_suppression(session, principal, indexer, body)
+    if sec_gpc is not None and sec_gpc.strip() == "1":
+        result = await gpc.create_gpc_suppression(session, principal, indexer, body)
+    else:
+        result = await service.create_suppression(session, principal, indexer, body)
     return await idem.respond(result.suppression, 201 if result.created else 200)
 
 
@@ -105,6 +107,5 @@ async def check_suppression(
     session: ReadSessionDep,
     principal: AnyKey,
     indexer: IndexerDep,
-    platform: PlatformDep,
 ) -> SuppressionCheckOut:
-    return await service.check(session, principal, indexer, body, platform)
+    return await service.check(session, principal, indexer, body)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.service import Operator, record
 from app.auth.service import Principal
 from app.controllers.models import Controller
+from app.controllers.service import platform_controller_id
 from app.core.db import utcnow
 from app.core.errors import Forbidden, Unprocessable
 from app.core.identity import (
@@ -56,21 +57,6 @@ _OUT_COLUMNS = (
 class Suppressed:
     suppression: SuppressionOut
     created: bool
-
-
-class PlatformController:
-    """The platform controller's id, read once per process: there is exactly one, never
-    deleted, so only its absence (before `spix-dsr seed`) is worth asking about again."""
-
-    def __init__(self) -> None:
-        self._id: uuid.UUID | None = None
-
-    async def id(self, session: AsyncSession) -> uuid.UUID | None:
-        if self._id is None:
-            self._id = await session.scalar(
-                select(Controller.id).where(Controller.kind == "platform")
-            )
-        return self._id
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -294,7 +280,6 @@ async def check(
     principal: Principal,
     indexer: BlindIndexer,
     body: SuppressionCheck,
-    platform: PlatformController,
 ) -> SuppressionCheckOut:
     """Whether any of the identities opted out of this channel (or of all channels) for this
     purpose and controller. Called before every marketing send: one statement, no ORM loads."""
@@ -307,7 +292,7 @@ async def check(
     if visibility.controller_id is not None:
         controller_id = controller_id or visibility.controller_id
     elif controller_id is None:
-        controller_id = await platform.id(session)
+        controller_id = await platform_controller_id(session)
         if controller_id is None:
             raise Unprocessable(
                 "No platform controller exists yet (run `spix-dsr seed`); name controller_id",

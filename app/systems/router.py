@@ -2,7 +2,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from app.audit.service import record
 from app.auth.dependencies import AdminKey, AnyKey
 from app.core.errors import NotFound, error_responses
 from app.core.etag import IfMatch, check_if_match, etag_of
@@ -33,15 +32,7 @@ async def create_system(
     safe: SafeWebhooksDep,
 ) -> Response:
     await safe.check(body.webhook_url, ["body", "webhook_url"])
-    system = await service.create_system(session, body)
-    record(
-        session,
-        principal,
-        "system.created",
-        "system",
-        system.key,
-        {"has_webhook": system.webhook_url is not None},
-    )
+    system = await service.create_system(session, principal, body)
     return await idem.respond(
         SystemOut.model_validate(system),
         201,
@@ -99,8 +90,6 @@ async def update_system(
     await safe.check(body.webhook_url, ["body", "webhook_url"])
     system = await service.get_system(session, key)
     check_if_match(if_match, system.version)
-    changed = await service.update_system(session, system, body)
-    if changed:
-        record(session, principal, "system.updated", "system", system.key, {"fields": changed})
+    await service.update_system(session, principal, system, body)
     response.headers["ETag"] = etag_of(system.version)
     return SystemOut.model_validate(system)

@@ -7,6 +7,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.service import record
+from app.auth.service import Principal
 from app.core.errors import Conflict, NotFound
 from app.core.schemas import SystemKey
 from app.systems.models import System
@@ -28,7 +30,7 @@ async def get_system(session: AsyncSession, key: str) -> System:
     return system
 
 
-async def create_system(session: AsyncSession, body: SystemCreate) -> System:
+async def create_system(session: AsyncSession, principal: Principal, body: SystemCreate) -> System:
     system = System(**body.model_dump())
     # The primary key decides, so two concurrent creates of one key cannot both succeed.
     try:
@@ -36,16 +38,28 @@ async def create_system(session: AsyncSession, body: SystemCreate) -> System:
             session.add(system)
     except IntegrityError:
         raise Conflict(f"A system with key {body.key!r} already exists") from None
+    record(
+        session,
+        principal,
+        "system.created",
+        "system",
+        system.key,
+        {"has_webhook": system.webhook_url is not None},
+    )
     return system
 
 
-async def update_system(session: AsyncSession, system: System, body: SystemUpdate) -> list[str]:
+async def update_system(
+    session: AsyncSession, principal: Principal, system: System, body: SystemUpdate
+) -> list[str]:
     """Apply the fields sent; return the names of those that changed."""
     changes = body.model_dump(exclude_unset=True)
     changed = sorted(f for f, value in changes.items() if getattr(system, f) != value)
     for field in changed:
         setattr(system, field, changes[field])
     await session.flush()
+    if changed:
+        record(session, principal, "system.updated", "system", system.key, {"fields": changed})
     return changed
 
 

@@ -2,17 +2,15 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
 
 from app.auth.dependencies import AdminKey, require_roles
 from app.auth.service import Principal
 from app.core.errors import error_responses
-from app.core.pagination import PageParams, page_params, paginate
+from app.core.pagination import PageParams, page_params
 from app.core.session import SessionDep
 from app.requests.router import ContextDep
 from app.retention import grounds
 from app.tasks import service
-from app.tasks.models import Task
 from app.tasks.schemas import ClaimIn, ClaimOut, CompleteIn, FailIn, TaskOut, TaskPage, TaskStatus
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -104,10 +102,4 @@ async def list_tasks(
     status: TaskStatus | None = None,
     request_id: uuid.UUID | None = None,
 ) -> TaskPage:
-    statement = select(Task).where(service.task_rows(principal))
-    if status is not None:
-        statement = statement.where(Task.status == status)
-    if request_id is not None:
-        statement = statement.where(Task.request_id == request_id)
-    rows, next_cursor = await paginate(session, statement, Task.id, page)
-    return TaskPage(items=[TaskOut.model_validate(r) for r in rows], next_cursor=next_cursor)
+    return await service.list_tasks(session, principal, page, status=status, request_id=request_id)

@@ -14,14 +14,17 @@ from app.audit.service import record as audit
 from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.pagination import PageParams, paginate
+from app.records.erasure import tombstone
 from app.records.models import Record
-from app.records.service import tombstone
-from app.requests import service as requests
+from app.requests.completion import on_task_done, on_task_retried
+from app.requests.context import RequestContext
 from app.requests.models import SubjectRequest
+from app.requests.work import open_corrections
 from app.retention import grounds
 from app.tasks.holds import erase_allowed, sync_suspensions
 from app.tasks.models import Task
-from app.tasks.schemas import ClaimedTask
+from app.tasks.schemas import ClaimedTask, TaskOut, TaskPage, TaskStatus
 
 
 async def claim(
@@ -29,7 +32,7 @@ async def claim(
     principal: Principal,
     limit: int,
     lease_seconds: int,
-    ctx: requests.RequestContext,
+    ctx: RequestContext,
 ) -> list[ClaimedTask]:
     now = utcnow()
     statement = (
@@ -74,7 +77,7 @@ async def claim(
             request_id=t.request_id,
             action=t.action,  # type: ignore[arg-type]
             record_refs=t.record_refs,
-            details=requests.open_corrections(t.details, ctx.box),
+            details=open_corrections(t.details, ctx.box),
             lease_expires_at=lease,
         )
         for t in tasks
@@ -84,6 +87,24 @@ async def claim(
 def task_rows(principal: Principal) -> ColumnElement[bool]:
     """Tasks a key sees: a system key its own system's."""
     return principal.visibility.where(system=lambda key: Task.system == key)
+
+
+async def list_tasks(
+    session: AsyncSession,
+    principal: Principal,
+    page: PageParams,
+    *,
+    status: TaskStatus | None = None,
+    request_id: uuid.UUID | None = None,
+) -> TaskPage:
+    """A page of the tasks this key sees (a system key its own system's)."""
+    statement = select(Task).where(task_rows(principal))
+    if status is not None:
+        statement = statement.where(Task.status == status)
+    if request_id is not None:
+        statement = statement.where(Task.request_id == request_id)
+    rows, next_cursor = await paginate(session, statement, Task.id, page)
+    return TaskPage(items=[TaskOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
 async def get_task(
@@ -133,7 +154,15 @@ async def _refuse_if_held(session: AsyncSession, principal: Principal, task: Tas
     raise grounds.RecordsHeld(
         f"{len(held)} of the task's records are held (legal hold or restriction): "
         "they may not be erased until nothing holds them",
-        await grounds.grounds_out(session, held),
+        await grounds.grounds_out(
+            session,
+            held,
+            # Cited under the law the request was filed under.
+            await session.scalar(
+                select(SubjectRequest.regime).where(SubjectRequest.id == task.request_id)
+            )
+            or "gdpr",
+        ),
     )
 
 
@@ -147,7 +176,7 @@ async def complete(
     principal: Principal,
     task: Task,
     result: dict[str, object],
-    ctx: requests.RequestContext,
+    ctx: RequestContext,
 ) -> None:
     if task.action == "erase" and task.status in ("claimed", "suspended"):
         await _refuse_if_held(session, principal, task)
@@ -163,7 +192,8 @@ async def complete(
     task.status = "completed"
     task.completed_at = now
     task.lease_expires_at = None
-    task.result = result if task.action == "export" else None
+    # An erase task's report goes into the erasure's receipt (ids and counts, no identities).
+    task.result = result if task.action in ("export", "erase") else None
     await session.flush()
     audit(
         session,
@@ -174,7 +204,7 @@ async def complete(
         {"action": task.action, "system": task.system, "records": len(task.record_ids)},
         subject_request_id=task.request_id,
     )
-    await requests.on_task_done(session, principal, task, ctx)
+    await on_task_done(session, principal, task, ctx)
 
 
 async def fail(
@@ -183,7 +213,7 @@ async def fail(
     task: Task,
     error: str,
     retryable: bool,
-    ctx: requests.RequestContext,
+    ctx: RequestContext,
 ) -> None:
     _require_claimed(task)
     task.error = error
@@ -201,7 +231,7 @@ async def fail(
         subject_request_id=task.request_id,
     )
     if not retryable:
-        await requests.on_task_done(session, principal, task, ctx)
+        await on_task_done(session, principal, task, ctx)
 
 
 async def retry(session: AsyncSession, principal: Principal, task: Task) -> None:
@@ -218,7 +248,7 @@ async def retry(session: AsyncSession, principal: Principal, task: Task) -> None
         # Back to the queue, unless a hold or restriction came meanwhile: then suspended.
         await sync_suspensions(session, principal, [uuid.UUID(i) for i in task.record_ids])
         await session.refresh(task)
-    await requests.on_task_retried(session, principal, task)
+    await on_task_retried(session, principal, task)
     audit(
         session,
         principal,

@@ -4,7 +4,7 @@ announced (so it announces each deadline once), and durable jobs (a large retent
 recompute, done by workers in chunks)
 
 Revision ID: b7d3e9a1c5f2
-Revises: a285b60b7f26
+Revises: c7e2a9d4f1b3
 Create Date: 2026-11-30 14:00:00+00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "b7d3e9a1c5f2"
-down_revision: str | None = "a285b60b7f26"
+down_revision: str | None = "c7e2a9d4f1b3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

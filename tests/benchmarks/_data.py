@@ -25,7 +25,7 @@ from app.core.db import Database
 from app.core.identity import BlindIndexer, Identity
 from app.core.ids import new_id
 from app.records.models import RecordProfile, RecordProfileCategory, RecordProfilePurpose
-from app.records.service import fingerprint
+from app.records.profiles import fingerprint
 from app.retention import engine
 from app.retention.policy import add_period, parse_period
 from tests.builders import (

@@ -24,7 +24,7 @@ from app.core.db import Database
 from app.main import create_app
 from app.records.importer import OPERATOR_PRINCIPAL
 from app.records.models import Record
-from app.records.service import register
+from app.records.register import register
 from app.retention.recompute import Scope, recompute
 from app.retention_rules.models import RetentionRule
 from tests.benchmarks import _data
@@ -69,7 +69,7 @@ async def test_retention(backend: str, tmp_path: Path) -> None:
             "building, outside the timed transactions (as autovacuum would, at 10% growth)"
         )
     _data.print_table(
-        f"Building {total:,} records with app.records.service.register ({backend})",
+        f"Building {total:,} records with app.records.register.register ({backend})",
         ["records/s (1000 a transaction, no HTTP)"],
         [[build_rate]],
     )

@@ -157,7 +157,9 @@ class TestUpdate:
         url = f"/v1/controllers/{controller.id}"
         etag = (await client.get(url, headers=admin)).headers["etag"]
         changed = await client.patch(
-            url, json={"auto_execute": True}, headers={**admin, "If-Match": etag}
+            url,
+            json={"auto_execute": True, "standing_instruction_ref": "DPA §7"},
+            headers={**admin, "If-Match": etag},
         )
         assert changed.status_code == 200
         assert changed.json()["auto_execute"] is True and changed.json()["version"] == 2

@@ -183,7 +183,7 @@ class TestPlace:
     @pytest.mark.parametrize(
         ("field", "value"),
         [
-            ("controller_id", str(uuid.uuid4())),
+            ("controller_id", "0b0e5a8e-6a0f-4d4e-9a53-5b1c9d2f7e12"),
             ("system", "no-such-system"),
             ("category", "no.such.category"),
         ],

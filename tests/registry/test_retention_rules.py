@@ -165,7 +165,7 @@ class TestCreate:
             ("category", "nowhere.at_all"),
             ("purpose", "nothing"),
             ("system", "no-such-system"),
-            ("controller_id", str(uuid.uuid4())),
+            ("controller_id", "0b0e5a8e-6a0f-4d4e-9a53-5b1c9d2f7e11"),
         ],
     )
     async def test_unknown_references_are_422(

@@ -7,16 +7,17 @@ import io
 
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ropa.router import wants_csv
 from app.ropa.schemas import CSV_COLUMNS
-from app.taxonomy.service import load_taxonomy, read_taxonomy
+from app.taxonomy.document import read_taxonomy
+from app.taxonomy.service import load_taxonomy
 from tests.builders import make_category, make_controller, make_purpose, make_rule, make_system
 from tests.conftest import bearer
 
 TAXONOMY = read_taxonomy()
-CATEGORY_RULES = {r["key"] for r in TAXONOMY["retention_rules"] if "category" in r}
 
 
 async def seed(session: AsyncSession) -> None:
@@ -70,20 +71,10 @@ class TestFromTheSeededTaxonomy:
         )
         marketing = next(p for p in body["purposes"] if p["key"] == "marketing.communications")
         assert (marketing["legal_basis"], marketing["objection_absolute"]) == ("consent", True)
-        # No rule in the file names a purpose: every rule naming a category applies to each.
+        # No rule in the file names a purpose and no record is registered yet: no purpose
+        # claims a category or a rule it does not process (Art. 30(1)(c)).
         for purpose in body["purposes"]:
-            assert {r["key"] for r in purpose["retention_rules"]} == CATEGORY_RULES
-        invoices = next(
-            r for r in marketing["retention_rules"] if r["key"] == "billing-invoices-min"
-        )
-        assert {k: invoices[k] for k in ("kind", "period", "anchor", "source")} == {
-            "kind": "minimum",
-            "period": "P10Y",
-            "anchor": "collected_at",
-            "source": "law",
-        }
-        assert invoices["citation"].startswith("DE: HGB") and invoices["name"]
-        assert "communications.recording" in marketing["categories"]
+            assert purpose["retention_rules"] == [] and purpose["categories"] == []
         assert marketing["systems"] == marketing["controllers"] == marketing["regions"] == []
         # Every category in the file falls under some rule.
         assert body["retained_without_rule"] == []
@@ -92,20 +83,38 @@ class TestFromTheSeededTaxonomy:
         self, client: AsyncClient, auditor: dict[str, str], session: AsyncSession
     ) -> None:
         await seed(session)
+        from app.controllers.models import Controller
+        from tests.builders import make_record
+
+        platform = await session.scalar(select(Controller).where(Controller.kind == "platform"))
+        assert platform is not None
+        await make_record(
+            session,
+            system="billing",
+            controller_id=platform.id,
+            categories=["billing.invoice"],
+            purposes=["legal.accounting"],
+        )
         response = await client.get("/v1/ropa", headers={**auditor, "Accept": "text/csv"})
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/csv")
         assert "ropa.csv" in response.headers["content-disposition"]
         rows = parse_csv(response.text)
-        assert len(rows) == len(TAXONOMY["purposes"]) * len(CATEGORY_RULES)
         assert {row["purpose_key"] for row in rows} == {p["key"] for p in TAXONOMY["purposes"]}
-        row = next(
-            row
-            for row in rows
-            if row["purpose_key"] == "legal.accounting" and row["rule_period"] == "P10Y"
-        )
+        accounting = [row for row in rows if row["purpose_key"] == "legal.accounting"]
+        # The rules that apply to what the purpose's records hold (invoices), and no other.
+        invoice_rules = {
+            r["key"]
+            for r in TAXONOMY["retention_rules"]
+            if r.get("category") in ("billing", "billing.invoice") and "purpose" not in r
+        }
+        assert len(accounting) == len(invoice_rules) > 0
+        others = [row for row in rows if row["purpose_key"] != "legal.accounting"]
+        assert len(others) == len(TAXONOMY["purposes"]) - 1
+        assert all(row["rule_id"] == "" and row["categories"] == "" for row in others)
+        row = next(row for row in accounting if row["rule_period"] == "P10Y")
         assert row["legal_basis"] == "legal_obligation" and row["rule_kind"] == "minimum"
-        assert "billing.invoice" in row["categories"].split(";")
+        assert row["categories"].split(";") == ["billing.invoice"]
         assert row["rule_source"] == "law" and row["rule_citation"].startswith("DE: HGB")
 
     async def test_before_seed_there_is_no_controller(
@@ -137,12 +146,14 @@ class TestRuleScopes:
         body = (await client.get("/v1/ropa", headers=admin)).json()
         by_key = {p["key"]: p for p in body["purposes"]}
         provide, analytics = by_key["service.provide"], by_key["analytics.product_usage"]
-        assert {r["id"] for r in provide["retention_rules"]} == {str(scoped.id), str(general.id)}
+        # A rule naming no purpose belongs to none while no record of it holds its category.
+        assert {r["id"] for r in provide["retention_rules"]} == {str(scoped.id)}
         assert provide["systems"] == ["voice"] and provide["regions"] == ["eu"]
         assert [c["name"] for c in provide["controllers"]] == ["Acme"]
-        assert provide["categories"] == ["communications.recording"]
-        assert [r["id"] for r in analytics["retention_rules"]] == [str(general.id)]
+        assert provide["categories"] == []
+        assert analytics["retention_rules"] == [] and analytics["categories"] == []
         assert analytics["systems"] == analytics["controllers"] == []
+        assert general.purpose is None
 
         rows = parse_csv(
             (await client.get("/v1/ropa", headers={**admin, "Accept": "text/csv"})).text
@@ -183,7 +194,12 @@ class TestCsvSafety:
     ) -> None:
         await make_category(session, "support")
         await make_purpose(session, "support.respond")
-        await make_rule(session, category="support", citation='=HYPERLINK("http://x.example")')
+        await make_rule(
+            session,
+            category="support",
+            purpose="support.respond",
+            citation='=HYPERLINK("http://x.example")',
+        )
         response = await client.get("/v1/ropa", headers={**admin, "Accept": "text/csv"})
         (row,) = parse_csv(response.text)
         assert row["rule_citation"] == '\'=HYPERLINK("http://x.example")'

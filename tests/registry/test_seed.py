@@ -22,7 +22,8 @@ from app.data_categories.models import DataCategory
 from app.purposes.models import Purpose
 from app.retention_rules.models import RetentionRule
 from app.systems.models import System
-from app.taxonomy.service import InvalidTaxonomy, load_taxonomy, read_taxonomy
+from app.taxonomy.document import InvalidTaxonomy, read_taxonomy
+from app.taxonomy.service import load_taxonomy
 from tests.builders import TEST_AUDIT_KEY, make_controller
 from tests.databases import fresh_database
 

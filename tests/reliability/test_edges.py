@@ -29,7 +29,9 @@ from app.retention.recompute import Scope, recompute
 from app.systems.models import System
 from tests.builders import (
     make_category,
+    make_category_at_revision,
     make_controller,
+    make_controller_at_revision,
     make_purpose,
     make_record,
     make_rule,
@@ -532,14 +534,16 @@ async def test_the_migration_saturates_dates_stored_past_the_end(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller = await make_controller(session, kind="platform", name="Spix")
+                controller_id = await make_controller_at_revision(
+                    session, kind="platform", name="Spix"
+                )
                 await make_system(session, "voice")
-                await make_category(session, "communications.recording")
+                await make_category_at_revision(session, "communications.recording")
                 far, near = [
                     await make_record(
                         session,
                         system="voice",
-                        controller_id=controller.id,
+                        controller_id=controller_id,
                         categories=["communications.recording"],
                     )
                     for _ in range(2)

@@ -5,6 +5,7 @@ suspended, and released again with the hold."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,15 +16,17 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, UTCDateTime
 from app.core.migrate import downgrade, upgrade
 from app.main import create_app
-from app.requests.models import RequestScope, SubjectRequest
 from app.tasks.models import Task, TaskRecord
 from tests.builders import (
     TEST_SUBJECT_KEY,
+    insert_controller,
     make_category,
+    make_category_at_revision,
     make_controller,
+    make_controller_at_revision,
     make_record,
     make_system,
 )
@@ -143,12 +146,14 @@ class TestHoldAfterEraseTask:
         assert problem["type"].endswith(":record-held")
         (held,) = problem["held_records"]
         assert held["record_id"] == str(spix["records"]["profile"])
-        assert held["grounds"] == [
+        keys = ("ground", "basis", "hold_id", "reason", "exemption")
+        assert [{k: g[k] for k in keys} for g in held["grounds"]] == [
             {
                 "ground": "legal_hold",
                 "basis": "GDPR Art. 17(3)(e)",
                 "hold_id": hold_id,
                 "reason": "litigation",
+                "exemption": True,
             }
         ]
         assert "alice" not in refused.text
@@ -306,9 +311,9 @@ class TestRestriction:
         assert [t["action"] for t in await _claim(client, spix["accounts"])] == ["restrict"]
         refused = await _complete(client, spix["accounts"], erase_id)
         assert refused.status_code == 409, refused.text
-        assert refused.json()["held_records"][0]["grounds"] == [
-            {"ground": "restricted", "basis": "GDPR Art. 18"}
-        ]
+        assert [
+            (g["ground"], g["basis"]) for g in refused.json()["held_records"][0]["grounds"]
+        ] == [("restricted", "GDPR Art. 18")]
         erased = await _erased(client, spix["accounts"], "acct-1")
         assert erased.status_code == 409, erased.text
         assert (await _record(client, admin, spix["records"]["profile"]))["state"] == "restricted"
@@ -352,38 +357,68 @@ async def test_migration_links_existing_tasks_to_their_records(
         database = Database.from_url(url)
         try:
             async with database.sessionmaker() as session:
-                controller = await make_controller(session, kind="platform", name="Spix")
+                controller_id = await make_controller_at_revision(
+                    session, kind="platform", name="Spix"
+                )
                 await make_system(session, "accounts")
-                await make_category(session, "account.profile")
+                await make_category_at_revision(session, "account.profile")
                 record_ids = [
                     await make_record(
                         session,
                         system="accounts",
-                        controller_id=controller.id,
+                        controller_id=controller_id,
                         categories=["account.profile"],
                     )
                     for _ in range(2)
                 ]
                 now = datetime.now(UTC)
-                request = SubjectRequest(
-                    type="erasure",
-                    regime="gdpr",
-                    status="in_progress",
-                    channel="api",
-                    requester_kind="subject",
-                    received_at=now,
-                    due_at=now,
+                # Written with the old schema's columns: the models may carry newer ones.
+                request_id, scope_id = uuid.uuid4(), uuid.uuid4()
+                requests = sa.table(
+                    "subject_requests",
+                    sa.column("id", sa.Uuid()),
+                    *(sa.column(n) for n in ("type", "regime", "status", "channel")),
+                    *(sa.column(n) for n in ("requester_kind", "verification_attempts")),
+                    sa.column("version"),
+                    sa.column("details", sa.JSON()),
+                    *(
+                        sa.column(n, UTCDateTime())
+                        for n in ("received_at", "due_at", "created_at", "updated_at")
+                    ),
                 )
-                session.add(request)
-                await session.flush()
-                scope = RequestScope(
-                    request_id=request.id, controller_id=controller.id, status="in_progress"
+                await session.execute(
+                    sa.insert(requests).values(
+                        id=request_id,
+                        type="erasure",
+                        regime="gdpr",
+                        status="in_progress",
+                        channel="api",
+                        requester_kind="subject",
+                        verification_attempts=0,
+                        version=1,
+                        details={},
+                        received_at=now,
+                        due_at=now,
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-                session.add(scope)
-                await session.flush()
+                scopes = sa.table(
+                    "request_scopes",
+                    *(sa.column(n, sa.Uuid()) for n in ("id", "request_id", "controller_id")),
+                    sa.column("status"),
+                )
+                await session.execute(
+                    sa.insert(scopes).values(
+                        id=scope_id,
+                        request_id=request_id,
+                        controller_id=controller_id,
+                        status="in_progress",
+                    )
+                )
                 task = Task(
-                    request_id=request.id,
-                    scope_id=scope.id,
+                    request_id=request_id,
+                    scope_id=scope_id,
                     system="accounts",
                     action="erase",
                     status="pending",
@@ -427,7 +462,7 @@ async def test_hold_racing_completions_never_loses_a_held_record(
         )
         try:
             async with database.sessionmaker() as session:
-                platform = await make_controller(session, kind="platform", name="Spix")
+                platform = await insert_controller(session, kind="platform", name="Spix")
                 await make_system(session, "accounts")
                 await make_category(session, "account.profile")
                 for n in range(20):

@@ -22,6 +22,7 @@ from app.core.db import Database
 from app.legal_holds.models import LegalHoldIdentity
 from app.main import create_app
 from app.records.models import RecordIdentity
+from app.suppressions.gpc import SALE_AND_SHARING
 from app.suppressions.models import Suppression
 from tests.builders import (
     TEST_SUBJECT_KEY,
@@ -62,6 +63,8 @@ async def world(session: AsyncSession, admin: dict[str, str]) -> dict[str, Any]:
     await make_system(session, "crm")
     await make_category(session, "account.profile")
     await make_purpose(session, MARKETING, legal_basis="consent")
+    for key in SALE_AND_SHARING:  # what a CCPA opt-out suppresses besides
+        await make_purpose(session, key, legal_basis="consent")
     return {"acme": acme, "admin": admin}
 
 

@@ -20,15 +20,14 @@ from typing import Any
 import orjson
 import pytest
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import Uuid, bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.audit.checkpoint import InvalidCheckpoint, read_checkpoint, take_checkpoint
 from app.audit.models import AuditChainHead, AuditEvent
 from app.audit.service import OPERATOR, record, unkeyed_hash, verify_chain
-from app.auth.service import create_key
 from app.core.config import ConfigurationError, Environment, Settings
-from app.core.db import Database, utcnow
+from app.core.db import Database, UTCDateTime, utcnow
 from app.core.idempotency import IdempotencyRecord, _fingerprint, purge_expired
 from app.core.migrate import upgrade
 from app.main import create_app
@@ -398,9 +397,27 @@ async def test_upgrade_keeps_old_links_and_drops_replays_that_hold_a_secret(
         await asyncio.to_thread(upgrade, url, "9e4d2b7c1f08")
         database = Database.from_url(url)
         try:
-            async with database.sessionmaker() as session:
-                created = await create_key(session, role="admin")
-                await session.commit()
+            # The key as the schema of 9e4d2b7c1f08 holds it: written with only the columns
+            # api_keys had then (the model has gained some since).
+            prefix = uuid.uuid4().hex[:12]
+            secret = f"sdsr_{prefix}_{uuid.uuid4().hex}"
+            key_id = uuid.uuid4()
+            async with database.engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        "INSERT INTO api_keys (id, prefix, key_hash, role, created_at) "
+                        "VALUES (:id, :prefix, :key_hash, 'admin', :created_at)"
+                    ).bindparams(
+                        bindparam("id", type_=Uuid()),
+                        bindparam("created_at", type_=UTCDateTime()),
+                    ),
+                    {
+                        "id": key_id,
+                        "prefix": prefix,
+                        "key_hash": hashlib.sha256(secret.encode()).hexdigest(),
+                        "created_at": utcnow(),
+                    },
+                )
             prev_hash, rows = "0" * 64, []
             for seq in (1, 2):
                 row: dict[str, Any] = {
@@ -429,7 +446,7 @@ async def test_upgrade_keeps_old_links_and_drops_replays_that_hold_a_secret(
                     await connection.execute(
                         insert(IdempotencyRecord).values(
                             id=uuid.uuid4(),
-                            key_id=created.api_key.id,
+                            key_id=key_id,
                             key=key,
                             request_hash=_fingerprint("POST", "/v1/systems", b'{"k":1}'),
                             status_code=201,
@@ -467,7 +484,7 @@ async def test_upgrade_keeps_old_links_and_drops_replays_that_hold_a_secret(
                     "/v1/systems",
                     json={"k": 1},
                     headers={
-                        "Authorization": f"Bearer {created.secret}",
+                        "Authorization": f"Bearer {secret}",
                         "Idempotency-Key": "plain",
                     },
                 )

@@ -8,6 +8,7 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.suppressions.gpc import SALE_AND_SHARING
 from tests.builders import (
     make_category,
     make_controller,
@@ -38,6 +39,8 @@ async def spix(session: AsyncSession) -> dict[str, Any]:
         session, "marketing.communications", legal_basis="consent", objection_absolute=True
     )
     await make_purpose(session, "analytics.product", legal_basis="legitimate_interest")
+    for key in SALE_AND_SHARING:  # what a US opt-out and a GPC signal suppress
+        await make_purpose(session, key, legal_basis="consent", objection_absolute=True)
     law = await make_rule(
         session,
         kind="minimum",

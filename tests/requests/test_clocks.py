@@ -31,6 +31,12 @@ def at(year: int, month: int, day: int, hour: int = 9, minute: int = 30) -> date
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
+LGPD_BY_TYPE = dict.fromkeys(
+    ("access", "portability", "rectification", "erasure", "restriction", "objection", "opt_out"),
+    15,
+)
+
+
 class TestDefaultClocks:
     def test_one_clock_per_regime_of_the_api(self) -> None:
         assert set(DEFAULT_CLOCKS) == set(REGIMES)
@@ -44,14 +50,14 @@ class TestDefaultClocks:
     @pytest.mark.parametrize(
         ("regime", "expected"),
         [
-            ("gdpr", (None, 1, None, 2, None, False, None)),
-            ("uk_gdpr", (None, 1, None, 2, None, True, None)),
-            ("ccpa", (45, None, 45, None, 10, False, 15)),
-            ("vcdpa", (45, None, 45, None, None, False, None)),
-            ("cpa", (45, None, 45, None, None, False, 15)),
-            ("ctdpa", (45, None, 45, None, None, False, None)),
-            ("lgpd", (15, None, None, None, None, False, None)),
-            ("other", (30, None, 30, None, None, False, None)),
+            ("gdpr", (None, 1, None, 2, None, False, None, None)),
+            ("uk_gdpr", (None, 1, None, 2, None, True, None, None)),
+            ("ccpa", (45, None, 45, None, 10, False, 15, None)),
+            ("vcdpa", (45, None, 45, None, None, False, None, None)),
+            ("cpa", (45, None, 45, None, None, False, 15, None)),
+            ("ctdpa", (45, None, 45, None, None, False, None, None)),
+            ("lgpd", (15, None, None, None, None, False, None, LGPD_BY_TYPE)),
+            ("other", (30, None, 30, None, None, False, None, None)),
         ],
     )
     def test_figures(self, regime: str, expected: tuple[Any, ...]) -> None:

@@ -390,14 +390,17 @@ class TestLifecycle:
     ) -> None:
         created = await file(client, admin, regime="ccpa", received_at="2026-11-01T00:00:00Z")
         url = f"/v1/requests/{created['id']}/extend"
-        first = await client.post(url, json={"reason": "complex"}, headers=admin)
+        told = {"subject_notified_at": "2026-11-02T00:00:00Z"}
+        first = await client.post(url, json={"reason": "complex", **told}, headers=admin)
         assert first.status_code == 200
         assert first.json()["extended_due_at"] == "2027-01-30T00:00:00Z"  # 45 + 45 days
-        second = await client.post(url, json={"reason": "more"}, headers=admin)
+        second = await client.post(url, json={"reason": "more", **told}, headers=admin)
         assert second.status_code == 409
         lgpd = await file(client, admin, regime="lgpd")
         refused = await client.post(
-            f"/v1/requests/{lgpd['id']}/extend", json={"reason": "x"}, headers=admin
+            f"/v1/requests/{lgpd['id']}/extend",
+            json={"reason": "x", "subject_notified_at": lgpd["received_at"]},
+            headers=admin,
         )
         assert refused.status_code == 409
 

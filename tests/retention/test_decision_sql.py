@@ -1,13 +1,14 @@
 """The SQL that recomputes stored decisions agrees with the policy, record by record, on both
 databases: random rules (both kinds, every anchor, periods across month ends, both actions,
 scopes that outrank each other), records dated on month ends and leap days with and without
-their events, holds on a category, on identities and on records, and restriction."""
+their events, holds on a category, on identities and on records, and restriction; customers
+whose agreement has ended (or will), so a contract end caps every rule source but `law`."""
 
 from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from app.core.identity import BlindIndexer, Identity
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.records.importer import OPERATOR_PRINCIPAL
 from app.records.models import Record, RecordIdentity, RecordProfile
-from app.records.service import register
+from app.records.register import register
 from app.retention import engine, policy
 from app.retention.recompute import Scope, recompute, simulate
 from tests.builders import (
@@ -62,8 +63,18 @@ def _iso(moment: datetime) -> str:
     return min(moment, datetime.now(UTC)).isoformat()
 
 
-async def _world(session: AsyncSession, rng: random.Random) -> uuid.UUID:
+SOURCES = ["law", "contract", "platform_default", "customer_setting"]
+
+
+async def _world(session: AsyncSession, rng: random.Random) -> list[uuid.UUID]:
+    """The controllers: the platform's id first (twice, so half the records are its own),
+    then the customers'."""
     controller = await make_controller(session, kind="platform", name="Spix")
+    customers: list[uuid.UUID] = []
+    # Customers: one whose agreement ended, one ending on a month's end, one with no end.
+    for until in (date(2024, 1, 31), date(2026, 11, 30), None):
+        customer = await make_controller(session, name=f"Customer {until}", effective_until=until)
+        customers.append(customer.id)
     await make_system(session, "sys")
     for key in LEAVES:
         await make_category(session, key)
@@ -84,18 +95,30 @@ async def _world(session: AsyncSession, rng: random.Random) -> uuid.UUID:
                 period=rng.choice(PERIODS),
                 anchor=rng.choice(ANCHORS),
                 action=rng.choice(policy.ACTIONS),
+                source=rng.choice(SOURCES),
                 **scope,
             )
+    # A customer's own longer setting, outranking the platform's by its controller.
+    for customer_id in customers:
+        await make_rule(
+            session,
+            kind=rng.choice(policy.KINDS),
+            period=rng.choice(PERIODS),
+            anchor=rng.choice(ANCHORS),
+            source="customer_setting",
+            category="cat",
+            controller_id=customer_id,
+        )
     # One rule over every group, so groups also mix with a shared, less specific rule.
     await make_rule(session, kind="maximum", period="P5Y", anchor="collected_at", category="cat")
     # And one that waits for an event, so some records are kept indefinitely.
     await make_rule(
         session, kind="minimum", period="P1M", anchor="event:closed", category=LEAVES[5]
     )
-    return controller.id
+    return [controller.id, controller.id, *customers]
 
 
-def _item(rng: random.Random, index: int, controller_id: uuid.UUID) -> dict[str, Any]:
+def _item(rng: random.Random, index: int, controllers: list[uuid.UUID]) -> dict[str, Any]:
     categories = [LEAVES[index % GROUPS]]
     if rng.random() < 0.2:
         categories.append(rng.choice(LEAVES))
@@ -103,7 +126,7 @@ def _item(rng: random.Random, index: int, controller_id: uuid.UUID) -> dict[str,
     item: dict[str, Any] = {
         "system": "sys",
         "record_ref": f"ref-{index}",
-        "controller_id": str(controller_id),
+        "controller_id": str(rng.choice(controllers)),
         "identities": [{"type": "email", "value": f"subject{index % 10}@example.com"}],
         "categories": categories,
         "purposes": rng.sample(PURPOSES, rng.randint(0, 2)),
@@ -191,10 +214,10 @@ async def _stored(session: AsyncSession) -> dict[uuid.UUID, dict[str, Any]]:
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 async def test_recompute_in_sql_agrees_with_the_policy(session: AsyncSession, seed: int) -> None:
     rng = random.Random(seed)
-    controller_id = await _world(session, rng)
+    controllers = await _world(session, rng)
     indexer = BlindIndexer(TEST_SUBJECT_KEY.encode(), "k1")
     await _holds(session, rng, indexer)
-    items = [_item(rng, index, controller_id) for index in range(240)]
+    items = [_item(rng, index, controllers) for index in range(240)]
     outcomes = await register(session, OPERATOR_PRINCIPAL, indexer, items)
     assert all(o.status == "created" for o in outcomes), [o.problem for o in outcomes]
     await session.commit()
@@ -228,6 +251,10 @@ async def test_recompute_in_sql_agrees_with_the_policy(session: AsyncSession, se
     assert statuses >= {"held", "retain", "due"}, statuses
     assert {d.action for d in expected.values()} == {"delete", "anonymize"}
     assert any(d.keep_indefinitely for d in expected.values())
+    # Contract ends decide some records, and a law minimum keeps others past theirs.
+    ended = [d for d in expected.values() if d.contract_end is not None]
+    assert any(d.delete_by == d.contract_end for d in ended)
+    assert any(d.delete_by is not None and d.delete_by > d.contract_end for d in ended)
 
     # Nothing left to change: a second recompute writes no row.
     assert await recompute(session, [Scope()]) == 0
@@ -248,9 +275,9 @@ async def test_recompute_in_sql_saturates_like_the_policy_at_the_end_of_time(
     """Dates the API refuses but a database may hold (written here straight to the table):
     Python and both databases saturate at policy.END_OF_TIME, record by record alike."""
     rng = random.Random(seed)
-    controller_id = await _world(session, rng)
+    controllers = await _world(session, rng)
     indexer = BlindIndexer(TEST_SUBJECT_KEY.encode(), "k1")
-    items = [_item(rng, index, controller_id) for index in range(160)]
+    items = [_item(rng, index, controllers) for index in range(160)]
     outcomes = await register(session, OPERATOR_PRINCIPAL, indexer, items)
     assert all(o.status == "created" for o in outcomes), [o.problem for o in outcomes]
     await session.commit()
@@ -288,10 +315,11 @@ async def test_simulation_counts_what_the_policy_would_change(
     session: AsyncSession, seed: int
 ) -> None:
     rng = random.Random(seed)
-    controller_id = await _world(session, rng)
+    controllers = await _world(session, rng)
+    controller_id = controllers[0]
     indexer = BlindIndexer(TEST_SUBJECT_KEY.encode(), "k1")
     await _holds(session, rng, indexer)
-    items = [_item(rng, index, controller_id) for index in range(160)]
+    items = [_item(rng, index, controllers) for index in range(160)]
     await register(session, OPERATOR_PRINCIPAL, indexer, items)
     await session.commit()
 
@@ -308,7 +336,9 @@ async def test_simulation_counts_what_the_policy_would_change(
     )
     current = await engine.load_rulebook(session)
     before = await _expected(session, current)
-    after = await _expected(session, engine.RuleBook([*current.rules, proposed]))
+    after = await _expected(
+        session, engine.RuleBook([*current.rules, proposed], current.contract_ends)
+    )
     matched = due = changed = 0
     for record_id, decision in after.items():
         if not any(o.rule_id == proposed.id for o in decision.rules):

@@ -1,0 +1,134 @@
+"""Reading records: as a key sees them, with their identities' digests and the retention
+decision stored on each."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.service import Principal
+from app.core.db import utcnow
+from app.core.errors import NotFound
+from app.core.identity import parse_label
+from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
+from app.records.models import Record, RecordIdentity, RecordProfile, visible
+from app.records.schemas import IdentityDigest, RecordOut, RecordPage
+from app.retention import engine
+from app.retention.answer import stored_decision
+
+
+async def identities_of(
+    session: AsyncSession, record_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[IdentityDigest]]:
+    found: dict[uuid.UUID, list[IdentityDigest]] = {rid: [] for rid in record_ids}
+    if record_ids:
+        rows = await session.execute(
+            select(
+                RecordIdentity.record_id,
+                RecordIdentity.identity_type,
+                RecordIdentity.digest,
+                RecordIdentity.key_id,
+            ).where(RecordIdentity.record_id.in_(record_ids))
+        )
+        for record_id, identity_type, digest, label in rows:
+            if not parse_label(label)[2]:
+                found[record_id].append(IdentityDigest(type=identity_type, digest=digest))
+    return found
+
+
+def record_out(
+    record: Record,
+    profile: RecordProfile,
+    identities: list[IdentityDigest],
+    hold_ids: list[str],
+    now: datetime,
+) -> RecordOut:
+    return RecordOut(
+        id=record.id,
+        system=record.system,
+        record_ref=record.record_ref,
+        controller_id=record.controller_id,
+        categories=list(profile.categories),
+        purposes=list(profile.purposes),
+        region=profile.region,
+        identities=identities,
+        collected_at=record.collected_at,
+        last_activity_at=record.last_activity_at,
+        events=engine.parse_events(record.events),
+        state=record.state,  # type: ignore[arg-type]
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        erased_at=record.erased_at,
+        retention=stored_decision(record, profile.ranked_rules, hold_ids, now),
+    )
+
+
+async def records_out(session: AsyncSession, rows: Sequence[Any]) -> list[RecordOut]:
+    now = utcnow()
+    identities = await identities_of(session, [row[0].id for row in rows])
+    holds = await engine.holds_of(
+        session, [(rec.id, engine.profile_facts(prof)) for rec, prof in rows if rec.held]
+    )
+    return [
+        record_out(rec, prof, identities[rec.id], holds.get(rec.id, []), now) for rec, prof in rows
+    ]
+
+
+async def get_visible(
+    session: AsyncSession, principal: Principal, record_id: uuid.UUID
+) -> tuple[Record, RecordProfile]:
+    row = (await session.execute(visible(principal).where(Record.id == record_id))).first()
+    if row is None:
+        raise NotFound("No record with this id")
+    return row[0], row[1]
+
+
+async def page_rows(
+    session: AsyncSession, statement: Select[Record, RecordProfile], limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """Keyset page of (record, profile) rows by record id."""
+    if cursor is not None:
+        (after,) = decode_cursor(cursor, cursor_uuid)
+        statement = statement.where(Record.id > after)
+    rows = list((await session.execute(statement.order_by(Record.id).limit(limit + 1))).all())
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor([rows[-1][0].id])
+
+
+async def get_record(
+    session: AsyncSession, principal: Principal, record_id: uuid.UUID
+) -> RecordOut:
+    row = await get_visible(session, principal, record_id)
+    (out,) = await records_out(session, [row])
+    return out
+
+
+async def list_records(
+    session: AsyncSession,
+    principal: Principal,
+    limit: int,
+    cursor: str | None,
+    *,
+    system: str | None = None,
+    record_ref: str | None = None,
+    controller_id: uuid.UUID | None = None,
+    state: str | None = None,
+) -> RecordPage:
+    statement = visible(principal)
+    if system is not None:
+        statement = statement.where(Record.system == system)
+    if record_ref is not None:
+        statement = statement.where(Record.record_ref == record_ref)
+    if controller_id is not None:
+        statement = statement.where(Record.controller_id == controller_id)
+    if state is not None:
+        statement = statement.where(Record.state == state)
+    rows, next_cursor = await page_rows(session, statement, limit, cursor)
+    return RecordPage(items=await records_out(session, rows), next_cursor=next_cursor)

@@ -1,0 +1,42 @@
+"""What every stage of a request shares: the app's context, the open statuses, and
+the request's identities as blind indexes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.crypto import SecretBox
+from app.core.identity import BlindIndex, BlindIndexer, IdentityType
+from app.requests import clocks, state
+from app.requests.models import RequestIdentity, SubjectRequest
+
+OPEN = (state.RequestStatus.pending_verification, state.RequestStatus.in_progress)
+MARKETING = "marketing.communications"
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What the request service needs from the running app."""
+
+    indexer: BlindIndexer
+    box: SecretBox
+    clocks: dict[str, clocks.RegimeClock]
+    holidays: frozenset[date]
+    code_ttl: timedelta
+    max_attempts: int
+    proof_period: timedelta
+    # How long a completed erasure's identities are remembered (blind indexes only).
+    erasure_memory: timedelta = timedelta(days=365)
+
+
+async def request_digests(session: AsyncSession, request: SubjectRequest) -> list[BlindIndex]:
+    rows = await session.execute(
+        select(RequestIdentity.identity_type, RequestIdentity.key_id, RequestIdentity.digest).where(
+            RequestIdentity.request_id == request.id
+        )
+    )
+    return [BlindIndex(IdentityType(t), k, d) for t, k, d in rows]

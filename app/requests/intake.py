@@ -1,0 +1,194 @@
+"""Intake: a request is filed, its identities blind-indexed and its deadlines set; a request
+that needs no code is verified at once."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.service import record as audit
+from app.auth.service import Principal
+from app.controllers.models import Controller
+from app.core.crypto import SecretBox
+from app.core.db import utcnow
+from app.core.errors import Unprocessable
+from app.core.identity import BlindIndex, BlindIndexer, InvalidIdentity
+from app.core.ids import new_id
+from app.purposes.models import Purpose
+from app.requests import clocks, state
+from app.requests.context import MARKETING, RequestContext
+from app.requests.models import RequestIdentity, SubjectRequest
+from app.requests.schemas import RequestCreate, VerificationChallenge
+from app.requests.scopes import _platform_id
+from app.requests.verification import on_verified
+from app.suppressions.gpc import SALE_OPT_OUT_REGIMES, opt_out_of_sale_and_sharing, require_purposes
+
+
+async def file_request(
+    session: AsyncSession,
+    principal: Principal,
+    body: RequestCreate,
+    ctx: RequestContext,
+    *,
+    gpc_signal: bool = False,
+) -> tuple[SubjectRequest, VerificationChallenge | None]:
+    now = utcnow()
+    filed_by = await _filing_controller(session, principal, body.controller_id)
+    gpc = gpc_signal or body.details.gpc
+    await _check_details(session, body, gpc)
+    received_at = body.received_at or now
+    if received_at > now + timedelta(minutes=5):
+        raise Unprocessable("received_at is in the future", loc=["body", "received_at"])
+    agent = body.requester.kind == "authorized_agent"
+    if agent and body.verified and body.requester.authorization_note is None:
+        raise Unprocessable(
+            "An agent's request needs a note of the subject's signed permission",
+            loc=["body", "requester", "authorization_note"],
+        )
+    digests = _digests(body, ctx.indexer, filed_by)
+    due = clocks.deadlines(body.regime, body.type, received_at, ctx.clocks, ctx.holidays)
+    request = SubjectRequest(
+        id=new_id(),
+        type=body.type,
+        regime=body.regime,
+        status=state.RequestStatus.pending_verification,
+        channel=body.channel,
+        filed_by_controller_id=filed_by,
+        filed_by_key_id=principal.key_id,
+        requester_kind=body.requester.kind,
+        received_at=received_at,
+        acknowledge_by=due.acknowledge_by,
+        due_at=due.due_at,
+        details=_stored_details(body, ctx.box),
+    )
+    request.contact_sealed = ctx.box.seal(
+        orjson.dumps(
+            {
+                "name": body.requester.name,
+                "email": body.requester.email,
+                "identities": [i.model_dump(mode="json") for i in body.identities],
+            }
+        ).decode(),
+        context=f"request:{request.id}",
+    )
+    request.details["agent_authorization"] = body.requester.authorization_note is not None
+    request.details["gpc"] = gpc
+    session.add(request)
+    await session.flush()
+    session.add_all(
+        RequestIdentity(
+            request_id=request.id, identity_type=str(d.type), digest=d.digest, key_id=d.key_id
+        )
+        for d in digests
+    )
+    await session.flush()
+    audit(
+        session,
+        principal,
+        "request.received",
+        "request",
+        request.id,
+        {
+            "type": body.type,
+            "regime": body.regime,
+            "channel": body.channel,
+            "requester": body.requester.kind,
+            "filed_by_controller_id": str(filed_by) if filed_by else None,
+        },
+        subject_request_id=request.id,
+    )
+    if gpc:
+        # The GPC signal opts the browser or device out of sale and sharing, and the accounts
+        # it is known to belong to, at once and without verification (11 CCR 7025(c)).
+        await opt_out_of_sale_and_sharing(
+            session,
+            digests=digests,
+            controller_id=filed_by or await _platform_id(session),
+            source="gpc",
+            request_id=request.id,
+            actor=principal,
+            linked=True,
+        )
+    # An opt-out needs no verification (CCPA 11 CCR 7026); a trusted session has verified.
+    if body.verified or body.type == "opt_out":
+        method = "trusted_session" if body.verified else "not_required"
+        await on_verified(session, principal, request, method, None, ctx)
+        return request, None
+    code = f"{secrets.randbelow(10**6):06d}"
+    request.verification_method = "code"
+    request.verification_code_hash = ctx.indexer.mac("verify", f"{request.id}:{code}")
+    request.verification_expires_at = now + ctx.code_ttl
+    if clocks.clock_for(body.regime, ctx.clocks).pauses_for_verification:
+        # UK GDPR Art. 12A: from this ask for identity evidence the clock stands still.
+        request.clock_paused_at = now
+    await session.flush()
+    return request, VerificationChallenge(code=code, expires_at=request.verification_expires_at)
+
+
+async def _filing_controller(
+    session: AsyncSession, principal: Principal, controller_id: uuid.UUID | None
+) -> uuid.UUID | None:
+    if principal.role == "controller":
+        if controller_id is not None and controller_id != principal.controller_id:
+            raise Unprocessable(
+                "A controller key files requests for its own controller",
+                loc=["body", "controller_id"],
+            )
+        return principal.controller_id
+    if controller_id is not None and await session.get(Controller, controller_id) is None:
+        raise Unprocessable("No controller with this id", loc=["body", "controller_id"])
+    return controller_id
+
+
+async def _check_details(session: AsyncSession, body: RequestCreate, gpc: bool) -> None:
+    details = body.details
+    if gpc or (body.type == "opt_out" and body.regime in SALE_OPT_OUT_REGIMES):
+        await require_purposes(session)
+    if body.type == "rectification" and not details.corrections:
+        raise Unprocessable(
+            "A rectification names its corrections", loc=["body", "details", "corrections"]
+        )
+    if body.type == "objection" and details.purpose is None:
+        raise Unprocessable(
+            "An objection names the purpose objected to", loc=["body", "details", "purpose"]
+        )
+    purpose = details.purpose or (MARKETING if body.type == "opt_out" else None)
+    if purpose is not None and await session.get(Purpose, purpose) is None:
+        raise Unprocessable(f"No purpose {purpose!r}", loc=["body", "details", "purpose"])
+
+
+def _digests(
+    body: RequestCreate, indexer: BlindIndexer, controller_id: uuid.UUID | None
+) -> list[BlindIndex]:
+    found: dict[str, BlindIndex] = {}
+    for position, identity in enumerate(body.identities):
+        try:
+            # Under every normalisation version in use: the request finds records whose
+            # hashes were stored under an older one.
+            blinds = indexer.all_of(identity, controller_id=controller_id)
+        except InvalidIdentity as exc:
+            raise Unprocessable(str(exc), loc=["body", "identities", position, "value"]) from None
+        for blind in blinds:
+            found.setdefault(blind.digest, blind)
+    return list(found.values())
+
+
+def _stored_details(body: RequestCreate, box: SecretBox) -> dict[str, Any]:
+    details = body.details
+    stored: dict[str, Any] = {
+        "channel": details.channel,
+        "purpose": details.purpose,
+        "lift": details.lift,
+    }
+    if details.corrections:
+        # Corrections are personal data: sealed here, opened only for the systems' tasks.
+        stored["correction_fields"] = sorted(details.corrections)
+        stored["corrections_sealed"] = box.seal(
+            orjson.dumps(details.corrections).decode(), context="corrections"
+        )
+    return stored

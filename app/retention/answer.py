@@ -1,0 +1,120 @@
+"""What a record's retention is: the decision stored on its row, explained by its profile's
+ranked rules, as a caller reads it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.service import Principal
+from app.core.db import utcnow
+from app.core.errors import NotFound
+from app.records.models import Record, RecordProfile
+from app.retention import engine, policy
+from app.retention.schemas import RetentionDecision
+
+
+def _rules_out(outcomes: Sequence[policy.RuleOutcome]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": uuid.UUID(o.rule_id),
+            "kind": o.kind,
+            "ends_at": o.ends_at,
+            "decisive": o.decisive,
+            "outranked": o.outranked,
+        }
+        for o in outcomes
+    ]
+
+
+def decision_out(record_id: uuid.UUID, decision: policy.Decision) -> RetentionDecision:
+    return RetentionDecision(
+        record_id=record_id,
+        status=decision.status,
+        keep_until=decision.keep_until,
+        keep_indefinitely=decision.keep_indefinitely,
+        delete_by=decision.delete_by,
+        action=decision.action,
+        holds=[uuid.UUID(h) for h in decision.holds],
+        rules=_rules_out(decision.rules),
+        contract_ends_at=decision.contract_end,
+    )
+
+
+def stored_decision(
+    record: Any, ranked_rules: str, hold_ids: list[str], now: datetime
+) -> RetentionDecision:
+    """The decision kept on a record row, explained by its profile's ranked rules applied to
+    the record's dates. The dates come from the row: they are what the due sweep reads."""
+    explained = engine.explain(ranked_rules, record, hold_ids, now)
+    return RetentionDecision(
+        record_id=record.id,
+        status=policy.status_at(
+            record.held, record.keep_until, record.keep_indefinitely, record.delete_by, now
+        ),
+        keep_until=record.keep_until,
+        keep_indefinitely=record.keep_indefinitely,
+        delete_by=record.delete_by,
+        action=record.action,
+        holds=[uuid.UUID(h) for h in hold_ids],
+        rules=_rules_out(explained.rules),
+        contract_ends_at=explained.contract_end,
+    )
+
+
+_DECISION_COLUMNS = select(
+    Record.id,
+    Record.state,
+    Record.collected_at,
+    Record.last_activity_at,
+    Record.events,
+    Record.held,
+    Record.keep_until,
+    Record.keep_indefinitely,
+    Record.delete_by,
+    Record.action,
+    RecordProfile.ranked_rules,
+).join(RecordProfile, RecordProfile.id == Record.profile_id)
+# Built once per kind of visibility: constructing a select() per request costs more than
+# running it. A key that sees nothing has no statement: it finds no record.
+_DECISION_BY_KIND = {
+    "everything": _DECISION_COLUMNS.where(Record.id == bindparam("record_id")),
+    "system": _DECISION_COLUMNS.where(
+        Record.id == bindparam("record_id"), Record.system == bindparam("system_key")
+    ),
+    "controller": _DECISION_COLUMNS.where(
+        Record.id == bindparam("record_id"), Record.controller_id == bindparam("controller_id")
+    ),
+}
+
+
+async def decision_of(
+    session: AsyncSession, principal: Principal, record_id: uuid.UUID
+) -> RetentionDecision:
+    """The hot path of a retention check: one indexed Core read of the decision columns and
+    the profile's ranked rules (a held record also reads which holds)."""
+    visibility = principal.visibility
+    statement = _DECISION_BY_KIND.get(visibility.kind)
+    if statement is None:
+        raise NotFound("No record with this id")
+    params: dict[str, Any] = {"record_id": record_id}
+    if visibility.kind == "system":
+        params["system_key"] = visibility.system_key
+    elif visibility.kind == "controller":
+        params["controller_id"] = visibility.controller_id
+    row = (await session.execute(statement, params)).first()
+    if row is None:
+        raise NotFound("No record with this id")
+    hold_ids: list[str] = []
+    if row.held:
+        profile = (
+            await session.execute(select(RecordProfile).join(Record).where(Record.id == row.id))
+        ).scalar_one()
+        holds = await engine.holds_of(session, [(row.id, engine.profile_facts(profile))])
+        hold_ids = holds[row.id]
+    return stored_decision(row, row.ranked_rules, hold_ids, utcnow())
