@@ -5,7 +5,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 
-from app.audit.service import record
 from app.auth.dependencies import AdminKey, ReaderKey
 from app.core.crypto import SecretBoxDep
 from app.core.errors import NotFound, Unprocessable, error_responses
@@ -83,15 +82,7 @@ async def get_delivery(
 async def redeliver(
     delivery_id: uuid.UUID, session: SessionDep, principal: AdminKey
 ) -> DeliveryOut:
-    event = await service.redeliver(session, delivery_id)
-    record(
-        session,
-        principal,
-        "webhook_delivery.redelivered",
-        "webhook_delivery",
-        event.id,
-        {"event_type": event.event_type, "target_kind": event.target_kind},
-    )
+    event = await service.redeliver(session, principal, delivery_id)
     return DeliveryOut.model_validate(event)
 
 
@@ -106,13 +97,5 @@ async def rotate_secret(
     key: str, request: Request, session: SessionDep, principal: AdminKey, box: SecretBoxDep
 ) -> SigningSecretOut:
     overlap = timedelta(hours=request.app.state.settings.webhook_secret_overlap_hours)
-    secret, retires_at = await service.rotate_system_secret(session, box, key, overlap)
-    record(
-        session,
-        principal,
-        "system.webhook_secret_issued",
-        "system",
-        key,
-        {"previous_retires_at": retires_at.isoformat() if retires_at else None},
-    )
+    secret, retires_at = await service.rotate_system_secret(session, principal, box, key, overlap)
     return SigningSecretOut(webhook_signing_secret=secret, previous_retires_at=retires_at)

@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.service import Operator
+from app.audit.service import record as audit
+from app.auth.service import Principal
 from app.core.crypto import SecretBox
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound
@@ -18,7 +21,11 @@ from app.webhooks.signing import new_secret
 
 
 async def rotate_system_secret(
-    session: AsyncSession, box: SecretBox, system_key: str, overlap: timedelta
+    session: AsyncSession,
+    principal: Principal | Operator,
+    box: SecretBox,
+    system_key: str,
+    overlap: timedelta,
 ) -> tuple[str, datetime | None]:
     """Issue a new secret; the current ones keep signing until `overlap` has passed."""
     if await session.get(System, system_key) is None:
@@ -47,10 +54,21 @@ async def rotate_system_secret(
         )
     )
     await session.flush()
-    return secret, retires_at if retired else None
+    previous_retires_at = retires_at if retired else None
+    audit(
+        session,
+        principal,
+        "system.webhook_secret_issued",
+        "system",
+        system_key,
+        {"previous_retires_at": previous_retires_at.isoformat() if previous_retires_at else None},
+    )
+    return secret, previous_retires_at
 
 
-async def redeliver(session: AsyncSession, event_id: uuid.UUID) -> OutboxEvent:
+async def redeliver(
+    session: AsyncSession, principal: Principal, event_id: uuid.UUID
+) -> OutboxEvent:
     """Send a delivered or dead-lettered event again, with a fresh round of attempts."""
     event = await session.scalar(
         select(OutboxEvent).where(OutboxEvent.id == event_id).with_for_update()
@@ -65,4 +83,12 @@ async def redeliver(session: AsyncSession, event_id: uuid.UUID) -> OutboxEvent:
     event.claimed_by = None
     event.claimed_until = None
     await session.flush()
+    audit(
+        session,
+        principal,
+        "webhook_delivery.redelivered",
+        "webhook_delivery",
+        event.id,
+        {"event_type": event.event_type, "target_kind": event.target_kind},
+    )
     return event

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from app.audit.service import OPERATOR
 from app.core.crypto import SecretBox
 from app.core.db import Database
 from app.outbox import service as outbox
@@ -110,7 +111,7 @@ async def one_run(backend: str, workers: int, tmp_path: Path) -> None:
         async with database.sessionmaker() as session:
             system = (await make_system(session, webhook_url=url)).key
             box = SecretBox(TEST_SUBJECT_KEY.encode(), "k1")
-            await rotate_system_secret(session, box, system, timedelta(0))
+            await rotate_system_secret(session, OPERATOR, box, system, timedelta(0))
             await session.commit()
         processes = start_workers(database_url, tmp_path, workers)
         try:

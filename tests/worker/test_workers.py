@@ -129,11 +129,12 @@ async def test_four_workers_never_deliver_one_event_twice(
         key = (await make_system(session, webhook_url=receiver.url)).key
         from datetime import timedelta
 
+        from app.audit.service import OPERATOR
         from app.core.crypto import SecretBox
         from app.webhooks.service import rotate_system_secret
 
         box = SecretBox(TEST_SUBJECT_KEY.encode(), "k1")
-        await rotate_system_secret(session, box, key, timedelta(0))
+        await rotate_system_secret(session, OPERATOR, box, key, timedelta(0))
         for n in range(300):
             outbox.emit(session, "task.created", {"task_id": str(n)}, system=key)
         await session.commit()
