@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.databases import fresh_database
 
@@ -166,3 +167,21 @@ async def test_readme_shell_examples_run(backend: str, tmp_path: Path) -> None:
             assert matches_in_order(expected, shown), (
                 f"README.md:{number} printed:\n{outputs[index]}\nexpected:\n" + "\n".join(expected)
             )
+
+
+DOCS = [README, README.parent / "openapi" / "README.md", README.parent / "app" / "README.md"]
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda page: str(page.relative_to(README.parent)))
+def test_docs_point_only_inside_the_repository(page: Path) -> None:
+    """Every link and every path a page names in backticks exists in a clone."""
+    text = page.read_text(encoding="utf-8")
+    assert "shared/" not in text and "../" not in text
+    for target in re.findall(r"\]\(([^)#]+)\)", text):
+        assert not target.startswith(("http:", "https:")), f"{page.name} links out: {target}"
+        assert (page.parent / target).exists(), f"{page.name} links to a missing {target}"
+    root = README.parent
+    for named in re.findall(r"`((?:app|tests|openapi|migrations)/[\w./-]+)`", text):
+        assert (root / named).exists() or named.startswith("app/worker"), (
+            f"{page.name} names a missing {named}"
+        )
