@@ -48,7 +48,7 @@ openapi-lint: $(VENV)/.installed-test
 
 # SQLite always; PostgreSQL too when SPIX_DSR_TEST_POSTGRES_URL is set (.ci/run sets it).
 test: lint typecheck openapi-lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 bench: $(VENV)/.installed-test
 	$(BIN)/pytest tests/benchmarks -s -q
