@@ -33,9 +33,11 @@ from app.core.signing import Signer
 from app.core.startup import guard_subject_key
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
+from app.jobs.router import router as jobs_router
 from app.keys.router import router as keys_router
 from app.legal_holds.router import router as legal_holds_router
 from app.openapi import build_openapi
+from app.outbox import service as _outbox  # noqa: F401  (registers the outbox commit hook)
 from app.purposes.router import router as purposes_router
 from app.recipients.router import router as recipients_router
 from app.records.router import router as records_router
@@ -48,6 +50,7 @@ from app.subjects.router import router as subjects_router
 from app.suppressions.router import router as suppressions_router
 from app.systems.router import router as systems_router
 from app.tasks.router import router as tasks_router
+from app.webhooks.router import router as webhooks_router
 from app.well_known.router import router as well_known_router
 
 VERSION = "0.1.0"
@@ -125,6 +128,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         tasks_router,
         suppressions_router,
         audit_router,
+        webhooks_router,
+        jobs_router,
         well_known_router,
         recipients_router,
         keys_router,

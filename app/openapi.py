@@ -56,6 +56,11 @@ TAGS = [
     },
     {"name": "audit", "description": "The append-only, hash-chained audit log."},
     {
+        "name": "webhooks",
+        "description": "Signed webhook deliveries from the outbox, redelivery, signing secrets.",
+    },
+    {"name": "jobs", "description": "Work done by workers in chunks: state and progress."},
+    {
         "name": "api-keys",
         "description": "API keys over HTTP: admins manage all, customer staff their own "
         "controller's; a key is shown once.",

@@ -12,6 +12,7 @@ from app.core.errors import ServiceUnavailable, Unauthorized, error_responses
 from app.core.resilience import classify
 from app.requests.models import REGIMES
 from app.requests.queries import acknowledgements_overdue, open_and_overdue
+from app.webhooks import metrics as webhook_metrics
 
 router = APIRouter(tags=["operations"])
 
@@ -87,6 +88,7 @@ async def get_metrics(request: Request) -> Response:
         async with database.sessionmaker() as session:
             counts = await open_and_overdue(session)
             unacknowledged = await acknowledgements_overdue(session)
+            await webhook_metrics.refresh(session)
     except Exception:
         # Metrics still answer when the database does not; /readyz reports that.
         counts = None
