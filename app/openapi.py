@@ -169,6 +169,7 @@ ENUM_NAMES = {
     ("code", "manual"): "VerificationMethod",
     ("code", "manual", "trusted_session", "not_required"): "VerifiedBy",
     ("unverifiable", "manifestly_unfounded", "excessive", "exempt"): "DenialReason",
+    ("pending", "delivered", "dead"): "DeliveryStatus",
 }
 # Free-form objects that a property may also leave null: named after what they hold.
 OBJECT_NAMES = {
