@@ -1,5 +1,10 @@
 # spix-dsr: slim, non-root. At every start: migrate (under a lock: replicas may start together),
 # bootstrap (first admin key, seed on an empty registry: both only when asked), then serve.
+# The same image runs the worker (webhook deliveries and scheduled work) with another command:
+#   docker run --env-file spix.env IMAGE spix-dsr worker
+# Run one or more workers beside the API processes against the same PostgreSQL (they share the
+# work); on the SQLite default run exactly one. SIGTERM (docker stop) lets a worker finish the
+# deliveries in hand.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -22,6 +22,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/spix-dsr migrate
 	$(BIN)/spix-dsr seed
+	@# The worker (webhook deliveries, scheduled work) runs beside the API and stops with it.
+	$(BIN)/spix-dsr worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/spix-dsr serve --host 0.0.0.0 --port $(PORT)
 
 migrate: $(VENV)/.installed
@@ -46,7 +48,7 @@ openapi-lint: $(VENV)/.installed-test
 
 # SQLite always; PostgreSQL too when SPIX_DSR_TEST_POSTGRES_URL is set (.ci/run sets it).
 test: lint typecheck openapi-lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 bench: $(VENV)/.installed-test
 	$(BIN)/pytest tests/benchmarks -s -q

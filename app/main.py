@@ -25,6 +25,7 @@ from app.core.middleware import (
     NulGuardMiddleware,
     RequestContextMiddleware,
 )
+from app.core.preflight import AllowMiddleware
 from app.core.ratelimit import RateLimiter
 from app.core.resilience import DatabaseFaultMiddleware
 from app.core.revisions import head_revisions
@@ -32,9 +33,11 @@ from app.core.signing import Signer
 from app.core.startup import guard_subject_key
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
+from app.jobs.router import router as jobs_router
 from app.keys.router import router as keys_router
 from app.legal_holds.router import router as legal_holds_router
 from app.openapi import build_openapi
+from app.outbox import service as _outbox  # noqa: F401  (registers the outbox commit hook)
 from app.purposes.router import router as purposes_router
 from app.recipients.router import router as recipients_router
 from app.records.router import router as records_router
@@ -47,6 +50,7 @@ from app.subjects.router import router as subjects_router
 from app.suppressions.router import router as suppressions_router
 from app.systems.router import router as systems_router
 from app.tasks.router import router as tasks_router
+from app.webhooks.router import router as webhooks_router
 from app.well_known.router import router as well_known_router
 
 VERSION = "0.1.0"
@@ -124,6 +128,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         tasks_router,
         suppressions_router,
         audit_router,
+        webhooks_router,
+        jobs_router,
         well_known_router,
         recipients_router,
         keys_router,
@@ -148,6 +154,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             expose_headers=["ETag", "X-Request-ID", "Location", "Retry-After"],
             max_age=600,
         )
+    else:
+        application.add_middleware(AllowMiddleware, routes=application.router.routes)
     application.add_middleware(NulGuardMiddleware)
     application.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     application.add_middleware(RequestContextMiddleware)

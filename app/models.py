@@ -7,7 +7,9 @@ from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.core.service_identity import ServiceIdentity
 from app.data_categories.models import DataCategory
+from app.jobs.models import Job
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
+from app.outbox.models import OutboxEvent, ScheduledNotice
 from app.purposes.models import Purpose
 from app.recipients.models import Recipient
 from app.records.models import (
@@ -30,6 +32,7 @@ from app.retention_rules.models import RetentionRule
 from app.suppressions.models import Suppression
 from app.systems.models import System
 from app.tasks.models import Task, TaskRecord
+from app.webhooks.models import WebhookSecret
 
 metadata = Base.metadata
 
@@ -42,9 +45,11 @@ __all__ = [
     "ErasureMemory",
     "ErasureReceipt",
     "IdempotencyRecord",
+    "Job",
     "LegalHold",
     "LegalHoldIdentity",
     "LegalHoldRecord",
+    "OutboxEvent",
     "Purpose",
     "Reappearance",
     "Recipient",
@@ -56,6 +61,7 @@ __all__ = [
     "RequestIdentity",
     "RequestScope",
     "RetentionRule",
+    "ScheduledNotice",
     "ScopeRecord",
     "ServiceIdentity",
     "SubjectRequest",
@@ -63,5 +69,6 @@ __all__ = [
     "System",
     "Task",
     "TaskRecord",
+    "WebhookSecret",
     "metadata",
 ]

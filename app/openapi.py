@@ -56,6 +56,11 @@ TAGS = [
     },
     {"name": "audit", "description": "The append-only, hash-chained audit log."},
     {
+        "name": "webhooks",
+        "description": "Signed webhook deliveries from the outbox, redelivery, signing secrets.",
+    },
+    {"name": "jobs", "description": "Work done by workers in chunks: state and progress."},
+    {
         "name": "api-keys",
         "description": "API keys over HTTP: admins manage all, customer staff their own "
         "controller's; a key is shown once.",
@@ -113,6 +118,192 @@ def _closed_pattern_properties(node: Any) -> None:
             _closed_pattern_properties(value)
 
 
+RATE_LIMITED_STATUS = "429"
+RATE_LIMITED_DESCRIPTION = "This key's request budget is spent; retry after Retry-After seconds"
+RETRY_AFTER = {
+    "description": "Seconds to wait before trying again",
+    "schema": {"type": "integer", "minimum": 0},
+}
+ETAG = {
+    "description": "The object's version: send it back as `If-Match` to make a write conditional",
+    "schema": {"type": "string"},
+}
+LOCATION = {
+    "description": "Where the created object is read",
+    "schema": {"type": "string", "format": "uri-reference"},
+}
+# 201s that create something with no address of its own to point at.
+NO_LOCATION = frozenset({"create_suppression"})
+
+# Closed value sets by their values: one named schema each, so a generated client has one
+# type per set (and no `…_type_0` names for optional ones).
+ENUM_NAMES = {
+    (
+        "contract",
+        "legitimate_interest",
+        "consent",
+        "legal_obligation",
+        "vital_interest",
+        "public_task",
+    ): "LegalBasis",
+    ("minimum", "maximum"): "RuleKind",
+    ("delete", "anonymize"): "RuleAction",
+    ("law", "contract", "platform_default", "customer_setting"): "RuleSource",
+    ("pending_verification", "in_progress", "completed", "denied", "cancelled"): "RequestStatus",
+    (
+        "access",
+        "portability",
+        "rectification",
+        "erasure",
+        "restriction",
+        "objection",
+        "opt_out",
+    ): "RequestType",
+    (
+        "awaiting_controller",
+        "in_progress",
+        "completed",
+        "declined",
+        "handled_by_controller",
+        "failed",
+    ): "ScopeStatus",
+    ("pending", "claimed", "completed", "failed", "suspended"): "TaskStatus",
+    ("export", "erase", "rectify", "restrict", "unrestrict"): "TaskAction",
+    ("email", "sms", "voice", "all"): "Channel",
+    ("email", "sms", "voice"): "SendChannel",
+    ("unsubscribe_link", "sms_stop", "request", "gpc", "manual"): "SuppressionSource",
+    ("admin", "auditor", "system", "controller"): "ApiKeyRole",
+    ("low", "medium", "high"): "Sensitivity",
+    ("erased_again", "lawful_new_collection", "not_the_same_subject"): "ReappearedResolution",
+    ("processor", "sub_processor", "third_party", "controller"): "RecipientRole",
+    ("not_applicable", "adequacy", "scc", "bcr", "derogation", "none"): "TransferSafeguard",
+    ("gdpr", "uk_gdpr", "ccpa", "vcdpa", "cpa", "ctdpa", "lgpd", "other"): "Regime",
+    ("email", "web", "dashboard", "api"): "IntakeChannel",
+    ("code", "manual"): "VerificationMethod",
+    ("code", "manual", "trusted_session", "not_required"): "VerifiedBy",
+    ("unverifiable", "manifestly_unfounded", "excessive", "exempt"): "DenialReason",
+    ("pending", "delivered", "dead"): "DeliveryStatus",
+}
+# Free-form objects that a property may also leave null: named after what they hold.
+OBJECT_NAMES = {
+    ("ItemError", "errors"): "ItemErrorDetail",
+    ("RecordPatch", "events"): "RecordEvents",
+    ("RequestDetails", "corrections"): "Corrections",
+    ("RequestCreated", "outcome"): "RequestOutcome",
+    ("RequestOut", "outcome"): "RequestOutcome",
+    ("ScopeOut", "outcome"): "ScopeOutcome",
+}
+# Operations that answer a free-form object: the name of what they answer.
+RESPONSE_NAMES = {"get_request_export": "AccessPackage"}
+
+
+def _document_headers(schema: dict[str, Any]) -> None:
+    """ETag where an object's version is answered, Location on creations, Retry-After on 429."""
+    paths = schema.get("paths", {})
+    versioned = {
+        path
+        for path, item in paths.items()
+        for op in item.values()
+        if isinstance(op, dict)
+        and any(p.get("name") == "If-Match" for p in op.get("parameters", ()))
+    }
+    for path, item in paths.items():
+        for method, op in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            responses = op["responses"]
+            if path in versioned and method in {"get", "patch", "put"} and "200" in responses:
+                responses["200"].setdefault("headers", {})["ETag"] = ETAG
+            if "201" in responses:
+                headers = responses["201"].setdefault("headers", {})
+                if any(p.rsplit("/", 1)[0] == path for p in versioned):
+                    headers["ETag"] = ETAG
+                if op.get("operationId") not in NO_LOCATION:
+                    headers["Location"] = LOCATION
+            if path.startswith("/v1/") and op.get("security"):
+                responses.setdefault(
+                    RATE_LIMITED_STATUS,
+                    {
+                        **_problem_response(RATE_LIMITED_DESCRIPTION),
+                        "headers": {"Retry-After": RETRY_AFTER},
+                    },
+                )
+                op["responses"] = dict(sorted(responses.items()))
+
+
+def _pascal(*words: str) -> str:
+    return "".join(
+        part.capitalize() for word in words for part in word.replace("-", "_").split("_")
+    )
+
+
+def _name_inline_schemas(schema: dict[str, Any]) -> None:
+    """Lift closed value sets and free-form optional objects into named component schemas."""
+    components = schema["components"]["schemas"]
+
+    def lift(node: dict[str, Any], name: str) -> dict[str, Any]:
+        body = {
+            k: v
+            for k, v in node.items()
+            if k not in {"title", "description", "examples", "default"}
+        }
+        if name in components and components[name] != {**body, "title": name}:
+            return node
+        components[name] = {**body, "title": name}
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def enum_name(node: dict[str, Any]) -> str | None:
+        if node.get("type") == "string" and isinstance(node.get("enum"), list):
+            return ENUM_NAMES.get(tuple(node["enum"]))
+        return None
+
+    def visit(node: Any, owner: str, prop: str) -> Any:
+        if isinstance(node, list):
+            return [visit(item, owner, prop) for item in node]
+        if not isinstance(node, dict):
+            return node
+        name = enum_name(node)
+        if name:
+            return lift(node, name)
+        if "anyOf" in node and (owner, prop) in OBJECT_NAMES:
+            name = OBJECT_NAMES[(owner, prop)]
+            for i, option in enumerate(node["anyOf"]):
+                if option.get("type") == "object":
+                    node["anyOf"][i] = lift(option, name)
+                elif option.get("type") == "array" and option["items"].get("type") == "object":
+                    option["items"] = lift(option["items"], name)
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "properties":
+                out[key] = {p: visit(v, owner, p) for p, v in value.items()}
+            else:
+                out[key] = visit(value, owner, prop)
+        return out
+
+    for name in list(components):
+        # A component's own body stays where it is: only what it holds is named.
+        if not enum_name(components[name]):
+            components[name] = visit(components[name], name, "")
+    for item in schema.get("paths", {}).values():
+        for method, op in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            for param in op.get("parameters", ()):
+                param["schema"] = visit(param["schema"], "", param["name"])
+            # An optional body (`CompleteIn | None = None`): optional, not "null or the object".
+            for media in op.get("requestBody", {}).get("content", {}).values():
+                options = media["schema"].get("anyOf", [])
+                if len(options) == 2 and {"type": "null"} in options:
+                    media["schema"] = next(o for o in options if o != {"type": "null"})
+                    op["requestBody"]["required"] = False
+            for response in op["responses"].values():
+                for media in response.get("content", {}).values():
+                    media["schema"] = visit(media["schema"], "", "")
+                    name = RESPONSE_NAMES.get(op.get("operationId", ""))
+                    if name and media["schema"].get("type") == "object":
+                        media["schema"] = lift(media["schema"], name)
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
@@ -165,5 +356,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     )
             operation["responses"] = dict(sorted(responses.items()))
     schema["tags"] = [tag for tag in TAGS if tag["name"] in used_tags]
+    _document_headers(schema)
+    _name_inline_schemas(schema)
     app.openapi_schema = schema
     return schema

@@ -73,7 +73,9 @@ def idempotency_purge() -> None:
 
 @import_cli.command("records")
 def import_records(
-    file: Annotated[Path, typer.Argument(help="JSON Lines: one record body per line")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="JSON Lines: one record body per line")
+    ],
     batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 1000,
 ) -> None:
     """Register the records of a JSON Lines file, streamed in batches; a record_ref given
@@ -125,7 +127,9 @@ def import_records(
 
 @receipt_cli.command("verify")
 def receipt_verify(
-    file: Annotated[Path, typer.Argument(help="The receipt, as GET /v1/requests/{id}/receipt")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="The receipt, as GET /v1/requests/{id}/receipt")
+    ],
     key: Annotated[
         str | None,
         typer.Option(

@@ -68,7 +68,9 @@ def keys_list() -> None:
 
 
 @keys_cli.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")]) -> None:
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id")],
+) -> None:
     """Revoke an API key (other processes stop accepting it within the key cache time)."""
     from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -176,6 +176,19 @@ def render_openapi() -> str:
 
 
 @cli.command()
+def worker() -> None:
+    """Deliver webhooks from the outbox and run the schedule (beside `serve`; any number on
+    PostgreSQL)."""
+    from app.core.logging import configure_logging
+    from app.worker.runner import run_worker
+
+    settings = get_settings()
+    settings.resolve_subject_key()  # fail here, with the reason
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker(settings))
+
+
+@cli.command()
 def openapi(
     check: Annotated[
         bool, typer.Option("--check", help="Fail when the committed file differs from the code")

@@ -18,6 +18,7 @@ from app.core.etag import IfMatch, check_if_match, etag_of
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params, paginate
 from app.core.session import SessionDep
+from app.webhooks.targets import SafeWebhooksDep
 
 router = APIRouter(prefix="/v1/controllers", tags=["controllers"])
 
@@ -36,7 +37,9 @@ async def create_controller(
     principal: AdminKey,
     idem: IdempotencyDep,
     box: SecretBoxDep,
+    safe: SafeWebhooksDep,
 ) -> Response:
+    await safe.check(body.dsr_routing.webhook_url, ["body", "dsr_routing", "webhook_url"])
     controller, secret = await service.create_controller(session, principal, body, box)
     out = ControllerCreated(**service.to_out(controller), webhook_signing_secret=secret)
     return await idem.respond(
@@ -98,8 +101,11 @@ async def update_controller(
     principal: AdminKey,
     box: SecretBoxDep,
     response: Response,
+    safe: SafeWebhooksDep,
     if_match: IfMatch = None,
 ) -> ControllerCreated:
+    routing = body.dsr_routing
+    await safe.check(routing.webhook_url if routing else None, ["body", "dsr_routing"])
     controller = await service.get_controller(session, principal, controller_id)
     check_if_match(if_match, controller.version)
     _, secret = await service.update_controller(session, principal, controller, body, box)

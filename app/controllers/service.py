@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 import weakref
 from typing import Any
@@ -19,6 +18,7 @@ from app.core.crypto import SecretBox
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.ids import new_id
 from app.retention.recompute import Scope, recompute
+from app.webhooks.signing import new_secret
 
 
 def to_out(controller: Controller) -> dict[str, Any]:
@@ -92,7 +92,7 @@ async def _ensure_external_ref_free(
 
 
 def _new_secret(box: SecretBox, controller: Controller) -> str:
-    secret = "whsec_" + secrets.token_urlsafe(32)
+    secret = new_secret()
     controller.webhook_secret_sealed = box.seal(secret, context=f"controller:{controller.id}")
     return secret
 

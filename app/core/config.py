@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # `memory://` (per process) or a Redis URL (`redis://host:6379/0`): replicas share it.
     rate_limit_storage: str = "memory://"
     max_body_bytes: int = 5 * 1024 * 1024
+    # When set, /metrics answers only `Authorization: Bearer <this token>` (401 otherwise).
+    metrics_token: SecretStr | None = None
     # How far ahead of ours a client's clock may run: a time of something that happened
     # (collected_at, an event, received_at) may be at most this far in the future. Request
     # bodies validate against the process's settings (get_settings), read from the environment.
@@ -83,6 +85,31 @@ class Settings(BaseSettings):
     request_proof_days: int = 730
     # How long a stored Idempotency-Key answer is replayed; older rows are ignored and purged.
     idempotency_ttl_hours: int = Field(24, ge=1)
+    # The worker (`spix-dsr worker`): webhook deliveries from the outbox and scheduled work.
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    # Attempts before an event is dead-lettered (redeliver it by hand); waits between them
+    # grow exponentially from the base, with jitter, up to the maximum.
+    webhook_max_attempts: int = Field(8, ge=1)
+    webhook_backoff_base_seconds: float = Field(10.0, ge=0)
+    webhook_backoff_max_seconds: float = Field(3600.0, ge=0)
+    # Development and tests only: allow plain http and loopback, link-local and private
+    # addresses as webhook targets.
+    webhook_allow_private_targets: bool = False
+    # How long a rotated-out system signing secret still signs deliveries beside the new one.
+    webhook_secret_overlap_hours: float = Field(24.0, ge=0)
+    worker_poll_seconds: float = Field(1.0, gt=0)
+    # Scheduled work: how often a worker runs it, how many days before a deadline
+    # `request.due_soon` goes out, and after how many lapsed leases of one task
+    # `task.lease_lapsed` does.
+    schedule_interval_seconds: float = Field(60.0, gt=0)
+    deadline_notice_days: int = Field(7, ge=0)
+    lease_lapses_before_event: int = Field(3, ge=1)
+    # A rule change reaching more records than this answers 202 with a job (GET /v1/jobs/{id})
+    # that workers run in chunks of `job_chunk_records`, each committed on its own.
+    recompute_inline_max_records: int = Field(100_000, ge=0)
+    job_chunk_records: int = Field(10_000, ge=1)
+    job_lease_seconds: float = Field(60.0, gt=0)
+    worker_batch_size: int = Field(20, ge=1, le=500)
     log_level: str = "INFO"
     db_pool_size: int = 10
     db_echo: bool = False

@@ -21,4 +21,11 @@ def check_if_match(if_match: str | None, version: int) -> None:
         raise PreconditionFailed(f"If-Match does not match the current ETag {current}")
 
 
-IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag you read")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="The ETag you read. Optional: without it the last writer wins; a stale "
+        "one answers 412.",
+    ),
+]

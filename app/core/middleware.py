@@ -16,6 +16,7 @@ import orjson
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.docs import ASSETS_URL
 from app.core.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 from app.core.logging import request_id_var
 
@@ -31,14 +32,23 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+_DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
-    # Unmatched paths are not labelled by their text: that would let callers grow the metrics.
-    return path if isinstance(path, str) else "unmatched"
+    if isinstance(path, str):
+        return path
+    # The documentation's routes set no route in the scope: named by a fixed list. Other
+    # unmatched paths are not labelled by their text: that would let callers grow the metrics.
+    requested: str = scope.get("path", "")
+    if requested in _DOCS_PATHS:
+        return requested
+    if requested.startswith(ASSETS_URL + "/"):
+        return ASSETS_URL
+    return "unmatched"
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

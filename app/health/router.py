@@ -1,3 +1,5 @@
+import hmac
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
@@ -6,10 +8,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.core.db import Database
-from app.core.errors import ServiceUnavailable, error_responses
+from app.core.errors import ServiceUnavailable, Unauthorized, error_responses
 from app.core.resilience import classify
 from app.requests.models import REGIMES
 from app.requests.queries import acknowledgements_overdue, open_and_overdue
+from app.webhooks import metrics as webhook_metrics
 
 router = APIRouter(tags=["operations"])
 
@@ -66,16 +69,26 @@ async def get_readiness(request: Request) -> Health:
     operation_id="get_metrics",
     summary="Prometheus metrics",
     response_class=Response,
+    description="Open unless `SPIX_DSR_METRICS_TOKEN` is set; then it needs "
+    "`Authorization: Bearer <that token>`.",
     responses={
-        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}
+        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
+        **error_responses(401),
     },
 )
 async def get_metrics(request: Request) -> Response:
+    token = request.app.state.settings.metrics_token
+    if token is not None:
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthorized("This service's metrics need its metrics token")
     database: Database = request.app.state.db
     try:
         async with database.sessionmaker() as session:
             counts = await open_and_overdue(session)
             unacknowledged = await acknowledgements_overdue(session)
+            await webhook_metrics.refresh(session)
     except Exception:
         # Metrics still answer when the database does not; /readyz reports that.
         counts = None

@@ -19,7 +19,7 @@ from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
 from app.records.models import Record, RecordIdentity, RecordProfile, visible
 from app.records.schemas import IdentityDigest, RecordOut, RecordPage
 from app.retention import engine
-from app.retention.answer import stored_decision
+from app.retention.answer import name_rules, stored_decision
 
 
 async def identities_of(
@@ -74,9 +74,11 @@ async def records_out(session: AsyncSession, rows: Sequence[Any]) -> list[Record
     holds = await engine.holds_of(
         session, [(rec.id, engine.profile_facts(prof)) for rec, prof in rows if rec.held]
     )
-    return [
+    out = [
         record_out(rec, prof, identities[rec.id], holds.get(rec.id, []), now) for rec, prof in rows
     ]
+    await name_rules(session, [record.retention for record in out])
+    return out
 
 
 async def get_visible(

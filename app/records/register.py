@@ -26,7 +26,7 @@ from app.records.reappearance import Candidate, flag_reappeared
 from app.records.references import known_references
 from app.records.schemas import BatchResult, IdentityDigest, ItemError, RecordIn, RecordOut
 from app.retention import engine, policy
-from app.retention.answer import decision_out
+from app.retention.answer import decision_out, name_rules
 
 records_table: Table = Record.__table__  # type: ignore[assignment]
 identities_table: Table = RecordIdentity.__table__  # type: ignore[assignment]
@@ -85,11 +85,14 @@ class Registered:
     problem: ItemProblem | None = None
     item: _Item | None = None
     at: datetime | None = None
+    out: RecordOut | None = None
 
     def record(self) -> RecordOut:
         """The full record; built only when asked (a batch answers ids only)."""
-        assert self.item is not None and self.at is not None
-        return _out(self.item, self.at)
+        if self.out is None:
+            assert self.item is not None and self.at is not None
+            self.out = _out(self.item, self.at)
+        return self.out
 
     def result(self) -> BatchResult:
         return BatchResult(
@@ -233,6 +236,7 @@ async def register_one(
         outcome.record_id,
         {"system": body.system},
     )
+    await name_rules(session, [outcome.record().retention])
     return outcome
 
 

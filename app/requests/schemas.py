@@ -21,6 +21,12 @@ ScopeStatus = Literal[
     "failed",
 ]
 Channel = Literal["email", "sms", "voice", "all"]
+IntakeChannel = Literal["email", "web", "dashboard", "api"]
+VerificationMethod = Literal["code", "manual"]
+# How a request came to be verified: by the subject (code, manual) or at intake, where a
+# trusted caller vouches for the subject or the request type needs no verification.
+VerifiedBy = Literal["code", "manual", "trusted_session", "not_required"]
+DenialReason = Literal["unverifiable", "manifestly_unfounded", "excessive", "exempt"]
 # Whitespace is stripped before the length is checked: the document says a note needs a
 # character that is not whitespace (the same set in Python's and pydantic-core's regexes).
 Note = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"[^\s\x1c-\x1f]")]
@@ -55,7 +61,7 @@ class RequestCreate(InputModel):
     regime: Regime
     identities: list[Identity] = Field(min_length=1, max_length=20)
     requester: Requester = Field(default_factory=Requester)
-    channel: Literal["email", "web", "dashboard", "api"] = "api"
+    channel: IntakeChannel = "api"
     received_at: PastDatetime | None = None
     controller_id: uuid.UUID | None = None
     details: RequestDetails = Field(default_factory=RequestDetails)
@@ -64,7 +70,7 @@ class RequestCreate(InputModel):
 
 class VerifyIn(InputModel):
     code: Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")] | None = None
-    method: Literal["code", "manual"] = "code"
+    method: VerificationMethod = "code"
     note: Note | None = None
     evidence_received_at: PastDatetime | None = Field(
         None,
@@ -88,7 +94,7 @@ class AcknowledgeIn(InputModel):
 
 
 class DenyIn(InputModel):
-    reason: Literal["unverifiable", "manifestly_unfounded", "excessive", "exempt"]
+    reason: DenialReason
     detail: Text | None = None
 
 
@@ -152,7 +158,7 @@ class RequestOut(OutputModel):
     type: RequestType
     regime: Regime
     status: RequestStatus
-    channel: str
+    channel: IntakeChannel
     requester_kind: Literal["subject", "authorized_agent"]
     identity_types: list[IdentityType]
     filed_by_controller_id: uuid.UUID | None
@@ -163,7 +169,7 @@ class RequestOut(OutputModel):
     extension_reason: str | None
     overdue: bool
     verified_at: datetime | None
-    verification_method: str | None
+    verification_method: VerifiedBy | None
     extension_notified_at: datetime | None = Field(
         None, description="When the subject was told of the extension"
     )
@@ -179,7 +185,7 @@ class RequestOut(OutputModel):
         "still for it (UK GDPR Art. 12A): when it was asked for; the due date then runs "
         "from the evidence's arrival",
     )
-    denial_reason: str | None
+    denial_reason: DenialReason | None
     closed_at: datetime | None
     scopes: list[ScopeOut]
     outcome: dict[str, Any] | None

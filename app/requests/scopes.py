@@ -16,6 +16,8 @@ from app.controllers.service import platform_controller_id
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.ids import new_id
+from app.outbox import service as outbox
+from app.outbox.payloads import scope_ids
 from app.purposes.models import Purpose
 from app.records.models import Record, RecordIdentity
 from app.requests import state
@@ -124,6 +126,12 @@ async def open_scopes(
                 scope.id,
                 {"controller_id": str(controller_id), "records": len(record_ids)},
                 subject_request_id=request.id,
+            )
+            outbox.emit(
+                session,
+                "scope.awaiting_controller",
+                scope_ids(request, scope),
+                controller=controller_id,
             )
     await maybe_complete(session, principal, request, ctx)
 

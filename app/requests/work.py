@@ -17,6 +17,8 @@ from app.core.crypto import SecretBox
 from app.core.db import utcnow
 from app.core.identity import BlindIndex
 from app.core.ids import new_id
+from app.outbox import service as outbox
+from app.outbox.payloads import scope_ids
 from app.records.models import Record
 from app.requests.completion import finish_scope
 from app.requests.context import MARKETING, RequestContext, request_digests
@@ -74,6 +76,9 @@ def _add_tasks(
             )
         )
         session.add_all(TaskRecord(task_id=task_id, record_id=r.id) for r in rows)
+        outbox.emit(
+            session, "task.created", scope_ids(request, scope, task_id=task_id), system=system
+        )
     return len(by_system)
 
 
@@ -144,6 +149,9 @@ async def start_scope(
         scope.id,
         {"controller_id": str(scope.controller_id), "tasks": created},
         subject_request_id=request.id,
+    )
+    outbox.emit(
+        session, "scope.run_on_behalf", scope_ids(request, scope), controller=scope.controller_id
     )
     if needs_person(scope):
         # No exemption keeps these records (an open account, a retention setting): the scope

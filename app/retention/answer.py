@@ -17,6 +17,25 @@ from app.core.errors import NotFound
 from app.records.models import Record, RecordProfile
 from app.retention import engine, policy
 from app.retention.schemas import RetentionDecision
+from app.retention_rules.models import RetentionRule
+
+_RULE_NAMES = select(RetentionRule.id, RetentionRule.key, RetentionRule.name).where(
+    RetentionRule.id.in_(bindparam("ids", expanding=True))
+)
+
+
+async def name_rules(session: AsyncSession, decisions: Sequence[RetentionDecision]) -> None:
+    """Put each rule's key and name beside its id: one indexed read for all the decisions."""
+    ids = {rule.id for decision in decisions for rule in decision.rules}
+    if not ids:
+        return
+    names = {
+        row.id: (row.key, row.name)
+        for row in await session.execute(_RULE_NAMES, {"ids": sorted(ids)})
+    }
+    for decision in decisions:
+        for rule in decision.rules:
+            rule.key, rule.name = names.get(rule.id, (None, None))
 
 
 def _rules_out(outcomes: Sequence[policy.RuleOutcome]) -> list[dict[str, Any]]:
@@ -52,9 +71,12 @@ def stored_decision(
     """The decision kept on a record row, explained by its profile's ranked rules applied to
     the record's dates. The dates come from the row: they are what the due sweep reads."""
     explained = engine.explain(ranked_rules, record, hold_ids, now)
+    erased = getattr(record, "state", None) == "erased"
     return RetentionDecision(
         record_id=record.id,
-        status=policy.status_at(
+        status="erased"
+        if erased
+        else policy.status_at(
             record.held, record.keep_until, record.keep_indefinitely, record.delete_by, now
         ),
         keep_until=record.keep_until,
@@ -97,7 +119,8 @@ async def decision_of(
     session: AsyncSession, principal: Principal, record_id: uuid.UUID
 ) -> RetentionDecision:
     """The hot path of a retention check: one indexed Core read of the decision columns and
-    the profile's ranked rules (a held record also reads which holds)."""
+    the profile's ranked rules, one of the rules' names (a held record also reads which
+    holds)."""
     visibility = principal.visibility
     statement = _DECISION_BY_KIND.get(visibility.kind)
     if statement is None:
@@ -117,4 +140,6 @@ async def decision_of(
         ).scalar_one()
         holds = await engine.holds_of(session, [(row.id, engine.profile_facts(profile))])
         hold_ids = holds[row.id]
-    return stored_decision(row, row.ranked_rules, hold_ids, utcnow())
+    decision = stored_decision(row, row.ranked_rules, hold_ids, utcnow())
+    await name_rules(session, [decision])
+    return decision

@@ -6,9 +6,13 @@ from pydantic import Field, model_validator
 
 from app.core.schemas import MAX_BATCH, InputModel, OutputModel, RecordRef, SystemKey
 
+NO_MAXIMUM_NOTE = "No maximum rule covers this record: it may be deleted, nothing requires it"
+
 
 class RuleOutcomeOut(OutputModel):
     id: uuid.UUID
+    key: str | None = Field(None, description="The rule's key, when it has one")
+    name: str | None = Field(None, description="The rule's name")
     kind: Literal["minimum", "maximum"]
     ends_at: datetime | None
     decisive: bool
@@ -17,7 +21,9 @@ class RuleOutcomeOut(OutputModel):
 
 class RetentionDecision(OutputModel):
     record_id: uuid.UUID
-    status: Literal["held", "retain", "eligible", "due"]
+    status: Literal["held", "retain", "eligible", "due", "erased"] = Field(
+        description="`erased`: the record was erased (only its tombstone is kept)"
+    )
     keep_until: datetime | None
     keep_indefinitely: bool = Field(
         description="A minimum rule waits for an event: kept with no end date yet"
@@ -34,6 +40,17 @@ class RetentionDecision(OutputModel):
             "(GDPR Art. 28(3)(g))"
         ),
     )
+    note: str | None = Field(
+        None,
+        description="Set when an eligible record has no delete_by: no maximum rule covers it",
+        examples=[NO_MAXIMUM_NOTE],
+    )
+
+    @model_validator(mode="after")
+    def _explain_open_end(self) -> Self:
+        if self.status == "eligible" and self.delete_by is None and self.note is None:
+            self.note = NO_MAXIMUM_NOTE
+        return self
 
 
 class RecordLocator(InputModel):

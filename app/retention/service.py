@@ -18,7 +18,7 @@ from app.core.pagination import cursor_datetime, cursor_uuid, decode_cursor, enc
 from app.legal_holds.models import LegalHold
 from app.records.models import DUE_PREDICATE, Record, RecordProfile, record_rows, visible
 from app.retention import citations, engine, policy
-from app.retention.answer import stored_decision
+from app.retention.answer import name_rules, stored_decision
 from app.retention.schemas import (
     CoverageItem,
     CoverageOut,
@@ -76,6 +76,7 @@ async def eligibility(
                     decision=decision,
                 )
             )
+    await name_rules(session, [r.decision for r in results if r.decision is not None])
     return results
 
 

@@ -11,6 +11,7 @@ from app.core.etag import IfMatch, check_if_match, etag_of
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params, paginate
 from app.core.session import SessionDep
+from app.jobs import service as jobs
 from app.retention.policy import Period, parse_period
 from app.retention_rules import service
 from app.retention_rules.models import RetentionRule
@@ -42,7 +43,7 @@ CapDep = Annotated[Period, Depends(customer_retention_cap)]
     response_model=RetentionRuleOut,
     operation_id="create_retention_rule",
     summary="Create a retention rule",
-    responses=error_responses(400, 401, 403, 409, 413, 422),
+    responses=jobs.ACCEPTED | error_responses(400, 401, 403, 409, 413, 422),
 )
 async def create_retention_rule(
     body: RetentionRuleCreate,
@@ -52,6 +53,8 @@ async def create_retention_rule(
     cap: CapDep,
 ) -> Response:
     rule = await service.create_rule(session, principal, body, cap)
+    if accepted := await jobs.deferred(session, principal, "retention_rule", rule.id):
+        return accepted
     return await idem.respond(
         RetentionRuleOut.model_validate(rule),
         201,
@@ -132,7 +135,7 @@ async def get_retention_rule(
     "/{rule_id}",
     operation_id="update_retention_rule",
     summary="Change a retention rule",
-    responses=error_responses(400, 401, 403, 404, 409, 412, 413, 422),
+    responses=jobs.ACCEPTED | error_responses(400, 401, 403, 404, 409, 412, 413, 422),
 )
 async def update_retention_rule(
     rule_id: uuid.UUID,
@@ -146,6 +149,8 @@ async def update_retention_rule(
     rule = await service.get_rule(session, principal, rule_id)
     check_if_match(if_match, rule.version)
     await service.update_rule(session, principal, rule, body, cap)
+    if accepted := await jobs.deferred(session, principal, "retention_rule", rule.id):
+        return accepted  # type: ignore[return-value]
     response.headers["ETag"] = etag_of(rule.version)
     return RetentionRuleOut.model_validate(rule)
 
@@ -156,11 +161,13 @@ async def update_retention_rule(
     response_class=Response,
     operation_id="delete_retention_rule",
     summary="Delete a retention rule",
-    responses=error_responses(401, 403, 404, 422),
+    responses=jobs.ACCEPTED | error_responses(401, 403, 404, 422),
 )
 async def delete_retention_rule(
     rule_id: uuid.UUID, session: SessionDep, principal: RuleWriter
 ) -> Response:
     rule = await service.get_rule(session, principal, rule_id)
     await service.delete_rule(session, principal, rule)
+    if accepted := await jobs.deferred(session, principal, "retention_rule", rule_id):
+        return accepted
     return Response(status_code=204)

@@ -24,6 +24,7 @@ from app.controllers.models import Controller
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.ids import new_id
 from app.data_categories.models import DataCategory
+from app.jobs import service as jobs
 from app.purposes.models import Purpose
 from app.retention.engine import to_policy_rule
 from app.retention.policy import Period, add_period, parse_period
@@ -78,19 +79,19 @@ def _audit_details(rule: RetentionRule) -> dict[str, Any]:
 
 async def on_rules_changed(session: AsyncSession, rule_scopes: Iterable[RuleScope]) -> None:
     # In the same transaction: a check never sees a rule without its effect on records.
-    await recompute(
-        session,
-        {
-            Scope(
-                controller_id=s.controller_id,
-                system=s.system,
-                region=s.region,
-                category=s.category,
-                purpose=s.purpose,
-            )
-            for s in rule_scopes
-        },
-    )
+    scopes = {
+        Scope(
+            controller_id=s.controller_id,
+            system=s.system,
+            region=s.region,
+            category=s.category,
+            purpose=s.purpose,
+        )
+        for s in rule_scopes
+    }
+    if await jobs.defer_recompute(session, scopes):  # too large: a worker's job (202)
+        return
+    await recompute(session, scopes)
 
 
 def visible(principal: Principal) -> Select[RetentionRule]:

@@ -11,6 +11,7 @@ from app.core.session import SessionDep
 from app.systems import service
 from app.systems.models import System
 from app.systems.schemas import SystemCreate, SystemOut, SystemUpdate
+from app.webhooks.targets import SafeWebhooksDep
 
 router = APIRouter(prefix="/v1/systems", tags=["systems"])
 
@@ -24,8 +25,13 @@ router = APIRouter(prefix="/v1/systems", tags=["systems"])
     responses=error_responses(400, 401, 403, 409, 413, 422),
 )
 async def create_system(
-    body: SystemCreate, session: SessionDep, principal: AdminKey, idem: IdempotencyDep
+    body: SystemCreate,
+    session: SessionDep,
+    principal: AdminKey,
+    idem: IdempotencyDep,
+    safe: SafeWebhooksDep,
 ) -> Response:
+    await safe.check(body.webhook_url, ["body", "webhook_url"])
     system = await service.create_system(session, principal, body)
     return await idem.respond(
         SystemOut.model_validate(system),
@@ -78,8 +84,10 @@ async def update_system(
     session: SessionDep,
     principal: AdminKey,
     response: Response,
+    safe: SafeWebhooksDep,
     if_match: IfMatch = None,
 ) -> SystemOut:
+    await safe.check(body.webhook_url, ["body", "webhook_url"])
     system = await service.get_system(session, key)
     check_if_match(if_match, system.version)
     await service.update_system(session, principal, system, body)

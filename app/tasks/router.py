@@ -44,15 +44,15 @@ async def claim_tasks(
 )
 async def complete_task(
     task_id: uuid.UUID,
-    body: CompleteIn,
     session: SessionDep,
     principal: SystemKey,
     ctx: ContextDep,
     request: Request,
+    body: CompleteIn | None = None,
 ) -> Any:
     task = await service.get_task(session, principal, task_id, records_first=True)
     try:
-        await service.complete(session, principal, task, body.result, ctx)
+        await service.complete(session, principal, task, (body or CompleteIn()).result, ctx)
     except grounds.RecordsHeld as exc:
         # Answered, not raised: the suspension and the refusal's audit event are committed.
         return grounds.problem(exc, request)

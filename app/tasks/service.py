@@ -178,6 +178,13 @@ async def complete(
     result: dict[str, object],
     ctx: RequestContext,
 ) -> None:
+    """Completes a claimed task. Reporting it again with the same result is answered as the
+    first report was (a lost response may be retried); a different result is a conflict."""
+    if task.status == "completed":
+        kept = result if task.action in ("export", "erase") else None
+        if task.result != kept:
+            raise Conflict("The task was completed with a different result")
+        return
     if task.action == "erase" and task.status in ("claimed", "suspended"):
         await _refuse_if_held(session, principal, task)
     _require_claimed(task)

@@ -1,0 +1,144 @@
+"""The outbox: events queued in the session during a transaction and written at its commit,
+beside the audit events of the same change. A rolled-back change sends nothing; a committed one
+is in the table, where the worker's relay finds it (app/webhooks/relay.py).
+
+Each event names one receiver (a system, or a controller: None means the platform). At commit
+an event becomes a row only when its receiver takes webhooks (a system with a `webhook_url`, a
+controller routed by webhook); the others have nobody to tell.
+
+Payloads carry ids and statuses only, never an identity, a verification code or a secret.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import event, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.base import NO_VALUE
+
+from app.controllers.models import Controller
+from app.core.db import utcnow
+from app.core.ids import new_id
+from app.outbox.models import OutboxEvent
+from app.requests.models import SubjectRequest
+from app.systems.models import System
+
+_PENDING = "outbox_pending"
+_PLATFORM = "platform"
+
+
+def emit(
+    session: AsyncSession | Session,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    system: str | None = None,
+    controller: uuid.UUID | str | None = None,
+) -> None:
+    """Queue an event for a system (by key) or a controller (by id; neither: the platform).
+    It is written with the transaction's commit, or dropped with it."""
+    if system is not None:
+        kind, target = "system", system
+    else:
+        kind, target = "controller", str(controller) if controller else _PLATFORM
+    session.info.setdefault(_PENDING, []).append(
+        {"event_type": event_type, "payload": payload, "target_kind": kind, "target_id": target}
+    )
+
+
+def _receivers(session: Session, pending: list[dict[str, Any]]) -> tuple[set[str], set[str], Any]:
+    systems = {p["target_id"] for p in pending if p["target_kind"] == "system"}
+    controllers = {p["target_id"] for p in pending if p["target_kind"] == "controller"}
+    platform = None
+    if _PLATFORM in controllers:
+        platform = session.scalar(select(Controller.id).where(Controller.kind == "platform"))
+    ids = {uuid.UUID(c) for c in controllers if c != _PLATFORM}
+    if platform is not None:
+        ids.add(platform)
+    with_system_hook = (
+        set(
+            session.scalars(
+                select(System.key).where(System.key.in_(systems), System.webhook_url.is_not(None))
+            )
+        )
+        if systems
+        else set()
+    )
+    with_controller_hook = (
+        {
+            str(c)
+            for c in session.scalars(
+                select(Controller.id).where(
+                    Controller.id.in_(ids),
+                    Controller.dsr_routing_mode == "webhook",
+                    Controller.webhook_url.is_not(None),
+                )
+            )
+        }
+        if ids
+        else set()
+    )
+    return with_system_hook, with_controller_hook, platform
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    pending: list[dict[str, Any]] = session.info.pop(_PENDING, [])
+    if not pending:
+        return
+    systems, controllers, platform = _receivers(session, pending)
+    now = utcnow()
+    rows = []
+    for item in pending:
+        target = item["target_id"]
+        if item["target_kind"] == "controller" and target == _PLATFORM:
+            if platform is None:
+                continue
+            target = str(platform)
+        if target not in (systems if item["target_kind"] == "system" else controllers):
+            continue
+        rows.append(
+            {
+                "id": new_id(),
+                "event_type": item["event_type"],
+                "payload": item["payload"],
+                "target_kind": item["target_kind"],
+                "target_id": target,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+        )
+    if rows:
+        session.execute(insert(OutboxEvent), rows)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, _previous_transaction: Any) -> None:
+    session.info.pop(_PENDING, None)
+
+
+# A request's status changes in several places (app/requests/state.py names them all); one
+# listener on the attribute emits `request.status_changed` for each, to the filing controller
+# (or the platform), so no call site can forget it.
+@event.listens_for(SubjectRequest.status, "set", active_history=True)
+def _on_request_status(target: SubjectRequest, value: Any, old: Any, _initiator: Any) -> None:
+    session = object_session(target)
+    if session is None or old in (NO_VALUE, None) or old == value:
+        return
+    emit(
+        session,
+        "request.status_changed",
+        {
+            "request_id": str(target.id),
+            "type": target.type,
+            "regime": target.regime,
+            "from": str(old),
+            "to": str(value),
+        },
+        controller=target.filed_by_controller_id,
+    )
