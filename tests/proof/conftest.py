@@ -14,6 +14,7 @@ Built inside the test's rolled-back transaction."""
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ from app.auth.service import create_key, revoke_key
 from app.controllers.models import Controller
 from app.core.config import Settings
 from app.core.db import Database
+from app.jobs.models import Job
 from app.main import create_app
+from app.outbox.models import OutboxEvent
 from tests.builders import (
     make_category,
     make_controller,
@@ -231,6 +234,24 @@ async def world(client: AsyncClient, session: AsyncSession, admin: dict[str, str
     _ok(await client.post("/v1/recipients", json=recipient, headers=admin), 201)
     # A's staff key, the one A's managers read and revoke (not the key they call with).
     a_dashboard = await create_key(session, role="controller", controller_id=a["controller"].id)
+    # A dead-lettered delivery to A's system, and a finished job over A's settings: written
+    # as the worker leaves them (the matrix reads and redelivers, it runs no worker).
+    delivery = OutboxEvent(
+        id=uuid.uuid4(),
+        event_type="task.created",
+        payload={"request_id": a["request_id"]},
+        target_kind="system",
+        target_id="messaging",
+        status="dead",
+    )
+    job = Job(
+        id=uuid.uuid4(),
+        kind="retention_recompute",
+        state="completed",
+        params={},
+        controller_id=a["controller"].id,
+    )
+    session.add_all([delivery, job])
     revoked = await create_key(session, role="admin")
     await session.commit()
     await revoke_key(session, revoked.api_key.id)
@@ -260,6 +281,8 @@ async def world(client: AsyncClient, session: AsyncSession, admin: dict[str, str
         "key_id": str(a_dashboard.api_key.id),
         "erasure_id": a["erasure_id"],
         "flag_id": a["flag_id"],
+        "delivery_id": str(delivery.id),
+        "job_id": str(job.id),
     }
     secrets = {*ids.values(), a["record_ref"], a["suppression_id"], "Acme", a_dashboard.secret}
     return World(ids=ids, keys=keys, a_secrets=secrets, extra={"a": a, "b": b})

@@ -51,6 +51,7 @@ REGISTRY = {
     "/v1/data-categories/{key}": "communications",
     "/v1/purposes/{key}": "marketing.communications",
     "/v1/recipients/{key}": "cloud-hosting",
+    "/v1/systems/{key}/webhook-secret": "messaging",
 }
 TENANT = (
     "controller_id",
@@ -61,6 +62,8 @@ TENANT = (
     "task_id",
     "flag_id",
     "key_id",
+    "delivery_id",
+    "job_id",
 )
 
 

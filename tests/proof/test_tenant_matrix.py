@@ -32,6 +32,10 @@ TENANT_PARAMETERS = {
     "task_id": {"system B", "unknown role"},
     "flag_id": {"controller B", "token B", "unknown role"},
     "key_id": {"controller B", "token B", "unknown role"},
+    # A job recomputing A's settings: its controller's staff and the readers see it.
+    "job_id": {"controller B", "token B", "system B", "unknown role"},
+    # Deliveries are the operators' (admin, auditor): every other key is refused by role.
+    "delivery_id": set(),
 }
 for _outsiders in TENANT_PARAMETERS.values():
     if "controller B" in _outsiders:  # B's staff, signed in, are B as much as B's key is
@@ -42,6 +46,7 @@ REGISTRY_KEYS = {
     "/v1/data-categories/{key}": "communications",
     "/v1/purposes/{key}": "marketing.communications",
     "/v1/recipients/{key}": "cloud-hosting",
+    "/v1/systems/{key}/webhook-secret": "messaging",
 }
 # What A's own strings are to each outsider: everything of A to the other customer; the
 # rows of A's system to another system's key (systems serve every customer, so a system key
@@ -160,7 +165,12 @@ def body(route: Route, w: World) -> tuple[Any, set[str]]:
     return None, set()
 
 
-BODYLESS = {"POST /v1/tasks/{task_id}/retry", "POST /v1/api-keys/{key_id}/revoke"}
+BODYLESS = {
+    "POST /v1/tasks/{task_id}/retry",
+    "POST /v1/api-keys/{key_id}/revoke",
+    "POST /v1/webhook-deliveries/{delivery_id}/redeliver",
+    "POST /v1/systems/{key}/webhook-secret",
+}
 
 
 def accepted(response: Response) -> bool:
