@@ -126,11 +126,16 @@ REGIME_RIGHTS: dict[str, dict[str, Any]] = {
 }
 
 
+def authority_of(regime: str) -> dict[str, Any]:
+    """Where a subject of this regime complains: name, basis and address."""
+    return dict(REGIME_RIGHTS.get(regime, REGIME_RIGHTS["other"])["authority"])
+
+
 def rights_of(regime: str) -> dict[str, Any]:
     """The package's `rights` (a list of {right, basis}), `law` and `complaint_authority`."""
     entry = REGIME_RIGHTS.get(regime, REGIME_RIGHTS["other"])
     return {
         "law": entry["law"],
         "rights": [{"right": right, "basis": basis} for right, basis in entry["rights"]],
-        "complaint_authority": dict(entry["authority"]),
+        "complaint_authority": authority_of(regime),
     }
