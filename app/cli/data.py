@@ -27,6 +27,7 @@ def identities_versions(
 ) -> None:
     """Count stored identity hashes per normalisation version: a legacy version may leave
     SPIX_DSR_IDENTITY_LEGACY_VERSIONS once no hash is stored under it alone."""
+    from app.core.identity import LEGACY_VERSIONS
     from app.identities.service import version_report
 
     report = with_session(version_report)
@@ -36,11 +37,18 @@ def identities_versions(
     for table, counts in report.counts.items():
         for (version, kind), n in sorted(counts.items()):
             typer.echo(f"{table:<24} v{version} {kind:<10} {n:>10}")
-    left = report.legacy_only(1)
-    if left:
-        typer.echo(f"{left} hashes are stored under version 1 only: keep 1 in the legacy list")
-    else:
-        typer.echo("no hash is stored under version 1 only: 1 may leave the legacy list")
+    for version in sorted(LEGACY_VERSIONS):
+        left = report.legacy_only(version)
+        if left:
+            typer.echo(
+                f"{left} hashes are stored under version {version} only: keep {version} in the "
+                "legacy list (sha256 identities do not find them until re-registered)"
+            )
+        else:
+            typer.echo(
+                f"no hash is stored under version {version} only: "
+                f"{version} may leave the legacy list"
+            )
 
 
 @idempotency_cli.command("purge")

@@ -36,11 +36,11 @@ class Settings(BaseSettings):
     database_url: str = ""
     # HMAC key of the identity blind index; hex or any string of at least 32 characters.
     subject_key: str | None = None
-    # Stored beside each hash with its normalisation version (`k1.n2`): at most 12 characters.
+    # Stored beside each hash with its normalisation version (`k1.n3`): at most 12 characters.
     subject_key_id: str = Field("k1", min_length=1, max_length=12)
     # Identity normalisation versions older than the current one whose hashes lookups still
     # match (JSON list); `[]` once `spix-dsr identities versions` reports none left.
-    identity_legacy_versions: list[int] = Field(default_factory=lambda: [1])
+    identity_legacy_versions: list[int] = Field(default_factory=lambda: [1, 2])
     # HMAC key of the audit chain (its own key, not the subject key); same forms as above.
     audit_key: str | None = None
     # Ed25519 key that signs erasure receipts: PEM (PKCS#8) or the 32-byte private key in
@@ -142,8 +142,8 @@ class Settings(BaseSettings):
     @field_validator("identity_legacy_versions")
     @classmethod
     def _known_versions(cls, value: list[int]) -> list[int]:
-        if any(v != 1 for v in value):
-            raise ValueError("SPIX_DSR_IDENTITY_LEGACY_VERSIONS may list only version 1")
+        if any(v not in (1, 2) for v in value):
+            raise ValueError("SPIX_DSR_IDENTITY_LEGACY_VERSIONS may list only versions 1 and 2")
         return value
 
     @model_validator(mode="after")

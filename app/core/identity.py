@@ -1,12 +1,15 @@
 """Identities and the blind index: values are normalised, then stored only as
-HMAC-SHA256(subject key, type + ":" + value). Lookups hash the query the same way, under
-every normalisation version still in use."""
+HMAC-SHA256(subject key, type + ":" + SHA-256(value)). Keying over the SHA-256 lets a partner
+send an identity already hashed (OpenDSR, regulators' deletion platforms) and match it exactly
+like the raw value. Lookups hash the query the same way, under every normalisation version
+still in use."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import ipaddress
+import re
 import unicodedata
 import uuid
 from collections.abc import Iterable
@@ -29,12 +32,30 @@ class IdentityType(StrEnum):
     ip_address = "ip_address"
 
 
+class IdentityFormat(StrEnum):
+    raw = "raw"
+    sha256 = "sha256"
+
+
+# Types a sender may give as the SHA-256 of their normal form: the ones partners hash.
+HASHABLE_TYPES = frozenset({IdentityType.email, IdentityType.phone, IdentityType.external_id})
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
 class Identity(BaseModel):
     """An identity as callers send it; the value never reaches a log, an error or the database."""
 
     type: IdentityType = Field(examples=["email"])
     value: Annotated[str, StringConstraints(min_length=1, max_length=320)] = Field(
         examples=["alice@example.com"]
+    )
+    format: IdentityFormat = Field(
+        IdentityFormat.raw,
+        description=(
+            "`raw`, or `sha256`: the value is the lower-case hex SHA-256 of the identity's "
+            "normal form (email, phone and external_id only; see the partners' guide)"
+        ),
+        examples=["raw"],
     )
 
 
@@ -57,12 +78,13 @@ class BlindIndex:
 
 
 # Normalisation versions. Version 1 trimmed and lower-cased emails and took other values
-# as sent; version 2 also equates the spellings of one identity that version 1 kept apart.
-# Hashes cannot be recomputed without the raw values, so each stored hash carries a label
-# naming its key and version (`KEY.n2`), and lookups hash the query under every version still
-# in use. See "Identity normalisation and moving between versions" in the README.
-CURRENT_VERSION = 2
-LEGACY_VERSIONS = frozenset({1})
+# as sent; version 2 also equates the spellings of one identity that version 1 kept apart;
+# version 3 keys the index over the SHA-256 of the version-2 normal form, so a hashed identity
+# matches. Hashes cannot be recomputed without the raw values, so each stored hash carries a
+# label naming its key and version (`KEY.n3`), and lookups hash the query under every version
+# still in use. See "Identity normalisation versions" in the README.
+CURRENT_VERSION = 3
+LEGACY_VERSIONS = frozenset({1, 2})
 # Unicode categories never part of an identity: controls, format characters (zero-width
 # space and joiners, BOM, soft hyphen, bidi controls) and lone surrogates.
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs"})
@@ -150,6 +172,33 @@ def normalise(
     return value
 
 
+def sha256_input(identity_type: IdentityType, normal: str) -> str:
+    """Version 3's input from a version-2 normal form: its SHA-256 in lower-case hex. An
+    external id keeps its controller in front: the sender hashes the id alone."""
+    scope, plain = "", normal
+    if identity_type is IdentityType.external_id:
+        controller, _, plain = normal.partition("/")
+        scope = f"{controller}/"
+    return scope + hashlib.sha256(plain.encode()).hexdigest()
+
+
+def hashed_input(
+    identity_type: IdentityType, value: str, *, controller_id: uuid.UUID | None = None
+) -> str:
+    """Version 3's input from an identity sent as `sha256`: the hex digest as the sender
+    computed it (any case), checked for shape."""
+    if identity_type not in HASHABLE_TYPES:
+        raise InvalidIdentity(f"a {identity_type} identity cannot be sent hashed")
+    digest = value.strip().lower()
+    if not _SHA256_HEX.fullmatch(digest):
+        raise InvalidIdentity(f"a sha256 {identity_type} identity must be 64 hex characters")
+    if identity_type is IdentityType.external_id:
+        if controller_id is None:
+            raise InvalidIdentity("an external_id identity needs its controller")
+        return f"{controller_id}/{digest}"
+    return digest
+
+
 def _phone(value: str, default_region: str) -> str:
     try:
         number = phonenumbers.parse(value, default_region)
@@ -230,10 +279,9 @@ class BlindIndexer:
         if unknown:
             raise ValueError(f"unknown identity normalisation versions: {sorted(unknown)}")
         self.label = version_label(key_id, CURRENT_VERSION)
-        self.companion_label = version_label(key_id, 1, companion=True)
 
-    def _hash(self, identity_type: IdentityType, normal: str) -> str:
-        return hmac.new(self._key, f"{identity_type}:{normal}".encode(), hashlib.sha256).hexdigest()
+    def _hash(self, identity_type: IdentityType, text: str) -> str:
+        return hmac.new(self._key, f"{identity_type}:{text}".encode(), hashlib.sha256).hexdigest()
 
     def digest(
         self,
@@ -241,12 +289,12 @@ class BlindIndexer:
         value: str,
         *,
         controller_id: uuid.UUID | None = None,
+        hashed: bool = False,
     ) -> BlindIndex:
         """The hash under the current normalisation only."""
-        normal = normalise(
-            identity_type, value, default_region=self.default_region, controller_id=controller_id
-        )
-        return BlindIndex(identity_type, self.label, self._hash(identity_type, normal))
+        return self.all_digests(
+            identity_type, value, controller_id=controller_id, hashed=hashed, legacy=False
+        )[0]
 
     def all_digests(
         self,
@@ -254,20 +302,33 @@ class BlindIndexer:
         value: str,
         *,
         controller_id: uuid.UUID | None = None,
+        hashed: bool = False,
+        legacy: bool = True,
     ) -> list[BlindIndex]:
         """The current hash first, then the distinct hashes this identity has under every
         legacy version in use (as companions). Stored hashes of this identity under any of
-        those versions are among them; for most values they are all one hash."""
+        those versions are among them. A hashed identity has the current hash only: older
+        versions hashed raw values."""
+        if hashed:
+            text = hashed_input(identity_type, value, controller_id=controller_id)
+            return [BlindIndex(identity_type, self.label, self._hash(identity_type, text))]
         normal = normalise(
             identity_type, value, default_region=self.default_region, controller_id=controller_id
         )
-        current = BlindIndex(identity_type, self.label, self._hash(identity_type, normal))
+        keyed = self._hash(identity_type, sha256_input(identity_type, normal))
+        current = BlindIndex(identity_type, self.label, keyed)
         found = {current.digest: current}
+        if not legacy:
+            return [current]
+        if 2 in self.legacy_versions:
+            label = version_label(self.key_id, 2, companion=True)
+            digest = self._hash(identity_type, normal)
+            found.setdefault(digest, BlindIndex(identity_type, label, digest))
         if 1 in self.legacy_versions:
             plain = (
                 normal.partition("/")[2] if identity_type is IdentityType.external_id else normal
             )
-            for spelling in sorted(v1_spellings(identity_type, value, plain)):
+            for spelling in sorted(v1_spellings(identity_type, value, plain) | {plain}):
                 try:
                     old = normalise_v1(
                         identity_type,
@@ -277,11 +338,10 @@ class BlindIndexer:
                     )
                 except InvalidIdentity:
                     continue
-                if old != normal:
-                    digest = self._hash(identity_type, old)
-                    found.setdefault(
-                        digest, BlindIndex(identity_type, self.companion_label, digest)
-                    )
+                # Where version 1 agrees with version 2 the hash is already there, as c2.
+                label = version_label(self.key_id, 1, companion=True)
+                digest = self._hash(identity_type, old)
+                found.setdefault(digest, BlindIndex(identity_type, label, digest))
         return list(found.values())
 
     def mac(self, purpose: str, text: str) -> str:
@@ -289,12 +349,22 @@ class BlindIndexer:
         return hmac.new(self._key, f"{purpose}:{text}".encode(), hashlib.sha256).hexdigest()
 
     def of(self, identity: Identity, *, controller_id: uuid.UUID | None = None) -> BlindIndex:
-        return self.digest(identity.type, identity.value, controller_id=controller_id)
+        return self.digest(
+            identity.type,
+            identity.value,
+            controller_id=controller_id,
+            hashed=identity.format is IdentityFormat.sha256,
+        )
 
     def all_of(
         self, identity: Identity, *, controller_id: uuid.UUID | None = None
     ) -> list[BlindIndex]:
-        return self.all_digests(identity.type, identity.value, controller_id=controller_id)
+        return self.all_digests(
+            identity.type,
+            identity.value,
+            controller_id=controller_id,
+            hashed=identity.format is IdentityFormat.sha256,
+        )
 
     def matching(self, identity: Identity, *, controller_id: uuid.UUID | None = None) -> list[str]:
         """The hashes a lookup of this identity matches: under every version in use."""

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.identity import CURRENT_VERSION, parse_label
+from app.core.identity import CURRENT_VERSION, LEGACY_VERSIONS, parse_label
 from app.legal_holds.models import LegalHold, LegalHoldIdentity
 from app.records.models import RecordIdentity
 from app.requests.models import RequestIdentity, SubjectRequest
@@ -26,7 +26,8 @@ class VersionReport:
     counts: dict[str, Counter[tuple[int, str]]] = field(default_factory=dict)
 
     def legacy_only(self, version: int) -> int:
-        """Hashes stored only under this legacy version (no current hash beside them)."""
+        """Hashes stored only under this legacy version (no current hash beside them): rows a
+        raw identity still finds through the legacy version, and a sha256 one does not."""
         return sum(c[(version, "legacy")] for c in self.counts.values())
 
     def as_dict(self) -> dict[str, Any]:
@@ -39,7 +40,7 @@ class VersionReport:
                 ]
                 for table, counts in self.counts.items()
             },
-            "legacy_only": {"1": self.legacy_only(1)},
+            "legacy_only": {str(v): self.legacy_only(v) for v in sorted(LEGACY_VERSIONS)},
         }
 
 

@@ -405,7 +405,7 @@ class TestHashesStoredUnderVersion1:
         again = await suppress(client, world, ident(kind, other))
         assert again.status_code == 200 and again.json()["id"] == str(old.id)
         label = await session.scalar(select(Suppression.key_id).where(Suppression.id == old.id))
-        assert label == "k1.n2"
+        assert label == "k1.n3"
         assert await suppressed(client, world, ident(kind, one))
         rows = await session.scalars(
             select(Suppression.id).where(Suppression.controller_id == world["acme"].id)
@@ -425,13 +425,13 @@ class TestHashesStoredUnderVersion1:
         other = ident("email", "x@xn--bcher-kva.example")
         assert await lookup(client, world, other) == {record_id}
         current_only: FastAPI = create_app(
-            settings.model_copy(update={"identity_legacy_versions": []}), database=database
+            settings.model_copy(update={"identity_legacy_versions": [2]}), database=database
         )
         async with AsyncClient(
             transport=ASGITransport(app=current_only), base_url="http://test"
         ) as later:
             assert await lookup(later, world, other) == set()
-            # Hashes that both versions agree on (plain ASCII) match either way.
+            # Hashes that versions 1 and 2 agree on (plain ASCII) match through version 2.
             plain = await register(later, world, ident("email", "Plain@Example.com"))
             await as_old_record(session, plain, "email", "Plain@Example.com", world["acme"])
             assert await lookup(later, world, ident("email", "plain@example.com")) == {plain}
@@ -450,13 +450,15 @@ class TestVersionReport:
         report = await version_report(session)
         records = report.counts["record_identities"]
         assert records[(1, "legacy")] == 1
-        assert records[(2, "current")] == 1
-        # The new record keeps its version-1 spellings beside the current hash.
+        assert records[(3, "current")] == 1
+        # The new record keeps its version-2 and version-1 hashes beside the current one.
+        assert records[(2, "companion")] == 1
         assert records[(1, "companion")] >= 1
         holds = report.counts["legal_hold_identities"]
-        assert holds[(2, "current")] == 1 and holds[(1, "companion")] == 1
+        assert holds[(3, "current")] == 1
+        assert holds[(2, "companion")] == 1 and holds[(1, "companion")] == 1
         assert report.legacy_only(1) == 1
-        assert report.as_dict()["legacy_only"] == {"1": 1}
+        assert report.as_dict()["legacy_only"] == {"1": 1, "2": 0}
 
 
 @pytest.mark.parametrize(("kind", "one", "other"), PAIRS)
