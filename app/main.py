@@ -33,6 +33,7 @@ from app.core.signing import Signer
 from app.core.startup import guard_subject_key
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
+from app.interop.opendsr.router import router as opendsr_router
 from app.jobs.router import router as jobs_router
 from app.keys.router import router as keys_router
 from app.legal_holds.router import router as legal_holds_router
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         well_known_router,
         recipients_router,
         keys_router,
+        opendsr_router,
     ):
         application.router.routes.extend(router.routes)
     install_docs(application)

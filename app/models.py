@@ -7,6 +7,8 @@ from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.core.service_identity import ServiceIdentity
 from app.data_categories.models import DataCategory
+from app.interop.opendsr import callbacks as _opendsr_callbacks  # noqa: F401  (status listener)
+from app.interop.opendsr.models import OpenDsrRequest
 from app.jobs.models import Job
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.outbox.models import OutboxEvent, ScheduledNotice
@@ -49,6 +51,7 @@ __all__ = [
     "LegalHold",
     "LegalHoldIdentity",
     "LegalHoldRecord",
+    "OpenDsrRequest",
     "OutboxEvent",
     "Purpose",
     "Reappearance",

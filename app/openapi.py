@@ -65,6 +65,13 @@ TAGS = [
         "description": "API keys over HTTP: admins manage all, customer staff their own "
         "controller's; a key is shown once.",
     },
+    {
+        "name": "OpenDSR",
+        "description": "OpenDSR processor endpoints: a customer (the controller) files, polls "
+        "and cancels its end users' access, portability and erasure requests with its "
+        "controller key; answers and status callbacks are signed (RSA-SHA256) with the "
+        "certificate the discovery publishes. Errors take the OpenDSR error shape.",
+    },
 ]
 
 DESCRIPTION = (
@@ -84,6 +91,10 @@ BODY_LIMIT_DESCRIPTION = "Request body too large"
 UNAVAILABLE_STATUS = "503"
 UNAVAILABLE_DESCRIPTION = "Database unreachable or busy; retry after Retry-After seconds"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+# Protocol adapters whose errors take the protocol's own JSON shape, not problem details.
+OWN_ERROR_SHAPES = ("/opendsr/",)
 
 
 def _problem_response(description: str) -> dict[str, Any]:
@@ -344,12 +355,17 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             responses.setdefault(BODY_LIMIT_STATUS, _problem_response(BODY_LIMIT_DESCRIPTION))
             if path.startswith("/v1/"):
                 responses.setdefault(UNAVAILABLE_STATUS, _unavailable_response())
+            own_errors = path.startswith(OWN_ERROR_SHAPES)
+            if own_errors:
+                # Its invalid bodies answer 400 in the protocol's shape, never 422.
+                responses.pop("422", None)
             # FastAPI's stock 422 is plain JSON of another shape; ours is a problem document.
             if "422" in responses:
                 responses["422"] = _problem_response("Invalid fields")
             for status, response in responses.items():
                 content = response.get("content", {})
-                if status >= "400" and "application/json" in content:
+                protocol_shape = own_errors and status in ("400", "404")
+                if status >= "400" and "application/json" in content and not protocol_shape:
                     del content["application/json"]
                     content.setdefault(
                         PROBLEM_MEDIA_TYPE, {"schema": {"$ref": "#/components/schemas/Problem"}}

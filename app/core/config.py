@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     # for an erased identity within this period is flagged for review. 0 remembers nothing.
     erasure_memory_days: int = Field(365, ge=0)
     default_phone_region: str = "US"
+    # OpenDSR (customers filing toward Spix as their processor): the domain the signing
+    # certificate is issued to (sent as X-OpenDSR-Processor-Domain), and the RSA private key
+    # and certificate (PEM files) that sign answers and callbacks. Development creates a
+    # self-signed pair in data_dir; production serves OpenDSR only with all three set.
+    opendsr_processor_domain: str | None = None
+    opendsr_signing_key_path: Path | None = None
+    opendsr_certificate_path: Path | None = None
     # Dashboard origins allowed to call across origins: a JSON list or comma-separated.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Identity providers whose tokens sign in (JSON list; see app/core/oidc_settings.py).

@@ -14,7 +14,10 @@ class OutboxEvent(Base):
 
     __tablename__ = "outbox_events"
     __table_args__ = (
-        CheckConstraint("target_kind IN ('system', 'controller')", name="target_kind"),
+        CheckConstraint(
+            "target_kind IN ('system', 'controller', 'drp_agent', 'opendsr_callback')",
+            name="target_kind",
+        ),
         CheckConstraint("status IN ('pending', 'delivered', 'dead')", name="status"),
         # What the relay claims: pending events whose attempt is due, oldest first.
         Index("ix_outbox_events_due", "status", "next_attempt_at"),
@@ -25,7 +28,7 @@ class OutboxEvent(Base):
     event_type: Mapped[str] = mapped_column(String(60), index=True)
     # Ids and statuses only: never an identity, a code or a secret.
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    target_kind: Mapped[str] = mapped_column(String(12))
+    target_kind: Mapped[str] = mapped_column(String(20))
     target_id: Mapped[str] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -12,6 +12,7 @@ Payloads carry ids and statuses only, never an identity, a verification code or 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event, insert, select
@@ -84,6 +85,23 @@ def _receivers(session: Session, pending: list[dict[str, Any]]) -> tuple[set[str
     return with_system_hook, with_controller_hook, platform
 
 
+def row(
+    event_type: str, payload: dict[str, Any], target_kind: str, target_id: str, now: datetime
+) -> dict[str, Any]:
+    """One outbox row, pending and due now (for hooks that write rows at commit)."""
+    return {
+        "id": new_id(),
+        "event_type": event_type,
+        "payload": payload,
+        "target_kind": target_kind,
+        "target_id": target_id,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
     pending: list[dict[str, Any]] = session.info.pop(_PENDING, [])
@@ -100,19 +118,7 @@ def _write_pending(session: Session) -> None:
             target = str(platform)
         if target not in (systems if item["target_kind"] == "system" else controllers):
             continue
-        rows.append(
-            {
-                "id": new_id(),
-                "event_type": item["event_type"],
-                "payload": item["payload"],
-                "target_kind": item["target_kind"],
-                "target_id": target,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-        )
+        rows.append(row(item["event_type"], item["payload"], item["target_kind"], target, now))
     if rows:
         session.execute(insert(OutboxEvent), rows)
 

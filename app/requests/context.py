@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,3 +41,18 @@ async def request_digests(session: AsyncSession, request: SubjectRequest) -> lis
         )
     )
     return [BlindIndex(IdentityType(t), k, d) for t, k, d in rows]
+
+
+def request_context(request: Request) -> RequestContext:
+    """The context from the running app's settings and state (a FastAPI dependency)."""
+    settings = request.app.state.settings
+    return RequestContext(
+        indexer=request.app.state.indexer,
+        box=request.app.state.secret_box,
+        clocks=request.app.state.clocks,
+        holidays=frozenset(settings.holidays),
+        code_ttl=timedelta(hours=settings.verification_code_ttl_hours),
+        max_attempts=settings.verification_max_attempts,
+        proof_period=timedelta(days=settings.request_proof_days),
+        erasure_memory=timedelta(days=settings.erasure_memory_days),
+    )

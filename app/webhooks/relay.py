@@ -15,8 +15,10 @@ import asyncio
 import random
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -27,6 +29,9 @@ from app.controllers.models import Controller
 from app.core.config import Settings
 from app.core.crypto import SecretBox
 from app.core.db import Database, utcnow
+from app.interop.opendsr.callbacks import TARGET_KIND as OPENDSR_CALLBACK
+from app.interop.opendsr.callbacks import signed_callback
+from app.interop.opendsr.signing import NotConfigured, ProcessorSigner, processor_signer
 from app.outbox.models import OutboxEvent
 from app.systems.models import System
 from app.webhooks.models import WebhookSecret
@@ -44,6 +49,9 @@ class RelayConfig:
     backoff_max: float = 3600.0
     allow_private: bool = False
     batch_size: int = 20
+    # What signs OpenDSR callbacks, loaded at the first one (raises NotConfigured when
+    # OpenDSR is not set up: those callbacks wait and retry).
+    opendsr_signer: Callable[[], ProcessorSigner] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RelayConfig:
@@ -54,6 +62,7 @@ class RelayConfig:
             backoff_max=settings.webhook_backoff_max_seconds,
             allow_private=settings.webhook_allow_private_targets,
             batch_size=settings.worker_batch_size,
+            opendsr_signer=partial(processor_signer, settings),
         )
 
     @property
@@ -214,6 +223,8 @@ class Relay:
     async def deliver(self, event: Claimed) -> Outcome:
         """One attempt: POST the signed body, bounded by the timeout as a whole."""
         assert self._client is not None, "use the relay as an async context manager"
+        if event.target_kind == OPENDSR_CALLBACK:
+            return await self._deliver_opendsr(event)
         if not event.url:
             return Outcome(False, error="the receiver has no webhook URL")
         if not event.secrets:
@@ -231,11 +242,31 @@ class Relay:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": signature_header(event.secrets, msg_id, now, body),
         }
+        return await self._post(event.url, body.encode(), headers)
+
+    async def _deliver_opendsr(self, event: Claimed) -> Outcome:
+        """An OpenDSR status callback: the spec's body, signed with the processor's RSA key
+        (not a Standard Webhooks secret), to the URL the controller's request named."""
+        assert self._client is not None
+        try:
+            if self.config.opendsr_signer is None:
+                raise NotConfigured
+            signer = self.config.opendsr_signer()
+        except NotConfigured:
+            return Outcome(False, error="OpenDSR signing is not configured")
+        url, body, headers = signed_callback(event.payload, signer)
+        try:
+            await check_target(url, allow_private=self.config.allow_private)
+        except UnsafeTarget as exc:
+            return Outcome(False, error=str(exc))
+        return await self._post(url, body, headers)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+        """One POST, bounded by the timeout as a whole; a 2xx is delivered."""
+        assert self._client is not None
         try:
             async with asyncio.timeout(self.config.timeout):
-                response = await self._client.post(
-                    event.url, content=body.encode(), headers=headers
-                )
+                response = await self._client.post(url, content=body, headers=headers)
         except TimeoutError:
             return Outcome(False, error="timed out")
         except httpx.HTTPError as exc:

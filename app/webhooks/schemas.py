@@ -15,7 +15,7 @@ class DeliveryOut(OutputModel):
 
     id: uuid.UUID
     event_type: str = Field(examples=["task.created"])
-    target_kind: Literal["system", "controller"]
+    target_kind: Literal["system", "controller", "drp_agent", "opendsr_callback"]
     target_id: str = Field(examples=["voice-recordings"])
     status: DeliveryStatus
     attempts: int

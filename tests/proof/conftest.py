@@ -256,6 +256,20 @@ async def world(client: AsyncClient, session: AsyncSession, admin: dict[str, str
     await session.commit()
     await revoke_key(session, revoked.api_key.id)
     await session.commit()
+    # An OpenDSR request A filed for Alice, still pending (nobody has taken its work).
+    opendsr = {
+        "subject_request_id": str(uuid.uuid4()),
+        "subject_request_type": "erasure",
+        "regulation": "gdpr",
+        "submitted_time": "2026-01-01T00:00:00Z",
+        "subject_identities": [{"identity_type": "email", "identity_value": ALICE[0]["value"]}],
+    }
+    _ok(
+        await client.post(
+            "/opendsr/v1/opendsr_requests", json=opendsr, headers=a["controller_key"]
+        ),
+        201,
+    )
     keys = {
         "admin": admin,
         "auditor": await bearer(session, "auditor"),
@@ -283,6 +297,7 @@ async def world(client: AsyncClient, session: AsyncSession, admin: dict[str, str
         "flag_id": a["flag_id"],
         "delivery_id": str(delivery.id),
         "job_id": str(job.id),
+        "subject_request_id": opendsr["subject_request_id"],
     }
     secrets = {*ids.values(), a["record_ref"], a["suppression_id"], "Acme", a_dashboard.secret}
     return World(ids=ids, keys=keys, a_secrets=secrets, extra={"a": a, "b": b})

@@ -64,11 +64,24 @@ TENANT = (
     "key_id",
     "delivery_id",
     "job_id",
+    "subject_request_id",
 )
 
 
+# Protocol adapters answer their refusals in the protocol's own shape (documented so).
+PROTOCOL_PREFIXES = ("/opendsr/",)
+
+
+def _protocol_refusal(response: Any, case: Case) -> bool:
+    return case.operation.path.startswith(PROTOCOL_PREFIXES) and response.status_code in (400, 404)
+
+
 def problem_document(ctx: Any, response: Any, case: Case) -> None:
-    """Every 4xx is an RFC 9457 problem: its media type, and type, title and status."""
+    """Every 4xx is an RFC 9457 problem: its media type, and type, title and status (a
+    protocol's refusals: its own error object, with the status as its code)."""
+    if _protocol_refusal(response, case):
+        assert response.json()["error"]["code"] == response.status_code
+        return
     if 400 <= response.status_code < 500:
         content_type = response.headers.get("content-type", [""])[0]
         assert content_type == "application/problem+json", f"{response.status_code}: not a problem"
@@ -91,6 +104,11 @@ CURSOR = "The cursor is not one this service issued"
 
 
 def _beyond_the_schema(response: Any, case: Case) -> bool:
+    if _protocol_refusal(response, case):
+        # OpenDSR: refusals the adapter makes past the schema (identity types and formats it
+        # cannot match, a request no longer pending, a reused id) are not `Validation`.
+        errors = response.json()["error"]["errors"]
+        return bool(errors) and all(e["domain"] != "Validation" for e in errors)
     problem = response.json()
     if response.status_code == 400:
         return bool(problem.get("detail") == CURSOR)

@@ -36,6 +36,8 @@ TENANT_PARAMETERS = {
     "job_id": {"controller B", "token B", "system B", "unknown role"},
     # Deliveries are the operators' (admin, auditor): every other key is refused by role.
     "delivery_id": set(),
+    # An OpenDSR request is its filing controller's alone.
+    "subject_request_id": {"controller B", "unknown role"},
 }
 for _outsiders in TENANT_PARAMETERS.values():
     if "controller B" in _outsiders:  # B's staff, signed in, are B as much as B's key is
@@ -153,6 +155,17 @@ def body(route: Route, w: World) -> tuple[Any, set[str]]:
         "PATCH /v1/recipients/{key}": ({"country": "IE", "transfer_safeguard": "adequacy"}, False),
         # A customer's staff create keys for their own controller only.
         "POST /v1/api-keys": ({"role": "controller", "controller_id": a}, True),
+        # Another customer files under its own controller, with its own ids: its right.
+        "POST /opendsr/v1/opendsr_requests": (
+            {
+                "subject_request_id": "0b7e3f4c-8a4f-4c1e-9d55-3c2f3e0a9b11",
+                "subject_request_type": "access",
+                "regulation": "ccpa",
+                "submitted_time": AT,
+                "subject_identities": [{"identity_type": "email", "identity_value": "x@a.test"}],
+            },
+            False,
+        ),
     }
     if route.id in bodies:
         payload, refused = bodies[route.id]
@@ -208,16 +221,29 @@ def assert_problem(response: Response, status: int | None = None) -> None:
     where = f"{response.request.method} {response.request.url.path}: {response.text}"
     if status is not None:
         assert response.status_code == status, where
+    if response.request.url.path.startswith(PROTOCOL_PREFIXES) and response.status_code in (
+        400,
+        404,
+    ):
+        # A protocol's refusals take the protocol's shape (OpenDSR: {"error": {"code"}}).
+        assert response.json()["error"]["code"] == response.status_code, where
+        return
     assert response.headers["content-type"] == "application/problem+json", where
     problem = response.json()
     assert problem["status"] == response.status_code and problem["type"] and problem["title"]
 
 
-ROUTES_UNDER_TEST = [route for route in ROUTES if route.path.startswith("/v1/")]
+# Protocol adapters' keyed routes join the matrix; their public discovery does not.
+PROTOCOL_PREFIXES = ("/opendsr/",)
+ROUTES_UNDER_TEST = [
+    route
+    for route in ROUTES
+    if route.path.startswith("/v1/") or (route.path.startswith(PROTOCOL_PREFIXES) and route.keyed)
+]
 
 
 def test_every_v1_route_needs_a_key_and_the_matrix_covers_it() -> None:
-    assert len(ROUTES_UNDER_TEST) >= 71
+    assert len(ROUTES_UNDER_TEST) >= 74
     assert [r.id for r in ROUTES_UNDER_TEST if not r.keyed or not r.roles] == []
 
 
