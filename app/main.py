@@ -51,6 +51,7 @@ from app.suppressions.router import router as suppressions_router
 from app.systems.router import router as systems_router
 from app.tasks.router import router as tasks_router
 from app.webhooks.router import router as webhooks_router
+from app.webhooks.signing import webhook_signer
 from app.well_known.router import router as well_known_router
 
 VERSION = "0.1.0"
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     subject_key = settings.resolve_subject_key()  # refuses a production start without one
     audit_key = settings.resolve_audit_key()  # the same
     receipt_signer = Signer.from_material(settings.resolve_receipt_key())  # the same
+    # Signs `v1a` webhook deliveries (the worker holds the same key); None: no `v1a` here.
+    webhook_key = webhook_signer(settings.resolve_webhook_key())
     database = database or Database.from_url(
         settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
     )
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     application.state.secret_box = SecretBox(subject_key, settings.subject_key_id)
     application.state.audit_key = audit_key
     application.state.receipt_signer = receipt_signer
+    application.state.webhook_signer = webhook_key
     # Parsed once, so a bad override stops the start instead of failing a request.
     application.state.clocks = clocks_from_overrides(settings.regime_clocks)
     # What /readyz expects in alembic_version: read from the shipped migrations once.
