@@ -204,11 +204,16 @@ async def _failed(
 ) -> None:
     """Count a chunk that raised (its work was rolled back); retry later, or give up."""
     async with database.sessionmaker() as session, session.begin():
+        # The failed chunk's transaction took the claim along: the job is as it was before.
         job = await session.scalar(
-            select(Job).where(Job.id == job_id, Job.claimed_by == worker).with_for_update()
+            select(Job).where(Job.id == job_id).with_for_update(skip_locked=True)
         )
         if job is None or job.state not in ("queued", "running"):
             return
+        if job.claimed_by not in (None, worker) and job.claimed_until > utcnow():
+            return  # another worker holds it now
+        job.state = "running"
+        job.started_at = job.started_at or utcnow()
         job.failures += 1
         if job.failures >= config.max_failures:
             _give_up(session, job, f"a chunk failed {job.failures} times (last: {kind})")
