@@ -210,7 +210,8 @@ async def _failed(
         )
         if job is None or job.state not in ("queued", "running"):
             return
-        if job.claimed_by not in (None, worker) and job.claimed_until > utcnow():
+        held_until = job.claimed_until
+        if job.claimed_by not in (None, worker) and held_until and held_until > utcnow():
             return  # another worker holds it now
         job.state = "running"
         job.started_at = job.started_at or utcnow()
