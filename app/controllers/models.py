@@ -18,9 +18,6 @@ class Controller(Versioned, Base):
         CheckConstraint(
             "dsr_routing_mode = 'dashboard' OR webhook_url IS NOT NULL", name="webhook_has_url"
         ),
-        CheckConstraint(
-            "webhook_signature_scheme IN ('v1', 'v1a')", name="webhook_signature_scheme"
-        ),
         # Exactly one platform controller: a unique index over the platform row alone.
         Index(
             "uq_controllers_one_platform",

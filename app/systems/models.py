@@ -1,4 +1,4 @@
-from sqlalchemy import Boolean, CheckConstraint, String, Text, false
+from sqlalchemy import Boolean, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, Versioned
@@ -8,11 +8,6 @@ class System(Versioned, Base):
     """An internal Spix service that holds personal data, addressed by its key."""
 
     __tablename__ = "systems"
-    __table_args__ = (
-        CheckConstraint(
-            "webhook_signature_scheme IN ('v1', 'v1a')", name="webhook_signature_scheme"
-        ),
-    )
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))

@@ -16,6 +16,7 @@ the event (a second run finds the mark), and what it deletes is gone for the sec
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -239,30 +240,30 @@ async def _try_lock(session: AsyncSession, name: str) -> bool:
     return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(key))))
 
 
+async def _in_batches(
+    database: Database, step: Callable[[AsyncSession], Awaitable[int]], full: int
+) -> int:
+    """Run `step` (one batch) in transactions of its own until one does less than `full`."""
+    total = 0
+    while True:
+        async with database.sessionmaker() as session, session.begin():
+            done = await step(session)
+        total += done
+        if done < full:
+            return total
+
+
 async def run_schedule(database: Database, config: ScheduleConfig) -> ScheduleReport:
     """One round of every job, each in its own short transactions."""
     report = ScheduleReport()
     async with database.sessionmaker() as session, session.begin():
         if await _try_lock(session, "deadlines"):
             await deadline_watch(session, config, report)
-    while True:
-        async with database.sessionmaker() as session, session.begin():
-            purged = await purge_contacts(session)
-        report.contacts_purged += purged
-        if purged < BATCH:
-            break
-    while True:
-        async with database.sessionmaker() as session, session.begin():
-            deleted = await purge_expired(session, config.idempotency_ttl)
-        report.idempotency_deleted += deleted
-        if not deleted:
-            break
-    while True:
-        async with database.sessionmaker() as session, session.begin():
-            forgotten = await purge_erasure_memory(session)
-        report.erasure_memory_deleted += forgotten
-        if forgotten < BATCH:
-            break
+    report.contacts_purged += await _in_batches(database, purge_contacts, BATCH)
+    report.idempotency_deleted += await _in_batches(
+        database, lambda session: purge_expired(session, config.idempotency_ttl), 1
+    )
+    report.erasure_memory_deleted += await _in_batches(database, purge_erasure_memory, BATCH)
     async with database.sessionmaker() as session, session.begin():
         if await _try_lock(session, "leases"):
             await watch_leases(session, config, report)

@@ -20,44 +20,31 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("systems", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "webhook_signature_scheme", sa.String(length=4), server_default="v1", nullable=False
-            )
-        )
-        batch_op.add_column(
-            sa.Column("push_records_due", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
-        batch_op.create_check_constraint(
-            op.f("ck_systems_webhook_signature_scheme"),
-            "webhook_signature_scheme IN ('v1', 'v1a')",
-        )
-    with op.batch_alter_table("controllers", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "webhook_signature_scheme", sa.String(length=4), server_default="v1", nullable=False
-            )
-        )
-        batch_op.create_check_constraint(
-            op.f("ck_controllers_webhook_signature_scheme"),
-            "webhook_signature_scheme IN ('v1', 'v1a')",
-        )
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("failures", sa.Integer(), server_default="0", nullable=False))
-    with op.batch_alter_table("erasure_memory", schema=None) as batch_op:
-        batch_op.create_index("ix_erasure_memory_expires_at", ["expires_at"], unique=False)
+    # Plain ADD COLUMN (no table rebuild on SQLite: other tables' keys point at these). The
+    # scheme's values are checked by the API, as `v1` or `v1a`.
+    op.add_column(
+        "systems",
+        sa.Column(
+            "webhook_signature_scheme", sa.String(length=4), server_default="v1", nullable=False
+        ),
+    )
+    op.add_column(
+        "systems",
+        sa.Column("push_records_due", sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
+    op.add_column(
+        "controllers",
+        sa.Column(
+            "webhook_signature_scheme", sa.String(length=4), server_default="v1", nullable=False
+        ),
+    )
+    op.add_column("jobs", sa.Column("failures", sa.Integer(), server_default="0", nullable=False))
+    op.create_index("ix_erasure_memory_expires_at", "erasure_memory", ["expires_at"])
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("erasure_memory", schema=None) as batch_op:
-        batch_op.drop_index("ix_erasure_memory_expires_at")
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_column("failures")
-    with op.batch_alter_table("controllers", schema=None) as batch_op:
-        batch_op.drop_constraint(op.f("ck_controllers_webhook_signature_scheme"), type_="check")
-        batch_op.drop_column("webhook_signature_scheme")
-    with op.batch_alter_table("systems", schema=None) as batch_op:
-        batch_op.drop_constraint(op.f("ck_systems_webhook_signature_scheme"), type_="check")
-        batch_op.drop_column("push_records_due")
-        batch_op.drop_column("webhook_signature_scheme")
+    op.drop_index("ix_erasure_memory_expires_at", table_name="erasure_memory")
+    op.drop_column("jobs", "failures")
+    op.drop_column("controllers", "webhook_signature_scheme")
+    op.drop_column("systems", "push_records_due")
+    op.drop_column("systems", "webhook_signature_scheme")
