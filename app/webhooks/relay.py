@@ -7,6 +7,10 @@ PostgreSQL with `FOR UPDATE SKIP LOCKED`, so concurrent workers take different e
 the write lock serialises claims). Every attempt is bounded by the timeout, and the lease is
 longer than that, so no two workers deliver one event at the same time. A worker that dies
 leaves its lease to lapse: the event is claimed again and sent with the same `webhook-id`.
+
+Where an event goes and in which scheme it is signed (`v1` HMAC, `v1a` Ed25519) comes from its
+receiver, one resolver per kind of receiver (app/webhooks/endpoints.py); connections go to the
+address that passed the safety check (app/webhooks/transport.py).
 """
 
 from __future__ import annotations
