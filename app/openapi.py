@@ -8,6 +8,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.core.errors import PROBLEM_MEDIA_TYPE, Problem, ValidationErrorItem
+from app.ropa.fides_schemas import FidesManifest
+
+REF_TEMPLATE = "#/components/schemas/{model}"
 
 # Every tag an operation uses must be here (openapi/redocly.yaml makes that an error); only
 # those some operation uses go into the document, in this order.
@@ -328,6 +331,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas["Problem"].pop("$defs", None)
     schemas["ValidationErrorItem"] = ValidationErrorItem.model_json_schema()
+    # Answers under a media type of their own, which FastAPI documents only by name.
+    for model in (FidesManifest,):
+        body = model.model_json_schema(ref_template=REF_TEMPLATE, mode="serialization")
+        schemas.update(body.pop("$defs", {}))
+        schemas[model.__name__] = body
     _closed_pattern_properties(schemas)
     used_tags: set[str] = set()
     for path, path_item in schema.get("paths", {}).items():
