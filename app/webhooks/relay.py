@@ -29,6 +29,7 @@ from app.core.crypto import SecretBox
 from app.core.db import Database, utcnow
 from app.outbox.models import OutboxEvent
 from app.systems.models import System
+from app.webhooks import drp
 from app.webhooks.models import WebhookSecret
 from app.webhooks.signing import signature_header
 from app.webhooks.targets import UnsafeTarget, check_target
@@ -206,6 +207,9 @@ class Relay:
                     secrets["controller", str(cid)] = [
                         self.box.open(sealed, context=f"controller:{cid}")
                     ]
+        urls |= await drp.callback_urls(
+            session, {e.target_id for e in claimed if e.target_kind == drp.KIND}
+        )
         for event in claimed:
             target = (event.target_kind, event.target_id)
             event.url = urls.get(target)
@@ -216,6 +220,8 @@ class Relay:
         assert self._client is not None, "use the relay as an async context manager"
         if not event.url:
             return Outcome(False, error="the receiver has no webhook URL")
+        if event.target_kind == drp.KIND:
+            return await self._status_callback(event)
         if not event.secrets:
             return Outcome(False, error="the receiver has no signing secret")
         try:
@@ -236,6 +242,30 @@ class Relay:
                 response = await self._client.post(
                     event.url, content=body.encode(), headers=headers
                 )
+        except TimeoutError:
+            return Outcome(False, error="timed out")
+        except httpx.HTTPError as exc:
+            return Outcome(False, error=f"{type(exc).__name__}: could not deliver")
+        if 200 <= response.status_code < 300:
+            return Outcome(True, response.status_code)
+        return Outcome(False, response.status_code, f"answered {response.status_code}")
+
+    async def _status_callback(self, event: Claimed) -> Outcome:
+        """A DRP status callback: the status object itself, unsigned (app/webhooks/drp.py)."""
+        assert self._client is not None and event.url is not None
+        try:
+            await check_target(event.url, allow_private=self.config.allow_private)
+            async with asyncio.timeout(self.config.timeout):
+                response = await self._client.post(
+                    event.url,
+                    content=orjson.dumps(event.payload),
+                    headers={
+                        "content-type": "application/json",
+                        "webhook-id": f"msg_{event.id.hex}",
+                    },
+                )
+        except UnsafeTarget as exc:
+            return Outcome(False, error=str(exc))
         except TimeoutError:
             return Outcome(False, error="timed out")
         except httpx.HTTPError as exc:
