@@ -5,7 +5,9 @@ written in the transaction of the change, sent by the worker's relay (app/webhoo
 A listener on the request's status notes the requests that changed; at commit, those filed
 through DRP with a callback URL (and whose agent takes callbacks) get one outbox event each,
 carrying the status as it stands at commit: several moves in one transaction are one callback,
-of the latest status, which is what the protocol asks to deliver.
+of the latest status, which is what the protocol asks to deliver. For the same reason a new
+callback supersedes the request's earlier ones still waiting (pending, unclaimed): the relay
+delivers a batch concurrently, and an older status must not land after a newer one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import delete, event, insert, select
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.base import NO_VALUE
 
@@ -69,6 +71,14 @@ def _write_callbacks(session: Session) -> None:
         if drp.subject_request_id is not None
     ]
     if rows:
+        session.execute(
+            delete(OutboxEvent).where(
+                OutboxEvent.target_kind == TARGET_KIND,
+                OutboxEvent.target_id.in_([row["target_id"] for row in rows]),
+                OutboxEvent.status == "pending",
+                OutboxEvent.claimed_by.is_(None),
+            )
+        )
         session.execute(insert(OutboxEvent), rows)
 
 

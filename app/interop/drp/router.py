@@ -31,8 +31,9 @@ SIGNED_BODY = {
     "requestBody": {
         "required": True,
         "description": "Base64 of the Ed25519 signature (64 bytes) followed by the JSON "
-        "message it signs (libsodium combined mode)",
-        "content": {"text/plain": {"schema": {"type": "string", "format": "byte"}}},
+        "message it signs (libsodium combined mode). Agents send it as `text/plain`, as the "
+        "protocol says; the body is read as is whatever its content type.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     }
 }
 BEARER: list[dict[str, list[str]]] = [{"drpToken": []}]
@@ -40,13 +41,7 @@ BEARER: list[dict[str, list[str]]] = [{"drpToken": []}]
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {400: "Malformed or unsupported message", 403: "Refused", 404: "No such request"}
-    return {
-        code: {
-            "description": text[code],
-            "content": {"application/json": {"schema": DrpErrorOut.model_json_schema()}},
-        }
-        for code in codes
-    }
+    return {code: {"description": text[code], "model": DrpErrorOut} for code in codes}
 
 
 async def drp_error(request: Request, exc: Exception) -> Response:

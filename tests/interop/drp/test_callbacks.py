@@ -73,6 +73,8 @@ async def test_a_status_change_is_posted_to_the_agent(
     filed = await agent.exercise("access", email, status_callback=receiver.url)
     assert filed.status_code == 200, filed.text
     request_id = filed.json()["request_id"]
+    async with relay_for(wdb, wsettings) as relay:
+        assert await relay.run_once() == 1
 
     claimed = await wclient.post("/v1/tasks/claim", json={}, headers=system)
     for task in claimed.json()["tasks"]:
@@ -99,6 +101,27 @@ async def test_a_status_change_is_posted_to_the_agent(
             )
         ).all()
     assert kinds and set(kinds) == {"delivered"}
+
+
+async def test_a_newer_status_supersedes_one_not_yet_sent(
+    wclient: AsyncClient,  # noqa: F811
+    wadmin: dict[str, str],  # noqa: F811
+    wdb: Database,  # noqa: F811
+    wsettings: Settings,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    email, _system = await _subject_with_record(wdb)
+    agent = Agent(wclient)
+    await agent.register(wadmin)
+    await agent.set_up()
+    filed = await agent.exercise("deletion", email, status_callback=receiver.url)
+    assert filed.json()["status"] == "in_progress"
+    revoked = await agent.revoke(filed.json()["request_id"])
+    assert revoked.status_code == 200, revoked.text
+    async with relay_for(wdb, wsettings) as relay:
+        while await relay.run_once():
+            pass
+    assert [orjson.loads(r.body)["status"] for r in receiver.received] == ["revoked"]
 
 
 async def test_no_callback_without_a_url_or_when_the_agent_takes_none(
