@@ -3,7 +3,6 @@ record of the subject, the purposes an opt-out of sale suppresses, and `business
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings
 from app.suppressions.gpc import SALE_AND_SHARING
 from tests.builders import (
-    TEST_AUDIT_KEY,
-    TEST_SUBJECT_KEY,
     make_category,
     make_controller,
     make_purpose,
@@ -29,14 +26,9 @@ SUBJECT = "drp.subject@example.com"
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        database_url=database_url,
-        subject_key=TEST_SUBJECT_KEY,
-        audit_key=TEST_AUDIT_KEY,
-        data_dir=tmp_path,
-        drp_business_id=BUSINESS_ID,
-        webhook_allow_private_targets=True,
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"drp_business_id": BUSINESS_ID, "webhook_allow_private_targets": True}
     )
 
 

@@ -59,17 +59,35 @@ async def _subject_with_record(database: Database) -> tuple[str, dict[str, str]]
         return email, await bearer(session, "system", system_key=key)
 
 
-async def test_a_status_change_is_posted_to_the_agent(
+@pytest.fixture
+async def subject(
     wclient: AsyncClient,  # noqa: F811
     wadmin: dict[str, str],  # noqa: F811
     wdb: Database,  # noqa: F811
-    wsettings: Settings,
-    receiver: Receiver,  # noqa: F811
-) -> None:
+) -> tuple[Agent, str, dict[str, str]]:
+    """A registered agent with its token, a subject's email, and the key of the system
+    holding the subject's record."""
     email, system = await _subject_with_record(wdb)
     agent = Agent(wclient)
     await agent.register(wadmin)
     assert (await agent.set_up()).status_code == 200
+    return agent, email, system
+
+
+async def _relay_all(database: Database, settings: Settings) -> None:
+    async with relay_for(database, settings) as relay:
+        while await relay.run_once():
+            pass
+
+
+async def test_a_status_change_is_posted_to_the_agent(
+    wclient: AsyncClient,  # noqa: F811
+    wdb: Database,  # noqa: F811
+    wsettings: Settings,
+    receiver: Receiver,  # noqa: F811
+    subject: tuple[Agent, str, dict[str, str]],
+) -> None:
+    agent, email, system = subject
     filed = await agent.exercise("access", email, status_callback=receiver.url)
     assert filed.status_code == 200, filed.text
     request_id = filed.json()["request_id"]
@@ -87,9 +105,7 @@ async def test_a_status_change_is_posted_to_the_agent(
     final = (await agent.status(request_id)).json()
     assert final["status"] == "fulfilled"
 
-    async with relay_for(wdb, wsettings) as relay:
-        while await relay.run_once():
-            pass
+    await _relay_all(wdb, wsettings)
     bodies = [orjson.loads(r.body) for r in receiver.received]
     assert [b["status"] for b in bodies] == ["in_progress", "fulfilled"]
     assert bodies[-1] == final
@@ -104,23 +120,17 @@ async def test_a_status_change_is_posted_to_the_agent(
 
 
 async def test_a_newer_status_supersedes_one_not_yet_sent(
-    wclient: AsyncClient,  # noqa: F811
-    wadmin: dict[str, str],  # noqa: F811
     wdb: Database,  # noqa: F811
     wsettings: Settings,
     receiver: Receiver,  # noqa: F811
+    subject: tuple[Agent, str, dict[str, str]],
 ) -> None:
-    email, _system = await _subject_with_record(wdb)
-    agent = Agent(wclient)
-    await agent.register(wadmin)
-    await agent.set_up()
+    agent, email, _system = subject
     filed = await agent.exercise("deletion", email, status_callback=receiver.url)
     assert filed.json()["status"] == "in_progress"
     revoked = await agent.revoke(filed.json()["request_id"])
     assert revoked.status_code == 200, revoked.text
-    async with relay_for(wdb, wsettings) as relay:
-        while await relay.run_once():
-            pass
+    await _relay_all(wdb, wsettings)
     assert [orjson.loads(r.body)["status"] for r in receiver.received] == ["revoked"]
 
 
