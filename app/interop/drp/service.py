@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record
 from app.core.db import utcnow
+from app.core.errors import AppError
 from app.interop.drp.agents import agent_for_token, agent_principal
 from app.interop.drp.messages import DrpError, Exercise, check_envelope, open_signed, parse_exercise
 from app.interop.drp.messages import decode_verify_key as _key
@@ -117,9 +118,14 @@ async def exercise(
     if wanted.action in REFUSED:
         drp.refused_reason = REFUSED[wanted.action]
     else:
-        request, _challenge = await intake.file_request(
-            session, actor, _request_body(agent, wanted), ctx
-        )
+        try:
+            request, _challenge = await intake.file_request(
+                session, actor, _request_body(agent, wanted), ctx
+            )
+        except AppError as exc:
+            # Refused by intake (an identity that does not normalise, a registry not seeded):
+            # answered in the protocol's shape, a bad claim as the 400 the protocol uses.
+            raise DrpError(400 if exc.status == 422 else exc.status, exc.detail) from None
         drp.id = request.id
         drp.subject_request_id = request.id
     try:

@@ -147,6 +147,8 @@ async def test_refusals_in_the_protocols_shape(
     assert unsupported.json() == {"code": "400", "message": "Unsupported rights actions submitted."}
     assert (await agent.post_signed(message | {"regime": "gdpr"})).status_code == 400
     assert (await agent.post_signed(message | {"drp.version": "0.5"})).status_code == 400
+    unusable = await agent.post_signed(message | {"phone_number": "not a phone"})
+    assert unusable.status_code == 400 and unusable.json()["code"] == "400"
     garbage = await client.post(
         "/drp/v1/data-rights-request", content=b"not base64 at all!", headers=agent.headers()
     )
