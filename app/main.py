@@ -33,6 +33,10 @@ from app.core.signing import Signer
 from app.core.startup import guard_subject_key
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
+from app.interop.drp.agents_router import router as drp_agents_router
+from app.interop.drp.messages import DrpError
+from app.interop.drp.router import drp_error
+from app.interop.drp.router import router as drp_router
 from app.jobs.router import router as jobs_router
 from app.keys.router import router as keys_router
 from app.legal_holds.router import router as legal_holds_router
@@ -109,6 +113,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     install_error_handlers(application)
     application.add_exception_handler(IdempotentReplay, _replay)
+    application.add_exception_handler(DrpError, drp_error)
 
     # The routers' routes go onto the app itself, in the same order, rather than through
     # include_router: FastAPI matches an included router's routes through a wrapper per
@@ -137,6 +142,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         well_known_router,
         recipients_router,
         keys_router,
+        drp_agents_router,
+        drp_router,
     ):
         application.router.routes.extend(router.routes)
     install_docs(application)

@@ -7,6 +7,7 @@ from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.core.service_identity import ServiceIdentity
 from app.data_categories.models import DataCategory
+from app.interop.drp.models import DrpAgent, DrpRequest
 from app.jobs.models import Job
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.outbox.models import OutboxEvent, ScheduledNotice
@@ -42,6 +43,8 @@ __all__ = [
     "AuditEvent",
     "Controller",
     "DataCategory",
+    "DrpAgent",
+    "DrpRequest",
     "ErasureMemory",
     "ErasureReceipt",
     "IdempotencyRecord",

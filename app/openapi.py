@@ -64,6 +64,13 @@ TAGS = [
     },
     {"name": "jobs", "description": "Work done by workers in chunks: state and progress."},
     {
+        "name": "Data Rights Protocol",
+        "description": "The Data Rights Protocol 1.0, covered-business side, under `/drp`: "
+        "authorized agents set up a pair-wise token with a signed message, exercise rights, "
+        "read status and revoke; errors are the protocol's `{code, message, fatal}`. "
+        "`/v1/drp-agents` is where the privacy team registers the agents it accepts.",
+    },
+    {
         "name": "api-keys",
         "description": "API keys over HTTP: admins manage all, customer staff their own "
         "controller's; a key is shown once.",
@@ -336,6 +343,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         body = model.model_json_schema(ref_template=REF_TEMPLATE, mode="serialization")
         schemas.update(body.pop("$defs", {}))
         schemas[model.__name__] = body
+    components.setdefault("securitySchemes", {})["drpToken"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A Data Rights Protocol agent's token from the pair-wise key setup",
+    }
     _closed_pattern_properties(schemas)
     used_tags: set[str] = set()
     for path, path_item in schema.get("paths", {}).items():
@@ -357,6 +369,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 responses["422"] = _problem_response("Invalid fields")
             for status, response in responses.items():
                 content = response.get("content", {})
+                # The protocol adapters answer their protocol's own error shape.
+                if path.startswith("/drp/"):
+                    continue
                 if status >= "400" and "application/json" in content:
                     del content["application/json"]
                     content.setdefault(

@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     # given directly or as a file (a mounted secret), stored hashed when no admin key exists.
     bootstrap_admin_key: SecretStr | None = None
     bootstrap_admin_key_file: Path | None = None
+    # The Data Rights Protocol (/drp): our covered-business id in the DRP directory, which
+    # every signed message must name as its `business-id`. Unset, every agent is refused.
+    drp_business_id: str | None = None
     # `spix-dsr bootstrap` loads the Spix default taxonomy when the registry is empty.
     seed_on_empty: bool = False
 

@@ -14,7 +14,10 @@ class OutboxEvent(Base):
 
     __tablename__ = "outbox_events"
     __table_args__ = (
-        CheckConstraint("target_kind IN ('system', 'controller')", name="target_kind"),
+        CheckConstraint(
+            "target_kind IN ('system', 'controller', 'drp_agent', 'opendsr_callback')",
+            name="target_kind",
+        ),
         CheckConstraint("status IN ('pending', 'delivered', 'dead')", name="status"),
         # What the relay claims: pending events whose attempt is due, oldest first.
         Index("ix_outbox_events_due", "status", "next_attempt_at"),

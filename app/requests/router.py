@@ -1,5 +1,4 @@
 import uuid
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -14,7 +13,7 @@ from app.core.pagination import Page, PageParams, page_params
 from app.core.session import SessionDep
 from app.core.signing import canonical
 from app.requests import intake, lifecycle, queries, receipts, scopes, state, verification
-from app.requests.context import RequestContext
+from app.requests.context import RequestContext, app_context
 from app.requests.export import build_package
 from app.requests.models import SubjectRequest
 from app.requests.schemas import (
@@ -41,17 +40,7 @@ Reader = Annotated[Principal, require_roles("admin", "auditor", "controller")]
 
 
 def request_context(request: Request) -> RequestContext:
-    settings = request.app.state.settings
-    return RequestContext(
-        indexer=request.app.state.indexer,
-        box=request.app.state.secret_box,
-        clocks=request.app.state.clocks,
-        holidays=frozenset(settings.holidays),
-        code_ttl=timedelta(hours=settings.verification_code_ttl_hours),
-        max_attempts=settings.verification_max_attempts,
-        proof_period=timedelta(days=settings.request_proof_days),
-        erasure_memory=timedelta(days=settings.erasure_memory_days),
-    )
+    return app_context(request.app)
 
 
 ContextDep = Annotated[RequestContext, Depends(request_context)]

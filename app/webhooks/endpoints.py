@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.controllers.models import Controller
 from app.core.crypto import SecretBox
+from app.interop.drp.models import DrpRequest
 from app.systems.models import System
 from app.webhooks.models import WebhookSecret
 
@@ -24,7 +25,7 @@ class Endpoint:
     (HMAC), `v1a` with the service's webhook key (Ed25519)."""
 
     url: str | None
-    scheme: str = "v1"
+    scheme: str = "v1"  # or "v1a"; "none" for DRP status callbacks, which are sent unsigned
     secrets: list[str] = field(default_factory=list)
 
 
@@ -77,9 +78,26 @@ async def controller_endpoints(
     }
 
 
+async def drp_endpoints(
+    session: AsyncSession, box: SecretBox, ids: set[str], now: datetime
+) -> dict[str, Endpoint]:
+    """DRP requests by id: the `status_callback` URL the agent gave with the request.
+
+    DRP 1.0 defines no signature for callbacks (section 2.03: the body is the Exercise Status
+    object, nothing else), and an agent holds no secret of ours to check one with: callbacks go
+    unsigned, with `webhook-id` so a receiver can drop a repeated delivery."""
+    rows = await session.execute(
+        select(DrpRequest.id, DrpRequest.status_callback).where(
+            DrpRequest.id.in_([uuid.UUID(i) for i in ids])
+        )
+    )
+    return {str(drp_id): Endpoint(url, scheme="none") for drp_id, url in rows}
+
+
 RESOLVERS: dict[str, Resolver] = {
     "system": system_endpoints,
     "controller": controller_endpoints,
+    "drp_agent": drp_endpoints,
 }
 
 

@@ -199,20 +199,25 @@ class Relay:
             check_shape(endpoint.url, allow_private=self.config.allow_private)
         except UnsafeTarget as exc:
             return Outcome(False, error=str(exc))
-        body = body_of(event)
         msg_id = f"msg_{event.id.hex}"
         now = utcnow()
-        signature = self._signature(endpoint, msg_id, now, body)
-        if not signature:
-            if endpoint.scheme == "v1a":
-                return Outcome(False, error="the service has no webhook signing key (v1a)")
-            return Outcome(False, error="the receiver has no signing secret")
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": signature,
-        }
+        if endpoint.scheme == "none":
+            # A DRP status callback: the status object itself, unsigned (app/webhooks/drp.py).
+            body = orjson.dumps(event.payload).decode()
+            headers = {"content-type": "application/json", "webhook-id": msg_id}
+        else:
+            body = body_of(event)
+            signature = self._signature(endpoint, msg_id, now, body)
+            if not signature:
+                if endpoint.scheme == "v1a":
+                    return Outcome(False, error="the service has no webhook signing key (v1a)")
+                return Outcome(False, error="the receiver has no signing secret")
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(int(now.timestamp())),
+                "webhook-signature": signature,
+            }
         try:
             async with asyncio.timeout(self.config.timeout):
                 response = await self._client.post(

@@ -36,6 +36,8 @@ TENANT_PARAMETERS = {
     "job_id": {"controller B", "token B", "system B", "unknown role"},
     # Deliveries are the operators' (admin, auditor): every other key is refused by role.
     "delivery_id": set(),
+    # DRP agents are the operators' too.
+    "agent_id": set(),
 }
 for _outsiders in TENANT_PARAMETERS.values():
     if "controller B" in _outsiders:  # B's staff, signed in, are B as much as B's key is
@@ -151,6 +153,18 @@ def body(route: Route, w: World) -> tuple[Any, set[str]]:
             False,
         ),
         "PATCH /v1/recipients/{key}": ({"country": "IE", "transfer_safeguard": "adequacy"}, False),
+        "POST /v1/drp-agents": (
+            {
+                "agent_id": "MATRIX_AGENT_NEW",
+                "name": "Matrix Agent",
+                "verify_key": "A" * 43 + "=",
+            },
+            False,
+        ),
+        "PATCH /v1/drp-agents/{agent_id}": (
+            {"name": "Matrix Agent", "callback_allowed": False},
+            False,
+        ),
         # A customer's staff create keys for their own controller only.
         "POST /v1/api-keys": ({"role": "controller", "controller_id": a}, True),
     }
