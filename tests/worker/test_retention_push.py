@@ -20,7 +20,8 @@ from app.records.reappearance import Candidate, flag_reappeared
 from app.worker.records_due import push_records_due
 from app.worker.schedule import run_schedule
 from tests.builders import make_category, make_record, make_system
-from tests.worker.conftest import Receiver, file_access, platform_of, relay_for, system_with_hook
+from tests.worker.conftest import Receiver, file_access, platform_of, system_with_hook
+from tests.worker.test_deliveries import drain
 from tests.worker.test_events import customer_with_hook
 from tests.worker.test_schedule import CONFIG, events
 
@@ -85,9 +86,7 @@ async def test_records_due_are_pushed_once_per_deadline(
     assert await announced(wdb, key) == [[str(a), str(b)], [str(a), str(c)]]
 
     # The system verifies the events; they carry ids only.
-    async with relay_for(wdb, wsettings) as relay:
-        while await relay.run_once():
-            pass
+    await drain(wdb, wsettings)
     payloads = [Webhook(secret).verify(r.body, r.headers) for r in receiver.received]
     due = [p for p in payloads if p["type"] == "retention.records_due"]
     # Delivered concurrently: in either order.
@@ -197,9 +196,7 @@ async def test_a_reappeared_record_is_announced_to_its_controller(
         again = [Candidate(record_id, customer_id, system, [digest])]
         assert await flag_reappeared(session, OPERATOR, again, utcnow()) == []
 
-    async with relay_for(wdb, wsettings) as relay:
-        while await relay.run_once():
-            pass
+    await drain(wdb, wsettings)
     secret = customer["webhook_signing_secret"]
     payloads = [Webhook(secret).verify(r.body, r.headers) for r in receiver.received]
     (event,) = [p for p in payloads if p["type"] == "records.reappeared"]

@@ -25,13 +25,8 @@ from app.main import create_app
 from app.webhooks.signing import webhook_signer, whpk
 from tests.builders import TEST_AUDIT_KEY, TEST_SUBJECT_KEY
 from tests.worker.conftest import Received, Receiver, file_access, relay_for, system_with_hook
+from tests.worker.test_deliveries import drain
 from tests.worker.test_events import customer_with_hook
-
-
-async def drain(database: Database, settings: Settings) -> None:
-    async with relay_for(database, settings) as relay:
-        while await relay.run_once():
-            pass
 
 
 def verify_v1a(public_key: str, got: Received) -> dict[str, Any]:
