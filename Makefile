@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
+	@# Fides's own models parse the fideslang export in the tests (proof that Fides imports it).
+	@# Without its dependencies: it pins pydantic below the version the service runs on, and
+	@# the tests must run on the service's pydantic (they pass on it).
+	$(BIN)/pip install --quiet --no-deps "fideslang>=3.1.4,<4"
 	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed
