@@ -116,9 +116,10 @@ def _chunks(total: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + CHUNK, total)
 
 
-async def build(url: str, backend: str, total: int) -> Dataset:
+async def build(url: str, backend: str, total: int, *, analyze: bool = True) -> Dataset:
     """Registry, an admin key, then `total` records with two identities each (two records per
-    subject). PostgreSQL tables are analyzed afterwards, as autovacuum would."""
+    subject). PostgreSQL tables are analyzed afterwards, as autovacuum would, unless `analyze`
+    is False (a table that never was)."""
     started = utcnow()
     database = Database.from_url(url)
     try:
@@ -146,7 +147,8 @@ async def build(url: str, backend: str, total: int) -> Dataset:
                         "record_identities", records=identities, columns=_data.IDENTITY_COLUMNS
                     )
                 dataset.record_ids += [r[0] for r in records if keep.random() < sample_rate]
-            await connection.execute("ANALYZE")
+            if analyze:
+                await connection.execute("ANALYZE")
         finally:
             await connection.close()
     else:
