@@ -4,6 +4,7 @@ pooled connections while waiting for another."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,18 @@ from tests.conftest import bearer
 from tests.databases import fresh_database
 
 
+async def _one_record(database: Database) -> tuple[uuid.UUID, dict[str, str]]:
+    """A record to check and an admin key's headers."""
+    async with database.sessionmaker() as session:
+        platform = await make_controller(session, kind="platform", name="Spix")
+        await make_system(session, "accounts")
+        await make_category(session, "account.profile")
+        record_id = await make_record(
+            session, system="accounts", controller_id=platform.id, categories=["account.profile"]
+        )
+        return record_id, await bearer(session, "admin")
+
+
 async def test_burst_beyond_pool_size(backend: str, tmp_path: Path) -> None:
     if backend != "postgresql":
         pytest.skip("the pool size is PostgreSQL's; SQLite serialises on its file")
@@ -34,17 +47,7 @@ async def test_burst_beyond_pool_size(backend: str, tmp_path: Path) -> None:
             Settings(database_url=url, subject_key=TEST_SUBJECT_KEY, data_dir=tmp_path),
             database=database,
         )
-        async with database.sessionmaker() as session:
-            platform = await make_controller(session, kind="platform", name="Spix")
-            await make_system(session, "accounts")
-            await make_category(session, "account.profile")
-            record_id = await make_record(
-                session,
-                system="accounts",
-                controller_id=platform.id,
-                categories=["account.profile"],
-            )
-            headers = await bearer(session, "admin")
+        record_id, headers = await _one_record(database)
         _cache.clear()  # every request of the burst verifies its key in the database
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client:
             responses = await asyncio.wait_for(
@@ -81,17 +84,7 @@ async def test_steady_load_opens_no_connections(backend: str, tmp_path: Path) ->
         settings = Settings(database_url=url, subject_key=TEST_SUBJECT_KEY, data_dir=tmp_path)
         database = Database.from_url(url, pool_size=settings.db_pool_size)
         app = create_app(settings, database=database)
-        async with database.sessionmaker() as session:
-            platform = await make_controller(session, kind="platform", name="Spix")
-            await make_system(session, "accounts")
-            await make_category(session, "account.profile")
-            record_id = await make_record(
-                session,
-                system="accounts",
-                controller_id=platform.id,
-                categories=["account.profile"],
-            )
-            headers = await bearer(session, "admin")
+        record_id, headers = await _one_record(database)
         opened = 0
 
         def count(*_args: object) -> None:
