@@ -68,6 +68,7 @@ class Figures:
     p99_ms: list[float] = field(default_factory=list)
     opened: list[int] = field(default_factory=list)
     bad: int = 0
+    completed: int = 0  # requests answered within the runs, all rounds
 
 
 def _template(folder: Path, name: str, body: Any) -> str:
@@ -355,9 +356,11 @@ async def test_http_hot_paths(backend: str, tmp_path: Path) -> None:
                     got = figures[op.name]
                     got.rps.append(rps)
                     got.ratio.append(rps / bare_rps if bare_rps else 0.0)
-                    got.cpu_us.append(run.cpu_us / op.per_request)
-                    got.p99_ms.append(run.p99_ms)
+                    if run.requests:  # CPU and latency of a run that answered nothing: none
+                        got.cpu_us.append(run.cpu_us / op.per_request)
+                        got.p99_ms.append(run.p99_ms)
                     got.bad += run.bad
+                    got.completed += run.requests
                     if before is not None and after is not None:
                         got.opened.append(after - before)
                     print(f"  round {round_number + 1}: {op.name}: {rps:,.0f}/s", flush=True)
@@ -372,6 +375,10 @@ def _seconds(op: Operation) -> float:
     return max(SECONDS, 10.0) if op.per_request > 1 else SECONDS
 
 
+def _opened_cell(got: Figures) -> int | str:
+    return sum(got.opened) if got.opened else "n/a"
+
+
 def _report(
     backend: str, total: int, ops: list[Operation], figures: dict[str, Figures], analyzed: bool
 ) -> None:
@@ -379,6 +386,11 @@ def _report(
     rows = []
     for op in ops:
         got = figures[op.name]
+        if not got.completed:
+            # Slower than the run's length on this machine: no figure rather than a zero.
+            none = f"none answered in {_seconds(op):g} s"
+            rows.append([op.name, none, "—", op.goal, "—", "—", _opened_cell(got), got.bad])
+            continue
         rows.append(
             [
                 op.name,
@@ -387,7 +399,7 @@ def _report(
                 op.goal,
                 statistics.median(got.cpu_us),
                 statistics.median(got.p99_ms),
-                sum(got.opened) if got.opened else "n/a",
+                _opened_cell(got),
                 got.bad,
             ]
         )
