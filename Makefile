@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint typecheck openapi openapi-lint bench migrate seed clean
+.PHONY: run test lint typecheck openapi openapi-lint bench bench-http migrate seed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ test: lint typecheck openapi-lint
 
 bench: $(VENV)/.installed-test
 	$(BIN)/pytest tests/benchmarks -s -q
+
+# The hot paths under wrk against a bare FastAPI GET in the same run (tests/benchmarks/http).
+# SPIX_DSR_BENCH_HTTP_RECORDS=1000000 for the full size; PostgreSQL via SPIX_DSR_TEST_POSTGRES_URL.
+bench-http: $(VENV)/.installed-test
+	$(BIN)/pytest tests/benchmarks/http -s -q
 
 clean:
 	rm -rf $(VENV) openapi/node_modules .spix-dsr spix-dsr.db spix-dsr.db-wal spix-dsr.db-shm

@@ -120,7 +120,8 @@ class Settings(BaseSettings):
     job_retry_base_seconds: float = Field(5.0, ge=0)
     worker_batch_size: int = Field(20, ge=1, le=500)
     log_level: str = "INFO"
-    db_pool_size: int = 10
+    # Above the concurrent requests one worker serves, so steady load opens no connections.
+    db_pool_size: int = 20
     db_echo: bool = False
     # `spix-dsr bootstrap`: a first admin key chosen by the operator (`sdsr_<prefix>_<secret>`),
     # given directly or as a file (a mounted secret), stored hashed when no admin key exists.
