@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint typecheck openapi openapi-lint bench migrate seed clean
+.PHONY: run test lint typecheck openapi openapi-lint bench load migrate seed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ test: lint typecheck openapi-lint
 
 bench: $(VENV)/.installed-test
 	$(BIN)/pytest tests/benchmarks -s -q
+
+# The end-to-end load model on PostgreSQL (SPIX_DSR_TEST_POSTGRES_URL): 1,000,000 records and
+# 1,000 requests unless SPIX_DSR_LOAD_RECORDS / SPIX_DSR_LOAD_REQUESTS say otherwise.
+load: $(VENV)/.installed-test
+	$(BIN)/python -m tests.benchmarks.load_model
 
 clean:
 	rm -rf $(VENV) openapi/node_modules .spix-dsr spix-dsr.db spix-dsr.db-wal spix-dsr.db-shm

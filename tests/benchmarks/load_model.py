@@ -58,10 +58,12 @@ from tests.builders import TEST_AUDIT_KEY, TEST_SUBJECT_KEY
 from tests.databases import POSTGRES_URL, fresh_database
 
 AGENTS = 20
-IDLE_SECONDS = 0.1  # an agent that found nothing waits this long before claiming again
+# An agent that found nothing waits this long before claiming again. Each empty claim costs
+# the server a request: 20 agents polling every 0.1 s took a quarter of its CPU here.
+IDLE_SECONDS = float(os.environ.get("SPIX_DSR_LOAD_AGENT_IDLE_SECONDS", "0.5"))
 DASHBOARD_POLL_SECONDS = 0.2
 WORKER_POLL_SECONDS = 0.1  # SPIX_DSR_WORKER_POLL_SECONDS for the worker (default 1 s)
-STALL_SECONDS = 20  # no request completed for this long after the last was filed: give up
+STALL_SECONDS = 60  # no request completed for this long after the last was filed: give up
 
 
 def _env_int(name: str, default: int) -> int:
@@ -411,6 +413,10 @@ async def _figures(dsn: str, ledger: Ledger, arrivals: Arrivals, requests: int) 
         tasks = dict(await connection.fetch("SELECT status, count(*) FROM tasks GROUP BY 1"))
         last_closed = await connection.fetchval("SELECT max(closed_at) FROM subject_requests")
         events = await connection.fetch("SELECT id, created_at, status FROM outbox_events")
+        made = {
+            str(r["id"]): r["created_at"].timestamp()
+            for r in await connection.fetch("SELECT id, created_at FROM tasks")
+        }
         # What holds an unfinished request, for the report: its open scopes' outcomes.
         stuck = await connection.fetch(
             "SELECT s.status, s.outcome::text AS outcome, count(*) AS n FROM request_scopes s"
@@ -433,6 +439,9 @@ async def _figures(dsn: str, ledger: Ledger, arrivals: Arrivals, requests: int) 
         "undelivered": sum(1 for e in events if e["status"] != "delivered"),
         "delivered_twice": arrivals.count - len(arrivals.times),
         "commit_to_delivery": commit_to_delivery,
+        # From the call that made each task to the task's row (written in that call's
+        # transaction): the service's part, without the agents' polling.
+        "made_in": [made[t] - sent for t, (_, sent, _) in ledger.claimed.items() if t in made],
         "stuck": [(r["status"], r["outcome"], r["n"]) for r in stuck],
     }
 
@@ -462,7 +471,8 @@ def _report(figures: dict[str, Any], requests: int) -> None:
         ],
     )
     _data.print_table(
-        "From the call that made a task to an agent's claim returning it, ms (goal p99 < 1000)",
+        "From the call that made a task to an agent's claim returning it, ms (goal p99 < 1000;"
+        f" idle agents claim again every {IDLE_SECONDS} s)",
         ["made by", "tasks", "p50", "p99", "max"],
         [
             [name, len(v), _pct(v, 50) * ms, _pct(v, 99) * ms, max(v, default=0) * ms]
@@ -470,6 +480,7 @@ def _report(figures: dict[str, Any], requests: int) -> None:
                 ("verification (Spix's scope)", by_verify),
                 ("customer's approval (customer's scope)", by_approval),
                 ("all", both),
+                ("all: to the task's row, without the polling", figures["made_in"]),
             )
         ],
     )
