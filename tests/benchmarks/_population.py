@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,7 +33,7 @@ from app.retention import engine
 from app.retention.policy import add_period
 from app.systems.models import System
 from tests.benchmarks import _data
-from tests.builders import make_controller, make_system
+from tests.builders import TEST_SUBJECT_KEY, make_controller, make_system
 
 SYSTEMS = (
     _data.SYSTEM,
@@ -257,3 +258,142 @@ async def copy_records(
                 future.cancel()
             await connection.close()
     return (end - start) / (time.perf_counter() - started)
+
+
+# The same population generated inside PostgreSQL, for the growth benchmark: at 10,000,000
+# records a Python builder on a shared 2-core machine writes about 1,000-2,000 records/s, the
+# database's own INSERT ... SELECT many times that. `check_sample` holds it to the Python
+# generator and the service's hashing.
+
+_ID = (
+    "(lpad(to_hex(i), 12, '0') || '7' || lpad(to_hex(i % 4096), 3, '0') || '8'"
+    " || substr(md5(i::text || $3), 1, 15))::uuid"
+)
+_SUBJECT = "(i / 2)"
+_DIGESTS = (
+    ("email", f"'email:user' || {_SUBJECT} || '@example.com'"),
+    (
+        "phone",
+        f"'phone:+1212' || lpad((200 + {_SUBJECT} / 10000)::text, 3, '0')"
+        f" || lpad(({_SUBJECT} % 10000)::text, 4, '0')",
+    ),
+)
+
+
+async def insert_records_sql(
+    url: str,
+    population: Population,
+    profiles: dict[tuple[Any, ...], uuid.UUID],
+    start: int,
+    end: int,
+    *,
+    chunk: int = 500_000,
+) -> float:
+    """Records start..end-1 and their identity hashes, written by INSERT ... SELECT over
+    generate_series: ids shaped like the service's UUIDv7 (ordered by index), the
+    generator's systems, controllers, profiles and collection dates, delete_by one year
+    later (the P1Y rule), and the identities' HMAC-SHA256 under the test subject key
+    (pgcrypto). Returns records per second."""
+    connection = await asyncpg.connect(pg_dsn(url))
+    blind = _data.indexer()
+    salt = uuid.uuid4().hex
+    started = time.perf_counter()
+    try:
+        await connection.execute("SET TimeZone = 'UTC'")
+        await connection.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+        await connection.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS population_cycle"
+            " (position int PRIMARY KEY, controller_id uuid, system text, profile_id uuid)"
+        )
+        await connection.execute("TRUNCATE population_cycle")
+        cycle = []
+        for offset in range(PROFILE_PERIOD):
+            controller, system = population.controller_of(offset), system_of(offset)
+            categories = _data.categories_of(offset)
+            purposes = [_data.PURPOSES[(offset // 7) % 3]]
+            profile = profiles[_profile_key(controller, system, categories, purposes)]
+            cycle.append((offset, controller, system, profile))
+        await connection.copy_records_to_table("population_cycle", records=cycle)
+        epoch = _data.EPOCH.isoformat()
+        for first in range(start, end, chunk):
+            last = min(first + chunk, end)
+            async with connection.transaction():
+                await connection.execute(
+                    "INSERT INTO records (id, system, record_ref, controller_id, profile_id,"
+                    " collected_at, events, state, created_at, updated_at, held,"
+                    " keep_indefinitely, delete_by, action)"
+                    f" SELECT {_ID}, c.system, 'ref-' || lpad(i::text, 8, '0'), c.controller_id,"
+                    " c.profile_id, t.at, '{}', 'active', now(), now(), false, false,"
+                    " t.at + interval '1 year', 'delete'"
+                    " FROM generate_series($1::bigint, $2::bigint - 1) AS i"
+                    f" JOIN population_cycle c ON c.position = i % {PROFILE_PERIOD}"
+                    f" CROSS JOIN LATERAL (SELECT timestamptz '{epoch}'"
+                    f" + ((i * 2654435761) % {_data.SPREAD_SECONDS})"
+                    " * interval '1 second' AS at) t",
+                    first,
+                    last,
+                    salt,
+                )
+                for kind, text in _DIGESTS:
+                    await connection.execute(
+                        "INSERT INTO record_identities (record_id, identity_type, digest, key_id)"
+                        f" SELECT {_ID}, '{kind}', encode(hmac({text}, $4, 'sha256'), 'hex'), $5"
+                        " FROM generate_series($1::bigint, $2::bigint - 1) AS i",
+                        first,
+                        last,
+                        salt,
+                        TEST_SUBJECT_KEY,
+                        blind.label,
+                    )
+            print(f"  inserted {last:,} records", flush=True)
+    finally:
+        await connection.close()
+    return (end - start) / (time.perf_counter() - started)
+
+
+async def check_sample(
+    url: str, population: Population, profiles: dict[tuple[Any, ...], uuid.UUID], size: int
+) -> int:
+    """Rows of 200 random records (and the first and last) against the Python generator,
+    and their identity hashes against the service's BlindIndexer. Returns how many."""
+    blind = _data.indexer()
+    picks = {0, size - 1, *random.Random(size).sample(range(size), min(200, size))}
+    connection = await asyncpg.connect(pg_dsn(url))
+    try:
+        for index in sorted(picks):
+            system = system_of(index)
+            row = await connection.fetchrow(
+                "SELECT id, controller_id, profile_id, collected_at, delete_by FROM records"
+                " WHERE system = $1 AND record_ref = $2",
+                system,
+                f"ref-{index:08d}",
+            )
+            assert row is not None, index
+            controller = population.controller_of(index)
+            categories = _data.categories_of(index)
+            purposes = [_data.PURPOSES[(index // 7) % 3]]
+            collected = _data.collected_at(index)
+            assert row["controller_id"] == controller
+            assert (
+                row["profile_id"]
+                == profiles[_profile_key(controller, system, categories, purposes)]
+            )
+            assert row["collected_at"] == collected
+            assert row["delete_by"] == add_period(collected, _data.ONE_YEAR)
+            stored = {
+                (r["identity_type"], r["digest"], r["key_id"])
+                for r in await connection.fetch(
+                    "SELECT identity_type, digest, key_id FROM record_identities"
+                    " WHERE record_id = $1",
+                    row["id"],
+                )
+            }
+            expected = {
+                (str(d.type), d.digest, d.key_id)
+                for raw in _data.subject_identities(_data.subject_of(index))
+                for d in blind.all_of(Identity.model_validate(raw))
+            }
+            assert stored == expected, f"record {index}: hashes differ from the service's"
+    finally:
+        await connection.close()
+    return len(picks)

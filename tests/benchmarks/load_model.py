@@ -89,6 +89,8 @@ class Ledger:
     calls: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: Counter[str] = field(default_factory=Counter)
     filed: int = 0
+    # Samples of (waiting for the audit chain head, waiting for any lock, busy) connections.
+    lock_waits: list[tuple[int, ...]] = field(default_factory=list)
     first_sent: float = 0.0
 
     async def call(
@@ -223,6 +225,20 @@ async def _monitor(dsn: str, requests: int, ledger: Ledger, done: asyncio.Event)
         while True:
             completed = await connection.fetchval(
                 "SELECT count(*) FROM subject_requests WHERE status = 'completed'"
+            )
+            # Who waits for a row lock, and on what: the writing transactions queue at the
+            # audit chain head (app/audit/service.py) when it is the bottleneck.
+            ledger.lock_waits.append(
+                tuple(
+                    await connection.fetchrow(
+                        "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE '%audit_chain_head%'),"
+                        " count(*) FILTER (WHERE wait_event_type = 'Lock'),"
+                        " count(*) FILTER (WHERE state <> 'idle')"
+                        " FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()"
+                    )
+                )
             )
             if completed != last:
                 last, changed = completed, time.monotonic()
@@ -503,6 +519,17 @@ def _report(figures: dict[str, Any], requests: int) -> None:
         "HTTP calls (client-side latency, ms)",
         ["call", "count", "p50", "p99"],
         [[n, len(v), _pct(v, 50) * ms, _pct(v, 99) * ms] for n, v in ledger.calls.items()],
+    )
+    samples = ledger.lock_waits or [(0, 0, 0)]
+    _data.print_table(
+        f"Server connections, sampled every 0.25 s ({len(samples)} samples)",
+        ["connections", "mean", "max"],
+        [
+            [name, sum(s[n] for s in samples) / len(samples), max(s[n] for s in samples)]
+            for n, name in enumerate(
+                ("waiting for the audit chain head lock", "waiting for any lock", "busy")
+            )
+        ],
     )
     _data.print_table(
         "CPU seconds during the run",
