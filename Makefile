@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint typecheck openapi openapi-lint bench bench-http migrate seed clean
+.PHONY: run test lint typecheck openapi openapi-lint bench bench-http load migrate seed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench: $(VENV)/.installed-test
 # SPIX_DSR_BENCH_HTTP_RECORDS=1000000 for the full size; PostgreSQL via SPIX_DSR_TEST_POSTGRES_URL.
 bench-http: $(VENV)/.installed-test
 	$(BIN)/pytest tests/benchmarks/http -s -q
+
+# The end-to-end load model on PostgreSQL (SPIX_DSR_TEST_POSTGRES_URL): 1,000,000 records and
+# 1,000 requests unless SPIX_DSR_LOAD_RECORDS / SPIX_DSR_LOAD_REQUESTS say otherwise.
+load: $(VENV)/.installed-test
+	$(BIN)/python -m tests.benchmarks.load_model
 
 clean:
 	rm -rf $(VENV) openapi/node_modules .spix-dsr spix-dsr.db spix-dsr.db-wal spix-dsr.db-shm
