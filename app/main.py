@@ -34,6 +34,10 @@ from app.core.startup import guard_subject_key
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
 from app.interop.opendsr.router import router as opendsr_router
+from app.interop.drp.agents_router import router as drp_agents_router
+from app.interop.drp.messages import DrpError
+from app.interop.drp.router import drp_error
+from app.interop.drp.router import router as drp_router
 from app.jobs.router import router as jobs_router
 from app.keys.router import router as keys_router
 from app.legal_holds.router import router as legal_holds_router
@@ -52,6 +56,7 @@ from app.suppressions.router import router as suppressions_router
 from app.systems.router import router as systems_router
 from app.tasks.router import router as tasks_router
 from app.webhooks.router import router as webhooks_router
+from app.webhooks.signing import webhook_signer
 from app.well_known.router import router as well_known_router
 
 VERSION = "0.1.0"
@@ -67,6 +72,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     subject_key = settings.resolve_subject_key()  # refuses a production start without one
     audit_key = settings.resolve_audit_key()  # the same
     receipt_signer = Signer.from_material(settings.resolve_receipt_key())  # the same
+    # Signs `v1a` webhook deliveries (the worker holds the same key); None: no `v1a` here.
+    webhook_key = webhook_signer(settings.resolve_webhook_key())
     database = database or Database.from_url(
         settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
     )
@@ -96,6 +103,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     application.state.secret_box = SecretBox(subject_key, settings.subject_key_id)
     application.state.audit_key = audit_key
     application.state.receipt_signer = receipt_signer
+    application.state.webhook_signer = webhook_key
     # Parsed once, so a bad override stops the start instead of failing a request.
     application.state.clocks = clocks_from_overrides(settings.regime_clocks)
     # What /readyz expects in alembic_version: read from the shipped migrations once.
@@ -106,6 +114,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     install_error_handlers(application)
     application.add_exception_handler(IdempotentReplay, _replay)
+    application.add_exception_handler(DrpError, drp_error)
 
     # The routers' routes go onto the app itself, in the same order, rather than through
     # include_router: FastAPI matches an included router's routes through a wrapper per
@@ -135,6 +144,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         recipients_router,
         keys_router,
         opendsr_router,
+        drp_agents_router,
+        drp_router,
     ):
         application.router.routes.extend(router.routes)
     install_docs(application)

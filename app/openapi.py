@@ -8,6 +8,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.core.errors import PROBLEM_MEDIA_TYPE, Problem, ValidationErrorItem
+from app.ropa.fides_schemas import FidesManifest
+
+REF_TEMPLATE = "#/components/schemas/{model}"
 
 # Every tag an operation uses must be here (openapi/redocly.yaml makes that an error); only
 # those some operation uses go into the document, in this order.
@@ -60,6 +63,13 @@ TAGS = [
         "description": "Signed webhook deliveries from the outbox, redelivery, signing secrets.",
     },
     {"name": "jobs", "description": "Work done by workers in chunks: state and progress."},
+    {
+        "name": "Data Rights Protocol",
+        "description": "The Data Rights Protocol 1.0, covered-business side, under `/drp`: "
+        "authorized agents set up a pair-wise token with a signed message, exercise rights, "
+        "read status and revoke; errors are the protocol's `{code, message, fatal}`. "
+        "`/v1/drp-agents` is where the privacy team registers the agents it accepts.",
+    },
     {
         "name": "api-keys",
         "description": "API keys over HTTP: admins manage all, customer staff their own "
@@ -339,6 +349,16 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas["Problem"].pop("$defs", None)
     schemas["ValidationErrorItem"] = ValidationErrorItem.model_json_schema()
+    # Answers under a media type of their own, which FastAPI documents only by name.
+    for model in (FidesManifest,):
+        body = model.model_json_schema(ref_template=REF_TEMPLATE, mode="serialization")
+        schemas.update(body.pop("$defs", {}))
+        schemas[model.__name__] = body
+    components.setdefault("securitySchemes", {})["drpToken"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A Data Rights Protocol agent's token from the pair-wise key setup",
+    }
     _closed_pattern_properties(schemas)
     used_tags: set[str] = set()
     for path, path_item in schema.get("paths", {}).items():
@@ -364,6 +384,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 responses["422"] = _problem_response("Invalid fields")
             for status, response in responses.items():
                 content = response.get("content", {})
+                # The protocol adapters answer their protocol's own error shape.
+                if path.startswith("/drp/"):
+                    continue
                 protocol_shape = own_errors and status in ("400", "404")
                 if status >= "400" and "application/json" in content and not protocol_shape:
                     del content["application/json"]

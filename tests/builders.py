@@ -166,6 +166,10 @@ async def make_controller_at_revision(session: Any, **values: Any) -> uuid.UUID:
     return uuid.UUID(str(row["id"]))
 
 
+async def make_system_at_revision(session: Any, key: str) -> None:
+    await insert_at_revision(session, System, key=key, name=key)
+
+
 async def make_category_at_revision(session: Any, key: str) -> None:
     parts = key.split(".")
     for depth in range(1, len(parts) + 1):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,3 +50,20 @@ async def fresh_database(backend: str, folder: Path, *, migrate: bool = True) ->
         yield url
     finally:
         await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_cli(url: str, data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`spix-dsr ARGS` in a process of its own, against this database."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env={
+            **os.environ,
+            "SPIX_DSR_DATABASE_URL": url,
+            "SPIX_DSR_DATA_DIR": str(data_dir),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

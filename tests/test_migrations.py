@@ -20,7 +20,7 @@ from tests.builders import (
     make_controller_at_revision,
     make_purpose_at_revision,
     make_rule,
-    make_system,
+    make_system_at_revision,
 )
 from tests.databases import fresh_database
 
@@ -75,7 +75,7 @@ async def test_ranked_rules_migration_keeps_each_records_explanation(
                 controller_id = await make_controller_at_revision(
                     session, kind="platform", name="Spix"
                 )
-                await make_system(session, "support")
+                await make_system_at_revision(session, "support")
                 await make_category_at_revision(session, "support.ticket")
                 rule = await make_rule(session, kind="maximum", period="P1M", category="support")
                 profile_id, record_id = uuid.uuid4(), uuid.uuid4()
@@ -209,7 +209,7 @@ async def test_ranked_rules_migration_writes_what_the_app_computes(
                     session, kind="platform", name="Spix"
                 )
                 other_id = await make_controller_at_revision(session, name="Other")
-                await make_system(session, "support")
+                await make_system_at_revision(session, "support")
                 await make_category_at_revision(session, "support.ticket")
                 await make_category_at_revision(session, "support.chat")
                 await make_purpose_at_revision(session, "service")

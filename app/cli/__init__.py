@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from app.cli import audit, data, keys, service  # noqa: F401  (each registers its commands)
+from app.cli import audit, data, keys, ropa, service  # noqa: F401  (each registers its commands)
 from app.cli.base import cli
 from app.cli.service import render_openapi
 

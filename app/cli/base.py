@@ -28,6 +28,8 @@ idempotency_cli = typer.Typer(help="Stored Idempotency-Key answers.", no_args_is
 cli.add_typer(idempotency_cli, name="idempotency")
 receipt_cli = typer.Typer(help="Signed erasure receipts.", no_args_is_help=True)
 cli.add_typer(receipt_cli, name="receipt")
+ropa_cli = typer.Typer(help="The record of processing activities.", no_args_is_help=True)
+cli.add_typer(ropa_cli, name="ropa")
 
 OPENAPI_PATH = Path("openapi/openapi.json")
 

@@ -39,6 +39,10 @@ class Controller(Versioned, Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     # Sealed with the secret box: the worker must read it back to sign deliveries.
     webhook_secret_sealed: Mapped[str | None] = mapped_column(Text)
+    # `v1` (HMAC with the secret above) or `v1a` (Ed25519 with the service's webhook key).
+    webhook_signature_scheme: Mapped[str] = mapped_column(
+        String(4), default="v1", server_default="v1"
+    )
     auto_execute: Mapped[bool] = mapped_column(Boolean, default=False)
     # Art. 30(1)(a) and 13(1)(a)-(b): how to reach the controller and its data protection officer.
     contact: Mapped[str | None] = mapped_column(Text)

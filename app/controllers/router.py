@@ -40,6 +40,8 @@ async def create_controller(
     safe: SafeWebhooksDep,
 ) -> Response:
     await safe.check(body.dsr_routing.webhook_url, ["body", "dsr_routing", "webhook_url"])
+    routing = body.dsr_routing
+    safe.check_scheme(routing.signature_scheme, ["body", "dsr_routing", "signature_scheme"])
     controller, secret = await service.create_controller(session, principal, body, box)
     out = ControllerCreated(**service.to_out(controller), webhook_signing_secret=secret)
     return await idem.respond(
@@ -106,6 +108,7 @@ async def update_controller(
 ) -> ControllerCreated:
     routing = body.dsr_routing
     await safe.check(routing.webhook_url if routing else None, ["body", "dsr_routing"])
+    safe.check_scheme(routing.signature_scheme if routing else None, ["body", "dsr_routing"])
     controller = await service.get_controller(session, principal, controller_id)
     check_if_match(if_match, controller.version)
     _, secret = await service.update_controller(session, principal, controller, body, box)

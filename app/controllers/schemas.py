@@ -19,6 +19,12 @@ class DsrRouting(BaseModel):
 
     mode: Literal["webhook", "dashboard"] = Field("dashboard", examples=["webhook"])
     webhook_url: Url | None = Field(None, examples=["https://privacy.acme.example/spix-dsr"])
+    signature_scheme: Literal["v1", "v1a"] = Field(
+        "v1",
+        description="How deliveries are signed (Standard Webhooks): `v1`, HMAC with the "
+        "`whsec_` signing secret; `v1a`, Ed25519 with the service's key, verified with the "
+        "public key at /.well-known/spix-dsr/webhook-keys (the receiver holds no secret)",
+    )
 
     @model_validator(mode="after")
     def _webhook_needs_url(self) -> Self:

@@ -27,6 +27,7 @@ def to_out(controller: Controller) -> dict[str, Any]:
         "dsr_routing": DsrRouting(
             mode=controller.dsr_routing_mode,  # type: ignore[arg-type]
             webhook_url=controller.webhook_url,
+            signature_scheme=controller.webhook_signature_scheme,  # type: ignore[arg-type]
         ),
         "has_signing_secret": controller.webhook_secret_sealed is not None,
     }
@@ -116,6 +117,7 @@ async def create_controller(
         effective_until=body.effective_until,
         dsr_routing_mode=body.dsr_routing.mode,
         webhook_url=body.dsr_routing.webhook_url,
+        webhook_signature_scheme=body.dsr_routing.signature_scheme,
         auto_execute=body.auto_execute,
         contact=body.contact,
         dpo_contact=body.dpo_contact,
@@ -153,6 +155,7 @@ async def update_controller(
             routing = DsrRouting.model_validate(value)
             controller.dsr_routing_mode = routing.mode
             controller.webhook_url = routing.webhook_url
+            controller.webhook_signature_scheme = routing.signature_scheme
             if routing.mode == "webhook" and controller.webhook_secret_sealed is None:
                 secret = _new_secret(box, controller)
         else:

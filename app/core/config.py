@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # Ed25519 key that signs erasure receipts: PEM (PKCS#8) or the 32-byte private key in
     # base64. Its public key is published at /.well-known/spix-dsr/receipt-keys.
     receipt_signing_key: str | None = None
+    # Ed25519 key that signs webhook deliveries of endpoints that chose the asymmetric scheme
+    # (`v1a`): PEM (PKCS#8), the 32-byte private key in base64, or a Standard Webhooks `whsk_`
+    # key. Its public key is published at /.well-known/spix-dsr/webhook-keys. Optional in
+    # production: without it no endpoint may choose `v1a`.
+    webhook_signing_key: str | None = None
     # How long an erasure is remembered (blind indexes, controller, date): a record registered
     # for an erased identity within this period is flagged for review. 0 remembers nothing.
     erasure_memory_days: int = Field(365, ge=0)
@@ -116,14 +121,22 @@ class Settings(BaseSettings):
     recompute_inline_max_records: int = Field(100_000, ge=0)
     job_chunk_records: int = Field(10_000, ge=1)
     job_lease_seconds: float = Field(60.0, gt=0)
+    # A job whose chunk fails (raises, or its worker dies) this many times ends `failed`; the
+    # waits between tries grow from the base.
+    job_max_failures: int = Field(5, ge=1)
+    job_retry_base_seconds: float = Field(5.0, ge=0)
     worker_batch_size: int = Field(20, ge=1, le=500)
     log_level: str = "INFO"
-    db_pool_size: int = 10
+    # Above the concurrent requests one worker serves, so steady load opens no connections.
+    db_pool_size: int = 20
     db_echo: bool = False
     # `spix-dsr bootstrap`: a first admin key chosen by the operator (`sdsr_<prefix>_<secret>`),
     # given directly or as a file (a mounted secret), stored hashed when no admin key exists.
     bootstrap_admin_key: SecretStr | None = None
     bootstrap_admin_key_file: Path | None = None
+    # The Data Rights Protocol (/drp): our covered-business id in the DRP directory, which
+    # every signed message must name as its `business-id`. Unset, every agent is refused.
+    drp_business_id: str | None = None
     # `spix-dsr bootstrap` loads the Spix default taxonomy when the registry is empty.
     seed_on_empty: bool = False
 
@@ -203,6 +216,19 @@ class Settings(BaseSettings):
             "receipt.key",
             new_key=new_ed25519_pem,
             how="`openssl genpkey -algorithm ed25519`",
+        )
+
+    def resolve_webhook_key(self) -> bytes | None:
+        """The webhook signing key: configured, None in production without one (no `v1a`),
+        or (development only) created once in data_dir as PKCS#8 PEM."""
+        if not self.webhook_signing_key and self.env is Environment.production:
+            return None
+        return self._resolve_key(
+            self.webhook_signing_key,
+            "WEBHOOK_SIGNING_KEY",
+            "webhook signing key",
+            "webhook.key",
+            new_key=new_ed25519_pem,
         )
 
     def _resolve_key(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVarTuple
@@ -111,8 +112,11 @@ def create_engine(
     return create_async_engine(
         url,
         echo=echo,
+        # Steady load up to pool_size concurrent requests never opens a connection; a burst
+        # beyond it opens overflow connections that close when they come back.
         pool_size=pool_size,
         max_overflow=pool_size,
+        connect_args=_postgres_connect_args(url),
         # No pre-ping: it costs a round trip on every checkout, a quarter of a point read;
         # recycled connections and the error a dead one raises (a 5xx, retried) cover it.
         pool_recycle=1800,
@@ -120,6 +124,16 @@ def create_engine(
         hide_parameters=True,
         **json,
     )
+
+
+def _postgres_connect_args(url: str) -> dict[str, Any]:
+    """No TLS unless asked for: asyncpg's default ("prefer") asks every new connection to
+    negotiate TLS, a round trip (and a handshake where the server offers it) spent on a local
+    socket. The URL's `ssl`/`sslmode` query or PGSSLMODE turns it back on."""
+    query = make_url(url).query
+    if "ssl" in query or "sslmode" in query or os.environ.get("PGSSLMODE"):
+        return {}
+    return {"ssl": False}
 
 
 def _is_sqlite_file(url: str) -> bool:

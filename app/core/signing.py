@@ -42,14 +42,14 @@ def canonical(document: Any) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
-def load_private_key(material: bytes) -> Ed25519PrivateKey:
+def load_private_key(material: bytes, what: str = "receipt signing key") -> Ed25519PrivateKey:
     """An Ed25519 private key from PEM (PKCS#8) or from its 32 raw bytes in base64."""
     text = material.strip()
     try:
         if text.startswith(b"-----BEGIN"):
             key = serialization.load_pem_private_key(text + b"\n", password=None)
             if not isinstance(key, Ed25519PrivateKey):
-                raise SigningKeyError("the receipt signing key is not an Ed25519 key")
+                raise SigningKeyError(f"the {what} is not an Ed25519 key")
             return key
         raw = base64.b64decode(text + b"=" * (-len(text) % 4), altchars=b"-_")
         return Ed25519PrivateKey.from_private_bytes(raw)
@@ -57,7 +57,7 @@ def load_private_key(material: bytes) -> Ed25519PrivateKey:
         raise
     except ValueError:
         raise SigningKeyError(
-            "the receipt signing key is neither an Ed25519 PEM key nor 32 bytes in base64"
+            f"the {what} is neither an Ed25519 PEM key nor 32 bytes in base64"
         ) from None
 
 

@@ -32,6 +32,8 @@ class Job(Base):
     done: Mapped[int] = mapped_column(Integer, default=0)
     changed: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # Chunks that raised (or whose worker's lease lapsed); at the setting's limit: `failed`.
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     claimed_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -12,7 +12,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
-from app.core.db import utcnow
+from app.core.db import join_any_of, utcnow
 from app.core.errors import NotFound
 from app.core.identity import parse_label
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
@@ -88,6 +88,19 @@ async def get_visible(
     if row is None:
         raise NotFound("No record with this id")
     return row[0], row[1]
+
+
+async def ids_carrying(session: AsyncSession, digests: Sequence[str]) -> list[uuid.UUID]:
+    """The records that carry any of these identity hashes, from the identity index alone.
+
+    A step of its own, so that the records are then read by primary key: as one statement
+    (`records.id IN (subquery) ORDER BY id LIMIT n`) PostgreSQL chose to walk the records'
+    primary key across the whole table and probe the identities on the way whenever the
+    tables had no statistics (1 s a lookup at 1M records, until ANALYZE ran)."""
+    statement = join_any_of(
+        session, select(RecordIdentity.record_id).distinct(), RecordIdentity.digest, digests
+    )
+    return list((await session.scalars(statement)).all())
 
 
 async def page_rows(

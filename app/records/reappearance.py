@@ -1,6 +1,9 @@
 """Erasure that stays done: a record registered for an identity that an erasure of the same
 controller took within the memory period is flagged for review (a system may have restored
-it from a backup or collected it again). One query for the whole batch's identities."""
+it from a backup or collected it again). One query for the whole batch's identities.
+
+The flags are audited and announced: `records.reappeared` to the record's controller (the
+platform, or a customer routed by webhook), ids only, in batches of at most FLAGS_PER_EVENT."""
 
 from __future__ import annotations
 
@@ -18,8 +21,11 @@ from app.audit.service import record as audit
 from app.auth.service import Principal
 from app.core.db import join_any_of
 from app.core.ids import new_id
+from app.outbox import service as outbox
 from app.records.models import ErasureMemory, Reappearance
 from app.records.profiles import insert_for
+
+FLAGS_PER_EVENT = 500
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,13 @@ async def flag_reappeared(
         await session.execute(
             insert_for(session)(Reappearance)
             .on_conflict_do_nothing(index_elements=["record_id", "request_id"])
-            .returning(Reappearance.id, Reappearance.record_id, Reappearance.request_id),
+            .returning(
+                Reappearance.id,
+                Reappearance.record_id,
+                Reappearance.request_id,
+                Reappearance.controller_id,
+                Reappearance.system,
+            ),
             rows,
         )
     ).all()
@@ -96,4 +108,23 @@ async def flag_reappeared(
             ]
         },
     )
+    by_controller: dict[uuid.UUID, list[dict[str, str]]] = defaultdict(list)
+    for f in flagged:
+        by_controller[f.controller_id].append(
+            {
+                "flag_id": str(f.id),
+                "record_id": str(f.record_id),
+                "request_id": str(f.request_id),
+                "system": f.system,
+            }
+        )
+    for controller_id, flags in by_controller.items():
+        for start in range(0, len(flags), FLAGS_PER_EVENT):
+            batch = flags[start : start + FLAGS_PER_EVENT]
+            outbox.emit(
+                session,
+                "records.reappeared",
+                {"flags": batch, "count": len(batch)},
+                controller=controller_id,
+            )
     return [f.record_id for f in flagged]

@@ -322,10 +322,11 @@ async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> No
     if new_items:
         inserted = set(
             (
+                # A Core insert on the table: the ORM's bulk path builds every row again.
                 await session.execute(
-                    insert_for(session)(Record)
+                    insert_for(session)(records_table)
                     .on_conflict_do_nothing(index_elements=["system", "record_ref"])
-                    .returning(Record.id),
+                    .returning(records_table.c.id),
                     [_row(item, now, created=True) for item in new_items],
                 )
             ).scalars()

@@ -110,8 +110,15 @@ async def on_task_done(
     session: AsyncSession, principal: Principal, task: Task, ctx: RequestContext
 ) -> None:
     """A task completed or failed for good: move its scope, and maybe the request."""
-    scope = await session.get(RequestScope, task.scope_id)
-    request = await session.get(SubjectRequest, task.request_id)
+    # The request's row lock makes the reports of one request's tasks take turns. Each
+    # statement after it reads what the earlier reports committed, so the last one closes
+    # the scope and the request; without it two last tasks reported at once each counted the
+    # other as open and the request stayed in progress (PostgreSQL; SQLite's writer lock
+    # already serialises them).
+    request = await session.get(
+        SubjectRequest, task.request_id, with_for_update=True, populate_existing=True
+    )
+    scope = await session.get(RequestScope, task.scope_id, populate_existing=True)
     assert scope is not None and request is not None
     if task.status == "failed":
         if scope.status == state.ScopeStatus.in_progress:

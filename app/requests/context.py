@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy import select
@@ -43,16 +44,22 @@ async def request_digests(session: AsyncSession, request: SubjectRequest) -> lis
     return [BlindIndex(IdentityType(t), k, d) for t, k, d in rows]
 
 
-def request_context(request: Request) -> RequestContext:
-    """The context from the running app's settings and state (a FastAPI dependency)."""
-    settings = request.app.state.settings
+def app_context(app: Any) -> RequestContext:
+    """The context of a running app (its state and settings): for every entry point that
+    files or moves requests, the v1 router and the protocol adapters alike."""
+    settings = app.state.settings
     return RequestContext(
-        indexer=request.app.state.indexer,
-        box=request.app.state.secret_box,
-        clocks=request.app.state.clocks,
+        indexer=app.state.indexer,
+        box=app.state.secret_box,
+        clocks=app.state.clocks,
         holidays=frozenset(settings.holidays),
         code_ttl=timedelta(hours=settings.verification_code_ttl_hours),
         max_attempts=settings.verification_max_attempts,
         proof_period=timedelta(days=settings.request_proof_days),
         erasure_memory=timedelta(days=settings.erasure_memory_days),
     )
+
+
+def request_context(request: Request) -> RequestContext:
+    """The context of the app serving this request (a FastAPI dependency)."""
+    return app_context(request.app)

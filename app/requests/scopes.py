@@ -13,13 +13,14 @@ from app.audit.service import record as audit
 from app.auth.service import Principal
 from app.controllers.models import Controller
 from app.controllers.service import platform_controller_id
-from app.core.db import utcnow
+from app.core.db import join_any_of, utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.ids import new_id
 from app.outbox import service as outbox
 from app.outbox.payloads import scope_ids
 from app.purposes.models import Purpose
-from app.records.models import Record, RecordIdentity
+from app.records.models import Record
+from app.records.queries import ids_carrying
 from app.requests import state
 from app.requests.completion import finish_scope, maybe_complete
 from app.requests.context import RequestContext, request_digests
@@ -55,13 +56,10 @@ async def open_scopes(
         await finish_scope(session, principal, request, scope)
         await maybe_complete(session, principal, request, ctx)
         return
-    statement = select(Record.id, Record.controller_id).where(
-        Record.id.in_(
-            select(RecordIdentity.record_id).where(
-                RecordIdentity.digest.in_([d.digest for d in digests])
-            )
-        ),
-        Record.state != "erased",
+    # The identity index first, then the records by primary key (see records.ids_carrying).
+    ids = await ids_carrying(session, [d.digest for d in digests])
+    statement = join_any_of(session, select(Record.id, Record.controller_id), Record.id, ids).where(
+        Record.state != "erased"
     )
     if request.filed_by_controller_id is not None:
         statement = statement.where(Record.controller_id == request.filed_by_controller_id)

@@ -29,9 +29,10 @@ async def name_rules(session: AsyncSession, decisions: Sequence[RetentionDecisio
     ids = {rule.id for decision in decisions for rule in decision.rules}
     if not ids:
         return
+    connection = await session.connection()  # Core: no ORM execution layer for plain columns
     names = {
         row.id: (row.key, row.name)
-        for row in await session.execute(_RULE_NAMES, {"ids": sorted(ids)})
+        for row in await connection.execute(_RULE_NAMES, {"ids": sorted(ids)})
     }
     for decision in decisions:
         for rule in decision.rules:
@@ -130,7 +131,8 @@ async def decision_of(
         params["system_key"] = visibility.system_key
     elif visibility.kind == "controller":
         params["controller_id"] = visibility.controller_id
-    row = (await session.execute(statement, params)).first()
+    # Core on the session's connection: the ORM's execution layer adds nothing to this read.
+    row = (await (await session.connection()).execute(statement, params)).first()
     if row is None:
         raise NotFound("No record with this id")
     hold_ids: list[str] = []

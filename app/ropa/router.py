@@ -1,11 +1,13 @@
 import uuid
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from app.auth.dependencies import AnyKey, ReaderKey
 from app.core.errors import error_responses
 from app.core.session import SessionDep
-from app.ropa import processor, service
+from app.ropa import fides_export, processor, service
+from app.ropa.fides_schemas import FIDESLANG_MEDIA_TYPE
 from app.ropa.schemas import CSV_COLUMNS, ProcessorRecord, Ropa
 
 router = APIRouter(prefix="/v1/ropa", tags=["ropa"])
@@ -58,15 +60,39 @@ def wants_csv(accept: str | None) -> bool:
     responses={
         200: {
             "description": "The record as JSON, or with `Accept: text/csv` one CSV row per "
-            "purpose and applicable retention rule",
-            "content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}, "example": _CSV_EXAMPLE}},
+            "purpose and applicable retention rule, or with `format=fideslang` a fideslang "
+            "manifest that Fides imports",
+            "content": {
+                CSV_MEDIA_TYPE: {"schema": {"type": "string"}, "example": _CSV_EXAMPLE},
+                FIDESLANG_MEDIA_TYPE: {
+                    "schema": {"$ref": "#/components/schemas/FidesManifest"},
+                },
+            },
         },
         **error_responses(401, 403),
     },
 )
 async def get_ropa(
-    request: Request, session: SessionDep, principal: ReaderKey, response: Response
+    request: Request,
+    session: SessionDep,
+    principal: ReaderKey,
+    response: Response,
+    representation: Annotated[
+        Literal["fideslang"] | None,
+        Query(
+            alias="format",
+            description="`fideslang`: the organization, the systems with their privacy "
+            "declarations, a dataset per system and the custom taxonomy entries, as one "
+            "fideslang manifest (whatever `Accept` says)",
+        ),
+    ] = None,
 ) -> Ropa | Response:
+    if representation == "fideslang":
+        manifest = await fides_export.build_fides_manifest(session)
+        return Response(
+            fides_export.manifest_json(manifest),
+            media_type=FIDESLANG_MEDIA_TYPE,
+        )
     ropa = await service.build_ropa(session)
     # Vary: caches must keep the JSON and the CSV apart.
     if wants_csv(request.headers.get("accept")):

@@ -47,6 +47,8 @@ class Processing:
     systems: set[str] = field(default_factory=set)
     controller_ids: set[uuid.UUID] = field(default_factory=set)
     regions: set[str] = field(default_factory=set)
+    # The categories known to sit in one system (a record's profile, a rule naming both).
+    by_system: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
     def of_rules(cls, rules: Iterable[RetentionRule]) -> Processing:
@@ -56,6 +58,10 @@ class Processing:
             processing.systems.update(filter(None, [rule.system]))
             processing.controller_ids.update(filter(None, [rule.controller_id]))
             processing.regions.update(filter(None, [rule.region]))
+            if rule.system is not None:
+                processing.by_system.setdefault(rule.system, set()).update(
+                    filter(None, [rule.category])
+                )
         return processing
 
     def merge(self, other: Processing) -> None:
@@ -63,6 +69,8 @@ class Processing:
         self.systems |= other.systems
         self.controller_ids |= other.controller_ids
         self.regions |= other.regions
+        for system, categories in other.by_system.items():
+            self.by_system.setdefault(system, set()).update(categories)
 
 
 def rules_for_purpose(
@@ -109,6 +117,7 @@ async def registered_processing(
         processing = found.setdefault(purpose, Processing())
         processing.categories.update(profile.categories)
         processing.systems.add(profile.system)
+        processing.by_system.setdefault(profile.system, set()).update(profile.categories)
         processing.controller_ids.add(profile.controller_id)
         if profile.region:
             processing.regions.add(profile.region)
@@ -137,7 +146,22 @@ def _rule_order(rule: RetentionRule) -> tuple[str, str, str, str]:
     return (rule.category or "", rule.kind, rule.name, str(rule.id))
 
 
-async def build_ropa(session: AsyncSession) -> Ropa:
+@dataclass
+class Inventory:
+    """What the record is built from: the registry, and what is processed per purpose."""
+
+    platform: Controller | None
+    purposes: Sequence[Purpose]
+    rules: list[RetentionRule]
+    categories: Sequence[DataCategory]
+    recipients: Sequence[Recipient]
+    controllers: dict[uuid.UUID, Controller]
+    # Per purpose key: the rules that apply, and what is processed.
+    applicable: dict[str, list[RetentionRule]]
+    processing: dict[str, Processing]
+
+
+async def gather_inventory(session: AsyncSession) -> Inventory:
     platform = await session.scalar(select(Controller).where(Controller.kind == "platform"))
     purposes = (await session.scalars(select(Purpose).order_by(Purpose.key))).all()
     rules = sorted(await session.scalars(select(RetentionRule)), key=_rule_order)
@@ -159,7 +183,20 @@ async def build_ropa(session: AsyncSession) -> Ropa:
     controllers = {}
     if controller_ids:
         rows = await session.scalars(select(Controller).where(Controller.id.in_(controller_ids)))
-        controllers = {c.id: RopaController.model_validate(c) for c in rows}
+        controllers = {c.id: c for c in rows}
+    return Inventory(
+        platform, purposes, rules, categories, recipients, controllers, applicable, processing
+    )
+
+
+async def build_ropa(session: AsyncSession) -> Ropa:
+    inventory = await gather_inventory(session)
+    platform, processing, recipients = (
+        inventory.platform,
+        inventory.processing,
+        inventory.recipients,
+    )
+    controllers = {i: RopaController.model_validate(c) for i, c in inventory.controllers.items()}
 
     return Ropa(
         generated_at=utcnow(),
@@ -181,16 +218,19 @@ async def build_ropa(session: AsyncSession) -> Ropa:
                     key=lambda c: (c.name, str(c.id)),
                 ),
                 regions=sorted(processing[purpose.key].regions),
-                retention_rules=[RopaRule.model_validate(r) for r in applicable[purpose.key]],
+                retention_rules=[
+                    RopaRule.model_validate(r) for r in inventory.applicable[purpose.key]
+                ],
                 data_subject_categories=purpose.data_subject_categories,
                 recipients=[
                     r.key for r in recipients if set(r.systems) & processing[purpose.key].systems
                 ],
             )
-            for purpose in purposes
+            for purpose in inventory.purposes
         ],
         retained_without_rule=[
-            RopaCategory.model_validate(c) for c in categories_without_rule(categories, rules)
+            RopaCategory.model_validate(c)
+            for c in categories_without_rule(inventory.categories, inventory.rules)
         ],
     )
 

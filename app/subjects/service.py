@@ -8,6 +8,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
+from app.core.db import join_any_of
 from app.core.errors import Unprocessable
 from app.core.identity import BlindIndexer, InvalidIdentity
 from app.records import queries as records
@@ -52,17 +53,21 @@ async def lookup(
         return LookupOut(summary=[], items=[], next_cursor=None)
     controller_id = body.controller_id or visibility.controller_id
     digests = subject_digests(indexer, body, controller_id)
-    ids = subject_record_ids(digests)
-    statement = visible(principal).where(Record.id.in_(ids), Record.state != "erased")
+    # The identity index first, then the records by primary key: the same plan whether or not
+    # the tables were ever analyzed (see records.ids_carrying).
+    ids = await records.ids_carrying(session, digests)
+    statement = join_any_of(session, visible(principal), Record.id, ids).where(
+        Record.state != "erased"
+    )
+    summary_columns = select(
+        Record.controller_id,
+        Record.system,
+        RecordProfileCategory.category,
+        func.count(Record.id),
+    ).join(RecordProfileCategory, RecordProfileCategory.profile_id == Record.profile_id)
     summary_statement = (
-        select(
-            Record.controller_id,
-            Record.system,
-            RecordProfileCategory.category,
-            func.count(Record.id),
-        )
-        .join(RecordProfileCategory, RecordProfileCategory.profile_id == Record.profile_id)
-        .where(Record.id.in_(ids), Record.state != "erased", record_rows(visibility))
+        join_any_of(session, summary_columns, Record.id, ids)
+        .where(Record.state != "erased", record_rows(visibility))
         .group_by(Record.controller_id, Record.system, RecordProfileCategory.category)
         .order_by(Record.controller_id, Record.system, RecordProfileCategory.category)
     )

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, select, update
+from sqlalchemy import Select, and_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -275,6 +275,35 @@ def listed(
     return statement
 
 
+# The purpose and controller rows are joined in so that a typo in either is an error, not a
+# silent "not suppressed" (which would send marketing to someone who opted out); each is one
+# primary-key probe, and the suppressions come from the unique (digest, ...) index. Built once:
+# constructing the select costs more than running it.
+_CHECK = (
+    select(
+        Suppression.id,
+        Suppression.identity_type,
+        Suppression.channel,
+        Suppression.purpose,
+        Suppression.controller_id,
+        Suppression.source,
+        Suppression.created_at,
+    )
+    .select_from(Purpose)
+    .join(Controller, Controller.id == bindparam("controller_id"))
+    .outerjoin(
+        Suppression,
+        and_(
+            Suppression.digest.in_(bindparam("digests", expanding=True)),
+            Suppression.controller_id == bindparam("controller_id"),
+            Suppression.purpose == bindparam("purpose"),
+            Suppression.channel.in_(bindparam("channels", expanding=True)),
+        ),
+    )
+    .where(Purpose.key == bindparam("purpose"))
+)
+
+
 async def check(
     session: AsyncSession,
     principal: Principal,
@@ -312,32 +341,18 @@ async def check(
     if foreign:
         # Another customer's suppressions are invisible to this key, as if absent.
         return SuppressionCheckOut(suppressed=False, matches=[])
-    # The purpose and controller rows are joined in so that a typo in either is an error, not
-    # a silent "not suppressed" (which would send marketing to someone who opted out); each is
-    # one primary-key probe, and the suppressions come from the unique (digest, ...) index.
+    # Core on the session's connection: the ORM's execution layer adds nothing to a read of
+    # plain columns.
+    connection = await session.connection()
     rows = (
-        await session.execute(
-            select(
-                Suppression.id,
-                Suppression.identity_type,
-                Suppression.channel,
-                Suppression.purpose,
-                Suppression.controller_id,
-                Suppression.source,
-                Suppression.created_at,
-            )
-            .select_from(Purpose)
-            .join(Controller, Controller.id == controller_id)
-            .outerjoin(
-                Suppression,
-                and_(
-                    Suppression.digest.in_(digests),
-                    Suppression.controller_id == controller_id,
-                    Suppression.purpose == body.purpose,
-                    Suppression.channel.in_([body.channel, "all"]),
-                ),
-            )
-            .where(Purpose.key == body.purpose)
+        await connection.execute(
+            _CHECK,
+            {
+                "digests": digests,
+                "controller_id": controller_id,
+                "purpose": body.purpose,
+                "channels": [body.channel, "all"],
+            },
         )
     ).all()
     if not rows:

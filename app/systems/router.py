@@ -32,6 +32,7 @@ async def create_system(
     safe: SafeWebhooksDep,
 ) -> Response:
     await safe.check(body.webhook_url, ["body", "webhook_url"])
+    safe.check_scheme(body.webhook_signature_scheme, ["body", "webhook_signature_scheme"])
     system = await service.create_system(session, principal, body)
     return await idem.respond(
         SystemOut.model_validate(system),
@@ -88,6 +89,7 @@ async def update_system(
     if_match: IfMatch = None,
 ) -> SystemOut:
     await safe.check(body.webhook_url, ["body", "webhook_url"])
+    safe.check_scheme(body.webhook_signature_scheme, ["body", "webhook_signature_scheme"])
     system = await service.get_system(session, key)
     check_if_match(if_match, system.version)
     await service.update_system(session, principal, system, body)

@@ -7,13 +7,16 @@ PostgreSQL with `FOR UPDATE SKIP LOCKED`, so concurrent workers take different e
 the write lock serialises claims). Every attempt is bounded by the timeout, and the lease is
 longer than that, so no two workers deliver one event at the same time. A worker that dies
 leaves its lease to lapse: the event is claimed again and sent with the same `webhook-id`.
+
+Where an event goes and in which scheme it is signed (`v1` HMAC, `v1a` Ed25519) comes from its
+receiver, one resolver per kind of receiver (app/webhooks/endpoints.py); connections go to the
+address that passed the safety check (app/webhooks/transport.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,18 +28,18 @@ import httpx
 import orjson
 from sqlalchemy import Table, and_, bindparam, or_, select, update
 
-from app.controllers.models import Controller
 from app.core.config import Settings
 from app.core.crypto import SecretBox
 from app.core.db import Database, utcnow
+from app.core.signing import Signer
 from app.interop.opendsr.callbacks import TARGET_KIND as OPENDSR_CALLBACK
 from app.interop.opendsr.callbacks import signed_callback
 from app.interop.opendsr.signing import NotConfigured, ProcessorSigner, processor_signer
 from app.outbox.models import OutboxEvent
-from app.systems.models import System
-from app.webhooks.models import WebhookSecret
-from app.webhooks.signing import signature_header
-from app.webhooks.targets import UnsafeTarget, check_target
+from app.webhooks.endpoints import Endpoint, resolve
+from app.webhooks.signing import asymmetric_signature, signature_header
+from app.webhooks.targets import UnsafeTarget, check_shape
+from app.webhooks.transport import Resolver, delivery_client, system_resolver
 
 _table: Table = OutboxEvent.__table__  # type: ignore[assignment]
 
@@ -85,8 +88,7 @@ class Claimed:
     target_id: str
     attempts: int
     created_at: datetime
-    url: str | None = None
-    secrets: list[str] | None = None
+    endpoint: Endpoint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,23 +116,25 @@ class Relay:
         box: SecretBox,
         config: RelayConfig,
         *,
+        signer: Signer | None = None,
         worker_id: uuid.UUID | None = None,
         client: httpx.AsyncClient | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.database = database
         self.box = box
         self.config = config
+        # The webhook key that signs `v1a` deliveries (None: such events cannot be signed).
+        self.signer = signer
         self.worker_id = worker_id or uuid.uuid4()
         self._client = client
+        self._resolver = resolver
 
     async def __aenter__(self) -> Relay:
         if self._client is None:
-            # No Nagle delay: headers and body go out in separate writes, and a receiver's
-            # delayed ACK would otherwise hold every small POST ~40 ms.
-            transport = httpx.AsyncHTTPTransport(
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+            self._client = delivery_client(
+                allow_private=self.config.allow_private, resolver=self._resolver
             )
-            self._client = httpx.AsyncClient(transport=transport, follow_redirects=False)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
@@ -180,74 +184,56 @@ class Relay:
         return claimed
 
     async def _resolve(self, session: Any, claimed: list[Claimed], now: datetime) -> None:
-        systems = {e.target_id for e in claimed if e.target_kind == "system"}
-        controllers = {uuid.UUID(e.target_id) for e in claimed if e.target_kind == "controller"}
-        urls: dict[tuple[str, str], str | None] = {}
-        secrets: dict[tuple[str, str], list[str]] = {}
-        if systems:
-            for key, url in await session.execute(
-                select(System.key, System.webhook_url).where(System.key.in_(systems))
-            ):
-                urls["system", key] = url
-            for key, sealed in await session.execute(
-                select(WebhookSecret.target_id, WebhookSecret.secret_sealed)
-                .where(
-                    WebhookSecret.target_kind == "system",
-                    WebhookSecret.target_id.in_(systems),
-                    or_(WebhookSecret.retires_at.is_(None), WebhookSecret.retires_at > now),
-                )
-                .order_by(WebhookSecret.created_at.desc())
-            ):
-                secrets.setdefault(("system", key), []).append(
-                    self.box.open(sealed, context=f"webhook-secret:system:{key}")
-                )
-        if controllers:
-            for cid, mode, url, sealed in await session.execute(
-                select(
-                    Controller.id,
-                    Controller.dsr_routing_mode,
-                    Controller.webhook_url,
-                    Controller.webhook_secret_sealed,
-                ).where(Controller.id.in_(controllers))
-            ):
-                urls["controller", str(cid)] = url if mode == "webhook" else None
-                if sealed:
-                    secrets["controller", str(cid)] = [
-                        self.box.open(sealed, context=f"controller:{cid}")
-                    ]
+        endpoints = await resolve(
+            session, self.box, {(e.target_kind, e.target_id) for e in claimed}, now
+        )
         for event in claimed:
-            target = (event.target_kind, event.target_id)
-            event.url = urls.get(target)
-            event.secrets = secrets.get(target)
+            event.endpoint = endpoints.get((event.target_kind, event.target_id))
+
+    def _signature(self, endpoint: Endpoint, msg_id: str, now: datetime, body: str) -> str:
+        """The `webhook-signature` header in the endpoint's scheme ("" when it cannot sign)."""
+        if endpoint.scheme == "v1a":
+            if self.signer is None:
+                return ""
+            return asymmetric_signature(self.signer, msg_id, now, body)
+        return signature_header(endpoint.secrets, msg_id, now, body) if endpoint.secrets else ""
 
     async def deliver(self, event: Claimed) -> Outcome:
         """One attempt: POST the signed body, bounded by the timeout as a whole."""
         assert self._client is not None, "use the relay as an async context manager"
         if event.target_kind == OPENDSR_CALLBACK:
             return await self._deliver_opendsr(event)
-        if not event.url:
+        endpoint = event.endpoint
+        if endpoint is None or not endpoint.url:
             return Outcome(False, error="the receiver has no webhook URL")
-        if not event.secrets:
-            return Outcome(False, error="the receiver has no signing secret")
         try:
-            await check_target(event.url, allow_private=self.config.allow_private)
+            check_shape(endpoint.url, allow_private=self.config.allow_private)
         except UnsafeTarget as exc:
             return Outcome(False, error=str(exc))
-        body = body_of(event)
         msg_id = f"msg_{event.id.hex}"
         now = utcnow()
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": signature_header(event.secrets, msg_id, now, body),
-        }
-        return await self._post(event.url, body.encode(), headers)
+        if endpoint.scheme == "none":
+            # A DRP status callback: the status object itself, unsigned (app/webhooks/endpoints.py).
+            body = orjson.dumps(event.payload).decode()
+            headers = {"content-type": "application/json", "webhook-id": msg_id}
+        else:
+            body = body_of(event)
+            signature = self._signature(endpoint, msg_id, now, body)
+            if not signature:
+                if endpoint.scheme == "v1a":
+                    return Outcome(False, error="the service has no webhook signing key (v1a)")
+                return Outcome(False, error="the receiver has no signing secret")
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(int(now.timestamp())),
+                "webhook-signature": signature,
+            }
+        return await self._post(endpoint.url, body.encode(), headers)
 
     async def _deliver_opendsr(self, event: Claimed) -> Outcome:
         """An OpenDSR status callback: the spec's body, signed with the processor's RSA key
         (not a Standard Webhooks secret), to the URL the controller's request named."""
-        assert self._client is not None
         try:
             if self.config.opendsr_signer is None:
                 raise NotConfigured
@@ -256,17 +242,19 @@ class Relay:
             return Outcome(False, error="OpenDSR signing is not configured")
         url, body, headers = signed_callback(event.payload, signer)
         try:
-            await check_target(url, allow_private=self.config.allow_private)
+            check_shape(url, allow_private=self.config.allow_private)
         except UnsafeTarget as exc:
             return Outcome(False, error=str(exc))
         return await self._post(url, body, headers)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         """One POST, bounded by the timeout as a whole; a 2xx is delivered."""
-        assert self._client is not None
+        assert self._client is not None, "use the relay as an async context manager"
         try:
             async with asyncio.timeout(self.config.timeout):
                 response = await self._client.post(url, content=body, headers=headers)
+        except UnsafeTarget as exc:  # the addresses checked as the connection opened
+            return Outcome(False, error=str(exc))
         except TimeoutError:
             return Outcome(False, error="timed out")
         except httpx.HTTPError as exc:

@@ -1,7 +1,9 @@
 """Safe webhook targets: https, and never an address inside our own network (loopback,
 link-local, private, multicast or reserved ranges), checked when a URL is registered and again
-before every delivery (the name may resolve elsewhere by then). The setting
-SPIX_DSR_WEBHOOK_ALLOW_PRIVATE_TARGETS lifts both rules for development and tests."""
+at delivery (the name may resolve elsewhere by then): the form before every attempt, the
+addresses when a connection opens, which then goes to a checked address
+(app/webhooks/transport.py). The setting SPIX_DSR_WEBHOOK_ALLOW_PRIVATE_TARGETS lifts both
+rules for development and tests."""
 
 from __future__ import annotations
 
@@ -35,11 +37,11 @@ def check_shape(url: str, *, allow_private: bool) -> str:
             raise UnsafeTarget("a webhook URL may not point at this machine") from None
         return host
     if not allow_private:
-        _check_address(address)
+        check_address(address)
     return host
 
 
-def _check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+def check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if (
@@ -56,26 +58,22 @@ def _check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> No
         )
 
 
-async def check_target(url: str, *, allow_private: bool) -> None:
-    """Check the URL's form and every address its host resolves to now."""
-    host = check_shape(url, allow_private=allow_private)
-    if allow_private:
-        return
-    port = urlsplit(url).port or 443
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise UnsafeTarget("the webhook host does not resolve") from exc
-    for info in infos:
-        _check_address(ipaddress.ip_address(info[4][0]))
-
-
 class SafeWebhooks:
     """The check a registry write runs on a webhook URL: its form, and the addresses its host
     resolves to now. A host that does not resolve yet is accepted (each delivery checks again)."""
 
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self, allow_private: bool, v1a_available: bool = True) -> None:
         self.allow_private = allow_private
+        self.v1a_available = v1a_available
+
+    def check_scheme(self, scheme: str | None, loc: list[str | int]) -> None:
+        """`v1a` needs the service's webhook signing key (optional in production)."""
+        if scheme == "v1a" and not self.v1a_available:
+            raise Unprocessable(
+                "this service has no webhook signing key (SPIX_DSR_WEBHOOK_SIGNING_KEY): "
+                "only the v1 scheme can sign",
+                loc=loc,
+            )
 
     async def check(self, url: str | None, loc: list[str | int]) -> None:
         if url is None:
@@ -94,13 +92,16 @@ class SafeWebhooks:
             return
         try:
             for info in infos:
-                _check_address(ipaddress.ip_address(info[4][0]))
+                check_address(ipaddress.ip_address(info[4][0]))
         except UnsafeTarget as exc:
             raise Unprocessable(str(exc), loc=loc) from None
 
 
 def get_safe_webhooks(request: Request) -> SafeWebhooks:
-    return SafeWebhooks(request.app.state.settings.webhook_allow_private_targets)
+    return SafeWebhooks(
+        request.app.state.settings.webhook_allow_private_targets,
+        request.app.state.webhook_signer is not None,
+    )
 
 
 SafeWebhooksDep = Annotated[SafeWebhooks, Depends(get_safe_webhooks)]

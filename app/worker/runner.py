@@ -3,8 +3,9 @@ every SPIX_DSR_SCHEDULE_INTERVAL_SECONDS), in a loop until told to stop.
 
 Any number of workers may run against one PostgreSQL: they claim different events (see
 app/webhooks/relay.py). On SQLite one worker serves the database. SIGTERM (or SIGINT) stops
-claiming; the batch in hand is finished (each attempt is bounded by the timeout) and its
-outcomes recorded before the process exits.
+claiming; the batch of deliveries in hand is finished (each attempt is bounded by the timeout)
+and its outcomes recorded, the job chunk in hand is finished and committed, and the job's claim
+is released (another worker takes it at once) before the process exits.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import contextlib
 import logging
 import signal
 import time
-from datetime import timedelta
 
 import app.outbox.service  # noqa: F401  (registers the outbox's commit hook)
 from app.core.config import Settings
 from app.core.crypto import SecretBox
 from app.core.db import Database
-from app.jobs.runner import JobConfig, run_chunk
+from app.jobs.runner import JobConfig, release, run_chunk
 from app.webhooks.relay import Relay, RelayConfig
+from app.webhooks.signing import webhook_signer
 from app.worker.schedule import ScheduleConfig, run_schedule
 
 log = logging.getLogger("spix_dsr.worker")
@@ -32,6 +33,7 @@ class Worker:
         self.database = database
         self.settings = settings
         self.box = SecretBox(settings.resolve_subject_key(), settings.subject_key_id)
+        self.signer = webhook_signer(settings.resolve_webhook_key())
         self.stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -40,12 +42,9 @@ class Worker:
     async def run(self) -> None:
         config = RelayConfig.from_settings(self.settings)
         schedule = ScheduleConfig.from_settings(self.settings)
-        jobs = JobConfig(
-            chunk=self.settings.job_chunk_records,
-            lease=timedelta(seconds=self.settings.job_lease_seconds),
-        )
+        jobs = JobConfig.from_settings(self.settings)
         next_schedule = time.monotonic()
-        async with Relay(self.database, self.box, config) as relay:
+        async with Relay(self.database, self.box, config, signer=self.signer) as relay:
             log.info("worker started", extra={"worker_id": str(relay.worker_id)})
             while not self.stopping.is_set():
                 handled = 0
@@ -73,6 +72,10 @@ class Worker:
                         await asyncio.wait_for(
                             self.stopping.wait(), self.settings.worker_poll_seconds
                         )
+            try:
+                await release(self.database, relay.worker_id)
+            except Exception:
+                log.exception("could not release the job held")  # its lease lapses instead
             log.info("worker stopped", extra={"worker_id": str(relay.worker_id)})
 
 

@@ -8,20 +8,20 @@ the event (a second run finds the mark), and what it deletes is gone for the sec
 - sealed requester contact details dropped once `purge_contact_after` has passed;
 - stored Idempotency-Key answers older than their replay time deleted;
 - lapsed task leases: counted, and `task.lease_lapsed` sent to the system once a task's lease
-  has lapsed a number of times.
+  has lapsed a number of times;
+- `retention.records_due` to systems that ask for push (app/worker/records_due.py);
+- expired erasure memory (the blind indexes an erasure is remembered by) deleted.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import OPERATOR
@@ -31,8 +31,11 @@ from app.core.db import Database, utcnow
 from app.core.idempotency import purge_expired
 from app.outbox import service as outbox
 from app.outbox.models import ScheduledNotice
+from app.records.models import ErasureMemory
 from app.requests.models import SubjectRequest
 from app.tasks.models import Task
+from app.worker.notices import mark
+from app.worker.records_due import push_records_due
 
 OPEN = ("pending_verification", "in_progress")
 BATCH = 500
@@ -62,24 +65,8 @@ class ScheduleReport:
     idempotency_deleted: int = 0
     leases_lapsed: int = 0
     lapse_events: int = 0
-
-
-async def _mark(
-    session: AsyncSession, kind: str, marks: Sequence[tuple[uuid.UUID, datetime]]
-) -> set[uuid.UUID]:
-    """Mark (entity, time) pairs as announced; the entities not marked before."""
-    if not marks:
-        return set()
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    now = utcnow()
-    statement = (
-        insert(ScheduledNotice)
-        .values([{"entity_id": e, "kind": kind, "at": at, "created_at": now} for e, at in marks])
-        .on_conflict_do_nothing()
-        .returning(ScheduledNotice.entity_id)
-    )
-    return set((await session.scalars(statement)).all())
+    records_due: int = 0
+    erasure_memory_deleted: int = 0
 
 
 def _request_event(session: AsyncSession, event_type: str, row: Any, **extra: Any) -> None:
@@ -115,7 +102,7 @@ async def _deadline_kind(
         rows = (await session.execute(statement)).all()
         if not rows:
             return total
-        fresh = await _mark(session, kind, [(r.id, r.deadline) for r in rows])
+        fresh = await mark(session, kind, [(r.id, r.deadline) for r in rows])
         for row in rows:
             if row.id in fresh:
                 when = row.deadline.isoformat().replace("+00:00", "Z")
@@ -181,6 +168,27 @@ async def purge_contacts(session: AsyncSession) -> int:
     return len(purged)
 
 
+async def purge_erasure_memory(session: AsyncSession) -> int:
+    """Delete up to a batch of erasure-memory rows past their expiry; how many. The erasure
+    is forgotten: a record registered for the subject later is no longer flagged."""
+    keys = (ErasureMemory.request_id, ErasureMemory.controller_id, ErasureMemory.digest)
+    expired = (
+        select(*keys)
+        .where(ErasureMemory.expires_at <= utcnow())
+        .order_by(ErasureMemory.expires_at)
+        .limit(BATCH)
+    )
+    rows = (await session.execute(expired)).all()
+    if not rows:
+        return 0
+    await session.execute(
+        delete(ErasureMemory)
+        .where(tuple_(*keys).in_([tuple(r) for r in rows]))
+        .execution_options(synchronize_session=False)
+    )
+    return len(rows)
+
+
 async def watch_leases(
     session: AsyncSession, config: ScheduleConfig, report: ScheduleReport
 ) -> None:
@@ -194,7 +202,7 @@ async def watch_leases(
         )
     ).all()
     report.leases_lapsed += len(rows)
-    fresh = await _mark(session, "lease_lapsed", [(r.id, r.lease_expires_at) for r in rows])
+    fresh = await mark(session, "lease_lapsed", [(r.id, r.lease_expires_at) for r in rows])
     if not fresh:
         return
     counts = dict(
@@ -232,25 +240,32 @@ async def _try_lock(session: AsyncSession, name: str) -> bool:
     return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(key))))
 
 
+async def _in_batches(
+    database: Database, step: Callable[[AsyncSession], Awaitable[int]], full: int
+) -> int:
+    """Run `step` (one batch) in transactions of its own until one does less than `full`."""
+    total = 0
+    while True:
+        async with database.sessionmaker() as session, session.begin():
+            done = await step(session)
+        total += done
+        if done < full:
+            return total
+
+
 async def run_schedule(database: Database, config: ScheduleConfig) -> ScheduleReport:
     """One round of every job, each in its own short transactions."""
     report = ScheduleReport()
     async with database.sessionmaker() as session, session.begin():
         if await _try_lock(session, "deadlines"):
             await deadline_watch(session, config, report)
-    while True:
-        async with database.sessionmaker() as session, session.begin():
-            purged = await purge_contacts(session)
-        report.contacts_purged += purged
-        if purged < BATCH:
-            break
-    while True:
-        async with database.sessionmaker() as session, session.begin():
-            deleted = await purge_expired(session, config.idempotency_ttl)
-        report.idempotency_deleted += deleted
-        if not deleted:
-            break
+    report.contacts_purged += await _in_batches(database, purge_contacts, BATCH)
+    report.idempotency_deleted += await _in_batches(
+        database, lambda session: purge_expired(session, config.idempotency_ttl), 1
+    )
+    report.erasure_memory_deleted += await _in_batches(database, purge_erasure_memory, BATCH)
     async with database.sessionmaker() as session, session.begin():
         if await _try_lock(session, "leases"):
             await watch_leases(session, config, report)
+    report.records_due += await push_records_due(database, BATCH)
     return report

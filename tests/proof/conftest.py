@@ -232,6 +232,8 @@ async def world(client: AsyncClient, session: AsyncSession, admin: dict[str, str
         "systems": ["messaging"],
     }
     _ok(await client.post("/v1/recipients", json=recipient, headers=admin), 201)
+    agent = {"agent_id": "MATRIX_AGENT", "name": "Matrix Agent", "verify_key": "B" * 43 + "="}
+    _ok(await client.post("/v1/drp-agents", json=agent, headers=admin), 201)
     # A's staff key, the one A's managers read and revoke (not the key they call with).
     a_dashboard = await create_key(session, role="controller", controller_id=a["controller"].id)
     # A dead-lettered delivery to A's system, and a finished job over A's settings: written
@@ -298,6 +300,7 @@ async def world(client: AsyncClient, session: AsyncSession, admin: dict[str, str
         "delivery_id": str(delivery.id),
         "job_id": str(job.id),
         "subject_request_id": opendsr["subject_request_id"],
+        "agent_id": "MATRIX_AGENT",
     }
     secrets = {*ids.values(), a["record_ref"], a["suppression_id"], "Acme", a_dashboard.secret}
     return World(ids=ids, keys=keys, a_secrets=secrets, extra={"a": a, "b": b})

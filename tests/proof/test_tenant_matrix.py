@@ -38,6 +38,8 @@ TENANT_PARAMETERS = {
     "delivery_id": set(),
     # An OpenDSR request is its filing controller's alone.
     "subject_request_id": {"controller B", "unknown role"},
+    # DRP agents are the operators' too.
+    "agent_id": set(),
 }
 for _outsiders in TENANT_PARAMETERS.values():
     if "controller B" in _outsiders:  # B's staff, signed in, are B as much as B's key is
@@ -153,6 +155,18 @@ def body(route: Route, w: World) -> tuple[Any, set[str]]:
             False,
         ),
         "PATCH /v1/recipients/{key}": ({"country": "IE", "transfer_safeguard": "adequacy"}, False),
+        "POST /v1/drp-agents": (
+            {
+                "agent_id": "MATRIX_AGENT_NEW",
+                "name": "Matrix Agent",
+                "verify_key": "A" * 43 + "=",
+            },
+            False,
+        ),
+        "PATCH /v1/drp-agents/{agent_id}": (
+            {"name": "Matrix Agent", "callback_allowed": False},
+            False,
+        ),
         # A customer's staff create keys for their own controller only.
         "POST /v1/api-keys": ({"role": "controller", "controller_id": a}, True),
         # Another customer files under its own controller, with its own ids: its right.

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -13,19 +10,7 @@ from sqlalchemy import func, select
 from app.core.db import Database
 from app.records.models import Record
 from tests.builders import make_category, make_controller, make_system
-from tests.databases import fresh_database
-
-
-def _cli(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SPIX_DSR_DATABASE_URL": url, "SPIX_DSR_DATA_DIR": str(tmp_path)}
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+from tests.databases import fresh_database, run_cli
 
 
 async def test_import_streams_and_reports_bad_lines(backend: str, tmp_path: Path) -> None:
@@ -54,7 +39,7 @@ async def test_import_streams_and_reports_bad_lines(backend: str, tmp_path: Path
         path = tmp_path / "records.jsonl"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-        result = _cli(url, tmp_path, "import", "records", str(path), "--batch-size", "700")
+        result = run_cli(url, tmp_path, "import", "records", str(path), "--batch-size", "700")
         assert result.returncode == 1, result.stderr
         assert "created 2498, updated 0, failed 2" in result.stdout
         assert "line 5: not valid JSON" in result.stderr
@@ -63,7 +48,7 @@ async def test_import_streams_and_reports_bad_lines(backend: str, tmp_path: Path
 
         lines[4], lines[1199] = line(4), line(1199)
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        again = _cli(url, tmp_path, "import", "records", str(path))
+        again = run_cli(url, tmp_path, "import", "records", str(path))
         assert again.returncode == 0, again.stderr
         assert "created 2, updated 2498, failed 0" in again.stdout
 

@@ -51,8 +51,13 @@ class TestRoles:
             headers = await bearer(session, role, system_key=(await make_system(session)).key)
         else:
             headers = await bearer(session, role, controller_id=(await make_controller(session)).id)
-        for accept in ("application/json", "text/csv"):
-            response = await client.get("/v1/ropa", headers={**headers, "Accept": accept})
+        # The fideslang manifest names every system and purpose too: the admin's record.
+        for accept, query in (("application/json", ""), ("text/csv", ""), ("*/*", "fideslang")):
+            response = await client.get(
+                "/v1/ropa",
+                params={"format": query} if query else None,
+                headers={**headers, "Accept": accept},
+            )
             assert response.status_code == 403
             assert response.headers["content-type"] == "application/problem+json"
 

@@ -36,6 +36,7 @@ from tests.builders import (
     make_record,
     make_rule,
     make_system,
+    make_system_at_revision,
 )
 from tests.databases import fresh_database
 
@@ -537,7 +538,7 @@ async def test_the_migration_saturates_dates_stored_past_the_end(
                 controller_id = await make_controller_at_revision(
                     session, kind="platform", name="Spix"
                 )
-                await make_system(session, "voice")
+                await make_system_at_revision(session, "voice")
                 await make_category_at_revision(session, "communications.recording")
                 far, near = [
                     await make_record(

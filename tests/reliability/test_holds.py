@@ -29,6 +29,7 @@ from tests.builders import (
     make_controller_at_revision,
     make_record,
     make_system,
+    make_system_at_revision,
 )
 from tests.conftest import bearer
 from tests.databases import fresh_database
@@ -360,7 +361,7 @@ async def test_migration_links_existing_tasks_to_their_records(
                 controller_id = await make_controller_at_revision(
                     session, kind="platform", name="Spix"
                 )
-                await make_system(session, "accounts")
+                await make_system_at_revision(session, "accounts")
                 await make_category_at_revision(session, "account.profile")
                 record_ids = [
                     await make_record(
@@ -463,7 +464,7 @@ async def test_hold_racing_completions_never_loses_a_held_record(
         try:
             async with database.sessionmaker() as session:
                 platform = await insert_controller(session, kind="platform", name="Spix")
-                await make_system(session, "accounts")
+                await make_system_at_revision(session, "accounts")
                 await make_category(session, "account.profile")
                 for n in range(20):
                     await make_record(

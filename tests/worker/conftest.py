@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +26,8 @@ from app.core.db import Database
 from app.main import create_app
 from app.outbox.models import OutboxEvent
 from app.webhooks.relay import Relay, RelayConfig
+from app.webhooks.signing import webhook_signer
+from app.webhooks.transport import Resolver
 from tests.builders import (
     TEST_AUDIT_KEY,
     TEST_SUBJECT_KEY,
@@ -93,18 +96,27 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@contextmanager
+def receiving(host: str = "127.0.0.1", port: int = 0) -> Iterator[Receiver]:
+    """A receiver listening on host:port (port 0: any free one) while the block runs."""
     receiver = Receiver()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
+    server = ThreadingHTTPServer((host, port), _handler(receiver))
     server.daemon_threads = True
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    receiver.url = f"http://{host}:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield receiver
-    receiver.release.set()
-    server.shutdown()
-    server.server_close()
+    try:
+        yield receiver
+    finally:
+        receiver.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with receiving() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")
@@ -160,10 +172,15 @@ async def wadmin(wdb: Database) -> dict[str, str]:
         return await bearer(session, "admin")
 
 
-def relay_for(database: Database, settings: Settings, **config: Any) -> Relay:
+def relay_for(
+    database: Database, settings: Settings, *, resolver: Resolver | None = None, **config: Any
+) -> Relay:
+    """The worker's relay, with the settings' keys (and, for a test, its own DNS)."""
     box = SecretBox(TEST_SUBJECT_KEY.encode(), settings.subject_key_id)
     base = RelayConfig.from_settings(settings)
-    return Relay(database, box, dataclasses.replace(base, **config))
+    signer = webhook_signer(settings.resolve_webhook_key())
+    extra: dict[str, Any] = {"resolver": resolver} if resolver else {}
+    return Relay(database, box, dataclasses.replace(base, **config), signer=signer, **extra)
 
 
 @dataclass

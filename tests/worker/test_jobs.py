@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -19,7 +20,10 @@ from app.jobs.runner import JobConfig, run_chunk
 from app.records.models import Record
 from app.retention.recompute import Scope, profiles_in, recompute
 from tests.builders import make_category, make_record, make_system
-from tests.worker.conftest import platform_of
+from tests.conftest import bearer
+from tests.worker.conftest import Receiver, platform_of
+from tests.worker.test_events import customer_with_hook
+from tests.worker.test_schedule import events
 
 RECORDS = 30
 
@@ -119,3 +123,96 @@ async def test_a_small_rule_change_is_recomputed_in_the_request(
 
 async def test_unknown_job_is_404(wclient: AsyncClient, wadmin: dict[str, str]) -> None:
     assert (await wclient.get(f"/v1/jobs/{uuid.uuid4()}", headers=wadmin)).status_code == 404
+
+
+async def customer_job(
+    client: AsyncClient,
+    database: Database,
+    admin: dict[str, str],
+    url: str,
+    scopes: list[dict[str, Any]],
+) -> tuple[dict[str, Any], uuid.UUID]:
+    """A job of a customer that takes webhooks, over these scopes: (customer, job id)."""
+    customer, _identities = await customer_with_hook(client, database, admin, url)
+    job_id = uuid.uuid4()
+    async with database.sessionmaker() as session, session.begin():
+        session.add(
+            Job(
+                id=job_id,
+                kind="retention_recompute",
+                state="queued",
+                params={"scopes": scopes},
+                cursor={"scope": 0, "after": None},
+                subject_type="retention_rule",
+                subject_id=str(uuid.uuid4()),
+                controller_id=uuid.UUID(customer["id"]),
+            )
+        )
+    return customer, job_id
+
+
+async def test_a_job_whose_chunk_keeps_failing_ends_failed(
+    wclient: AsyncClient, wdb: Database, wadmin: dict[str, str], receiver: Receiver
+) -> None:
+    # A scope the runner cannot read (a malformed controller id): every chunk raises.
+    customer, job_id = await customer_job(
+        wclient, wdb, wadmin, receiver.url, [{"controller_id": "not-a-uuid"}]
+    )
+    config = JobConfig(chunk=10, max_failures=3, retry_base=timedelta(0))
+    worker = uuid.uuid4()
+    assert await run_chunk(wdb, worker, config)
+    async with wdb.sessionmaker() as session:
+        key = await bearer(session, "controller", controller_id=uuid.UUID(customer["id"]))
+    retrying = (await wclient.get(f"/v1/jobs/{job_id}", headers=key)).json()
+    assert retrying["state"] == "running"
+    assert retrying["error"] == "a chunk failed (attempt 1 of 3: ValueError)"
+    for _ in range(5):
+        await run_chunk(wdb, worker, config)
+    failed = (await wclient.get(f"/v1/jobs/{job_id}", headers=key)).json()
+    assert failed["state"] == "failed"
+    assert failed["error"] == "a chunk failed 3 times (last: ValueError)"
+    assert "not-a-uuid" not in failed["error"]  # the kind of error, never its message
+    assert failed["finished_at"] is not None
+    assert not await run_chunk(wdb, uuid.uuid4(), config)  # nobody takes it again
+    (event,) = [p for t, p in await events(wdb, customer["id"]) if t == "job.failed"]
+    assert event["job_id"] == str(job_id)
+    assert event["error"] == failed["error"]
+
+
+async def test_a_job_whose_worker_keeps_dying_ends_failed(
+    wclient: AsyncClient, wdb: Database, wadmin: dict[str, str], receiver: Receiver
+) -> None:
+    scopes = [{"category": f"none.{uuid.uuid4().hex[:6]}"} for _ in range(5)]
+    _customer, job_id = await customer_job(wclient, wdb, wadmin, receiver.url, scopes)
+    config = JobConfig(chunk=10, lease=timedelta(seconds=0.2), max_failures=2)
+    for _ in range(2):  # a worker takes a chunk, then vanishes: its lease lapses
+        assert await run_chunk(wdb, uuid.uuid4(), config)
+        await asyncio.sleep(0.3)
+    assert not await run_chunk(wdb, uuid.uuid4(), config)
+    job = (await wclient.get(f"/v1/jobs/{job_id}", headers=wadmin)).json()
+    assert job["state"] == "failed"
+    assert job["error"] == "its worker stopped mid-chunk"
+
+
+async def test_a_finished_job_tells_its_controller(
+    wclient: AsyncClient, wdb: Database, wadmin: dict[str, str], receiver: Receiver
+) -> None:
+    scopes = [{"category": f"none.{uuid.uuid4().hex[:6]}"}]
+    customer, job_id = await customer_job(wclient, wdb, wadmin, receiver.url, scopes)
+    worker = uuid.uuid4()
+    for _ in range(5):
+        if not await run_chunk(wdb, worker, JobConfig()):
+            break
+    job = (await wclient.get(f"/v1/jobs/{job_id}", headers=wadmin)).json()
+    assert job["state"] == "completed"
+    ((kind, payload),) = [
+        (t, p) for t, p in await events(wdb, customer["id"]) if t.startswith("job.")
+    ]
+    assert kind == "job.completed"
+    assert payload == {
+        "job_id": str(job_id),
+        "kind": "retention_recompute",
+        "subject_type": "retention_rule",
+        "subject_id": job["subject_id"],
+        "records_changed": 0,
+    }

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from sqlalchemy import select
 
 from app.core.config import Settings
 from app.core.db import Database
+from app.jobs.models import Job
+from app.jobs.runner import JobConfig, run_chunk
 from app.outbox import service as outbox
 from app.outbox.models import OutboxEvent
 from tests.builders import TEST_AUDIT_KEY, TEST_SUBJECT_KEY
@@ -167,3 +170,46 @@ async def test_four_workers_never_deliver_one_event_twice(
         intervals.sort()
         for (_, end), (start, _) in itertools.pairwise(intervals):
             assert end <= start
+
+
+async def test_sigterm_releases_the_job_in_hand(
+    wdb: Database, wsettings: Settings, tmp_path: Path
+) -> None:
+    # A job of many small chunks (each scope reaches no record: one chunk per scope).
+    job_id = uuid.uuid4()
+    scopes = [{"category": f"none.{n}"} for n in range(500)]
+    async with wdb.sessionmaker() as session, session.begin():
+        session.add(
+            Job(
+                id=job_id,
+                kind="retention_recompute",
+                state="queued",
+                params={"scopes": scopes},
+                cursor={"scope": 0, "after": None},
+            )
+        )
+
+    async def job() -> Job:
+        async with wdb.sessionmaker() as session:
+            found = await session.get(Job, job_id)
+            assert found is not None
+            return found
+
+    process = start_worker(wsettings.database_url, tmp_path, SPIX_DSR_JOB_LEASE_SECONDS="600")
+    try:
+        deadline = time.monotonic() + 60
+        while (await job()).cursor.get("scope", 0) < 5:
+            assert time.monotonic() < deadline, "the worker never took the job"
+            await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    held = await job()
+    assert held.state == "running"
+    assert held.claimed_by is None  # released: not left to a 10-minute lease
+    assert held.failures == 0
+    # Another worker takes it at once and goes on from the committed cursor.
+    assert await run_chunk(wdb, uuid.uuid4(), JobConfig(chunk=10))
+    assert (await job()).cursor["scope"] == held.cursor["scope"] + 1

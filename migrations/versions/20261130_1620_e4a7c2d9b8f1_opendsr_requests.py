@@ -1,9 +1,9 @@
 """opendsr requests: the OpenDSR requests controllers file (their subject_request_id, the
-subject request each became, its status callback URLs), and the outbox's target kinds widened
-to the protocols' receivers (a DRP agent, an OpenDSR callback URL)
+subject request each became, its status callback URLs), and the outbox's target kind column
+widened to hold `opendsr_callback` (the previous revision already admits it in the check)
 
 Revision ID: e4a7c2d9b8f1
-Revises: b7d3e9a1c5f2
+Revises: d1a7c3e5b9f2
 Create Date: 2026-11-30 16:00:00+00:00
 """
 
@@ -13,12 +13,11 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "e4a7c2d9b8f1"
-down_revision: str | None = "b7d3e9a1c5f2"
+down_revision: str | None = "d1a7c3e5b9f2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TARGET_KINDS = "target_kind IN ('system', 'controller', 'drp_agent', 'opendsr_callback')"
-OLD_TARGET_KINDS = "target_kind IN ('system', 'controller')"
 
 
 def _target_kinds(check: str, length: int, was: int) -> None:
@@ -71,7 +70,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("opendsr_requests")
-    op.execute(
-        sa.text("DELETE FROM outbox_events WHERE target_kind NOT IN ('system', 'controller')")
-    )
-    _target_kinds(OLD_TARGET_KINDS, 12, 20)
+    op.execute(sa.text("DELETE FROM outbox_events WHERE target_kind = 'opendsr_callback'"))
+    _target_kinds(TARGET_KINDS, 12, 20)

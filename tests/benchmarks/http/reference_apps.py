@@ -1,0 +1,44 @@
+"""The references every figure of the HTTP suite is divided by, served by the same uvicorn as
+the service: a bare FastAPI GET returning a dict, and one indexed PostgreSQL read through a raw
+asyncpg pool (the stack's ceiling for a route that reads one row)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from fastapi import FastAPI, HTTPException
+
+bare = FastAPI()
+
+
+@bare.get("/")
+async def bare_get() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@asynccontextmanager
+async def _pool(app: FastAPI) -> AsyncIterator[None]:
+    # The bench's PostgreSQL URL in libpq form (postgresql://), without SSL on loopback.
+    async with asyncpg.create_pool(
+        os.environ["SPIX_DSR_BENCH_ASYNCPG_DSN"], min_size=16, max_size=16, ssl=False
+    ) as pool:
+        app.state.pool = pool
+        yield
+
+
+raw_read = FastAPI(lifespan=_pool)
+
+
+@raw_read.get("/records/{record_id}")
+async def raw_read_record(record_id: uuid.UUID) -> dict[str, Any]:
+    row = await raw_read.state.pool.fetchrow(
+        "SELECT id, system, record_ref, delete_by, action FROM records WHERE id = $1", record_id
+    )
+    if row is None:
+        raise HTTPException(404)
+    return dict(row)

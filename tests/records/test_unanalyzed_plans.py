@@ -1,0 +1,141 @@
+"""The subject lookup and a request's routing find records through the identity index, then
+read them by primary key, on tables PostgreSQL never analyzed. Without statistics, the former
+`records.id IN (subquery) ORDER BY id LIMIT n` walked the records' primary key over the whole
+table (1 s a lookup at 1M records until ANALYZE ran). EXPLAIN of the statements the service
+really sends, as custom and as generic prepared plans."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy import event
+
+from app.auth.service import Principal
+from app.core.db import Database, utcnow
+from app.core.identity import Identity
+from app.core.ids import new_id
+from app.records.schemas import LookupIn
+from app.subjects.service import lookup
+from tests.benchmarks import _data
+from tests.benchmarks.http.dataset import asyncpg_dsn
+from tests.databases import fresh_database
+
+RECORDS = 50_000
+TABLES = ("records", "record_identities")
+
+
+async def _fill_unanalyzed(url: str) -> Database:
+    database = Database.from_url(url)
+    async with database.sessionmaker() as session:
+        world = await _data.seed_registry(session)
+        profiles = await _data.seed_profiles(session, world)
+    profile_id = next(iter(profiles.values()))
+    blind = _data.indexer()
+    now = utcnow()
+    records, identities = [], []
+    for index in range(RECORDS):
+        record_id = new_id()
+        row = {
+            "id": record_id,
+            "system": _data.SYSTEM,
+            "record_ref": f"ref-{index}",
+            "controller_id": world.controller_id,
+            "profile_id": profile_id,
+            "collected_at": now,
+            "events": "{}",
+            "state": "active",
+            "created_at": now,
+            "updated_at": now,
+            "held": False,
+            "keep_indefinitely": False,
+            "delete_by": now,
+            "action": "delete",
+        }
+        records.append(tuple(row.get(column) for column in _data.RECORD_COLUMNS))
+        for address in (f"user{index // 2}@example.com", f"alt{index // 2}@example.com"):
+            digest = blind.of(Identity(type="email", value=address))
+            identities.append((record_id, "email", digest.digest, digest.key_id))
+    connection = await asyncpg.connect(asyncpg_dsn(url), ssl=False)
+    try:
+        for table in TABLES:  # no autovacuum either: statistics never appear during the test
+            await connection.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
+        await connection.copy_records_to_table(
+            "records", records=records, columns=_data.RECORD_COLUMNS
+        )
+        await connection.copy_records_to_table(
+            "record_identities", records=identities, columns=_data.IDENTITY_COLUMNS
+        )
+        analyzed = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE relname = ANY($1) "
+            "AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)",
+            list(TABLES),
+        )
+        assert analyzed == 0
+    finally:
+        await connection.close()
+    return database
+
+
+def _plan_problems(plan: list[str]) -> list[str]:
+    """Plan lines that scan records or identities other than through an index condition."""
+    problems = []
+    for number, line in enumerate(plan):
+        if any(f"Seq Scan on {table} " in line + " " for table in TABLES):
+            problems.append(line.strip())
+        if "Index Scan using pk_records on records" in line or (
+            "Index Only Scan using pk_records" in line
+        ):
+            following = plan[number + 1] if number + 1 < len(plan) else ""
+            if "Index Cond" not in following:
+                problems.append(f"{line.strip()} / {following.strip()}")
+    return problems
+
+
+async def test_lookup_uses_the_identity_index_without_statistics(
+    backend: str, tmp_path: Path
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("plans are PostgreSQL's")
+    async with fresh_database(backend, tmp_path) as url:
+        database = await _fill_unanalyzed(url)
+        sent: list[tuple[str, Any]] = []
+
+        def capture(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+            if not many:
+                sent.append((statement, params))
+
+        event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
+        try:
+            async with database.sessionmaker() as session:
+                found = await lookup(
+                    session,
+                    Principal(key_id=uuid.uuid4(), role="admin"),
+                    _data.indexer(),
+                    LookupIn(identities=[Identity(type="email", value="user777@example.com")]),
+                    50,
+                    None,
+                )
+        finally:
+            event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
+        assert sorted(r.record_ref for r in found.items) == ["ref-1554", "ref-1555"]
+        statements = [(s, p) for s, p in sent if "record_identities" in s or "FROM records" in s]
+        used_the_digest_index = []
+        async with database.engine.connect() as connection:
+            for mode in ("auto", "force_generic_plan"):
+                await connection.exec_driver_sql(f"SET plan_cache_mode = {mode}")
+                for statement, params in statements:
+                    plan = list(
+                        (await connection.exec_driver_sql("EXPLAIN " + statement, params))
+                        .scalars()
+                        .all()
+                    )
+                    assert not _plan_problems(plan), "\n".join([statement, *plan])
+                    used_the_digest_index += [
+                        mode for line in plan if "ix_record_identities_digest" in line
+                    ]
+        assert set(used_the_digest_index) == {"auto", "force_generic_plan"}
+        await database.dispose()
