@@ -33,11 +33,11 @@ from app.core.signing import Signer
 from app.core.startup import guard_subject_key
 from app.data_categories.router import router as data_categories_router
 from app.health.router import router as health_router
-from app.interop.opendsr.router import router as opendsr_router
 from app.interop.drp.agents_router import router as drp_agents_router
 from app.interop.drp.messages import DrpError
 from app.interop.drp.router import drp_error
 from app.interop.drp.router import router as drp_router
+from app.interop.opendsr.router import router as opendsr_router
 from app.jobs.router import router as jobs_router
 from app.keys.router import router as keys_router
 from app.legal_holds.router import router as legal_holds_router

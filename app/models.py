@@ -7,9 +7,9 @@ from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.core.service_identity import ServiceIdentity
 from app.data_categories.models import DataCategory
+from app.interop.drp.models import DrpAgent, DrpRequest
 from app.interop.opendsr import callbacks as _opendsr_callbacks  # noqa: F401  (status listener)
 from app.interop.opendsr.models import OpenDsrRequest
-from app.interop.drp.models import DrpAgent, DrpRequest
 from app.jobs.models import Job
 from app.legal_holds.models import LegalHold, LegalHoldIdentity, LegalHoldRecord
 from app.outbox.models import OutboxEvent, ScheduledNotice
