@@ -16,7 +16,7 @@ import app.interop.drp.callbacks  # noqa: F401  (registers the status-callback c
 from app.core.session import SessionDep
 from app.interop.drp import agents, service
 from app.interop.drp.messages import DrpError
-from app.interop.drp.schemas import DrpErrorOut, DrpStatusOut, PairwiseOut
+from app.interop.drp.schemas import DrpAgentInfo, DrpErrorOut, DrpStatusOut, PairwiseOut
 from app.requests.context import app_context
 
 router = APIRouter(prefix="/drp/v1", tags=["Data Rights Protocol"])
@@ -85,9 +85,9 @@ async def pairwise_key_setup(agent_id: str, request: Request, session: SessionDe
     responses=_errors(403),
     openapi_extra={"security": BEARER},
 )
-async def agent_information(agent_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
+async def agent_information(agent_id: str, request: Request, session: SessionDep) -> DrpAgentInfo:
     await agents.check_agent_token(session, _bearer(request), agent_id)
-    return {}
+    return DrpAgentInfo()
 
 
 @router.post(

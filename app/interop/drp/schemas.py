@@ -92,6 +92,10 @@ class DrpStatusOut(OutputModel):
     processing_details: str | None = None
 
 
+class DrpAgentInfo(OutputModel):
+    """Agent information (section 2.06.1): an empty object, for now."""
+
+
 class DrpErrorOut(OutputModel):
     """An error in the protocol's shape (section 3.06)."""
 
