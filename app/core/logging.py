@@ -25,7 +25,7 @@ class JsonFormatter(logging.Formatter):
         if request_id:
             entry["request_id"] = request_id
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key[0] != "_":
                 entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             # The traceback goes to the log (never to a response) to find the fault.
