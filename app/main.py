@@ -91,6 +91,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         lifespan=lifespan,
         docs_url=None,  # served by install_docs, from installed assets
         redoc_url=None,
+        # FastAPI's own OpenTelemetry hooks: the service exports Prometheus metrics and JSON
+        # logs and configures no OpenTelemetry provider, yet each request paid for asking
+        # whether one was configured (environment reads, provider checks).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     application.state.settings = settings
     application.state.db = database

@@ -25,7 +25,7 @@ class JsonFormatter(logging.Formatter):
         if request_id:
             entry["request_id"] = request_id
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key[0] != "_":
                 entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             # The traceback goes to the log (never to a response) to find the fault.
@@ -40,6 +40,10 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Fields of every LogRecord that the JSON lines never print: not looked up per line.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # uvicorn's own access log would print raw paths and query strings; ours prints templates.
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
