@@ -132,3 +132,40 @@ def test_no_module_is_over_500_lines() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500
     }
     assert not long, f"split these by what they do: {long}"
+
+
+def _sync_dependencies(dependant: object, seen: set[object]) -> list[str]:
+    """Names of the plain-`def` callables among a route's dependencies, at any depth."""
+    import inspect
+
+    found = []
+    for sub in dependant.dependencies:  # type: ignore[attr-defined]
+        call = sub.call
+        target = call if inspect.isroutine(call) or inspect.isclass(call) else call.__call__
+        if target in seen:
+            continue
+        seen.add(target)
+        if not (inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)):
+            found.append(getattr(call, "__qualname__", repr(call)))
+        found += _sync_dependencies(sub, seen)
+    return found
+
+
+def test_no_route_depends_on_a_plain_function() -> None:
+    # FastAPI runs a plain `def` dependency in a worker thread: a thread hop on every request
+    # (four of them cost a subject lookup a tenth of its time). Dependencies are `async def`.
+    from fastapi.routing import APIRoute
+
+    from app.core.config import Settings
+    from app.main import create_app
+
+    app = create_app(
+        Settings(
+            database_url="sqlite+aiosqlite:///:memory:", subject_key="x" * 32, audit_key="x" * 32
+        )
+    )
+    sync: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            sync.update(_sync_dependencies(route.dependant, set()))
+    assert not sync, f"plain-def dependencies (make them async def): {sorted(sync)}"

@@ -33,7 +33,7 @@ class SecretBox:
         return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()
 
 
-def get_secret_box(request: Request) -> SecretBox:
+async def get_secret_box(request: Request) -> SecretBox:
     box: SecretBox = request.app.state.secret_box
     return box
 

@@ -371,7 +371,7 @@ class BlindIndexer:
         return [b.digest for b in self.all_of(identity, controller_id=controller_id)]
 
 
-def get_indexer(request: Request) -> BlindIndexer:
+async def get_indexer(request: Request) -> BlindIndexer:
     indexer: BlindIndexer = request.app.state.indexer
     return indexer
 

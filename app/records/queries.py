@@ -8,18 +8,22 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+import orjson
+from sqlalchemy import ARRAY, Select, String, Text, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.auth.service import Principal
-from app.core.db import join_any_of, utcnow
+from app.core.db import utcnow
 from app.core.errors import NotFound
+from app.core.hot_read import HotRead
 from app.core.identity import parse_label
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
 from app.records.models import Record, RecordIdentity, RecordProfile, visible
 from app.records.schemas import IdentityDigest, RecordOut, RecordPage
 from app.retention import engine
-from app.retention.answer import name_rules, stored_decision
+from app.retention.answer import name_rules, names_read, put_names, stored_decision
 
 
 async def identities_of(
@@ -41,9 +45,84 @@ async def identities_of(
     return found
 
 
+class identity_rows(FunctionElement[str]):
+    """A record's stored identities as JSON text `[[type, digest, label], ...]`: a subquery,
+    so that reading records reads their identities in the same statement (the primary key's
+    prefix is the record id: one index range per record)."""
+
+    type = Text()
+    name = "identity_rows"
+    inherit_cache = True
+
+
+_IDENTITIES = RecordIdentity.__tablename__
+
+
+@compiles(identity_rows)
+def _identity_rows(element: identity_rows, compiler: Any, **kw: Any) -> str:
+    record_id = compiler.process(element.clauses, **kw)
+    if compiler.dialect.name == "postgresql":
+        rows, text = "json_agg(json_build_array(i.identity_type, i.digest, i.key_id))", "::text"
+    else:
+        rows, text = "json_group_array(json_array(i.identity_type, i.digest, i.key_id))", ""
+    # Only a compiled column and the table's own name are interpolated: no values.
+    return f"(SELECT {rows}{text} FROM {_IDENTITIES} AS i WHERE i.record_id = {record_id})"  # noqa: S608
+
+
+def identities_read(text: str | None) -> list[IdentityDigest]:
+    """What identity_rows read, as a record shows it: companion hashes left out, in the order
+    of the identities' primary key (type, then digest)."""
+    rows = sorted((t, d) for t, d, label in orjson.loads(text or "[]") if not parse_label(label)[2])
+    return [IdentityDigest(type=t, digest=d) for t, d in rows]
+
+
+# A record with its profile, its identities and its rules' names, in one row: for reads of
+# many records by id (the subject lookup). Columns keep the names record_out reads.
+RECORD_COLUMNS = select(
+    Record.id,
+    Record.system,
+    Record.record_ref,
+    Record.controller_id,
+    Record.collected_at,
+    Record.last_activity_at,
+    Record.events,
+    Record.state,
+    Record.created_at,
+    Record.updated_at,
+    Record.erased_at,
+    Record.held,
+    Record.keep_until,
+    Record.keep_indefinitely,
+    Record.delete_by,
+    Record.action,
+    RecordProfile.region,
+    RecordProfile.categories,
+    RecordProfile.purposes,
+    RecordProfile.ranked_rules,
+    identity_rows(Record.id).label("identity_rows"),
+).join(RecordProfile, RecordProfile.id == Record.profile_id)
+
+
+async def records_out_of_rows(session: AsyncSession, rows: Sequence[Any]) -> list[RecordOut]:
+    """RecordOut for rows of RECORD_COLUMNS (plus `rule_names`); reads only the holds of held
+    records, which a row does not carry."""
+    now = utcnow()
+    holds = await engine.holds_of(
+        session, [(row.id, engine.profile_facts(row)) for row in rows if row.held]
+    )
+    out = []
+    for row in rows:
+        record = record_out(
+            row, row, identities_read(row.identity_rows), holds.get(row.id, []), now
+        )
+        put_names([record.retention], names_read(row.rule_names))
+        out.append(record)
+    return out
+
+
 def record_out(
-    record: Record,
-    profile: RecordProfile,
+    record: Any,
+    profile: Any,
     identities: list[IdentityDigest],
     hold_ids: list[str],
     now: datetime,
@@ -90,6 +169,22 @@ async def get_visible(
     return row[0], row[1]
 
 
+_CARRYING = HotRead(
+    # A join on unnest(array) keeps its index plan as a generic plan (see core.db.join_any_of).
+    select(RecordIdentity.record_id)
+    .distinct()
+    .join(
+        wanted := func.unnest(bindparam("digests", type_=ARRAY(String())))
+        .table_valued("value")
+        .render_derived(),
+        RecordIdentity.digest == wanted.c.value,
+    ),
+    other=select(RecordIdentity.record_id)
+    .distinct()
+    .where(RecordIdentity.digest.in_(bindparam("digests", expanding=True))),
+)
+
+
 async def ids_carrying(session: AsyncSession, digests: Sequence[str]) -> list[uuid.UUID]:
     """The records that carry any of these identity hashes, from the identity index alone.
 
@@ -97,10 +192,8 @@ async def ids_carrying(session: AsyncSession, digests: Sequence[str]) -> list[uu
     (`records.id IN (subquery) ORDER BY id LIMIT n`) PostgreSQL chose to walk the records'
     primary key across the whole table and probe the identities on the way whenever the
     tables had no statistics (1 s a lookup at 1M records, until ANALYZE ran)."""
-    statement = join_any_of(
-        session, select(RecordIdentity.record_id).distinct(), RecordIdentity.digest, digests
-    )
-    return list((await session.scalars(statement)).all())
+    rows = await _CARRYING.rows(await session.connection(), {"digests": list(digests)})
+    return [row.record_id for row in rows]
 
 
 async def page_rows(

@@ -60,6 +60,6 @@ def app_context(app: Any) -> RequestContext:
     )
 
 
-def request_context(request: Request) -> RequestContext:
+async def request_context(request: Request) -> RequestContext:
     """The context of the app serving this request (a FastAPI dependency)."""
     return app_context(request.app)

@@ -17,6 +17,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import NotFound
+from app.core.hot_read import HotRead
 from app.records.models import Record, RecordProfile
 from app.retention import engine, policy
 from app.retention.schemas import RetentionDecision
@@ -37,10 +38,10 @@ async def name_rules(session: AsyncSession, decisions: Sequence[RetentionDecisio
         row.id: (row.key, row.name)
         for row in await connection.execute(_RULE_NAMES, {"ids": sorted(ids)})
     }
-    _put_names(decisions, names)
+    put_names(decisions, names)
 
 
-def _put_names(
+def put_names(
     decisions: Sequence[RetentionDecision], names: dict[uuid.UUID, tuple[str | None, str]]
 ) -> None:
     for decision in decisions:
@@ -83,7 +84,7 @@ def _ranked_rule_names_sqlite(element: ranked_rule_names, compiler: Any, **kw: A
     )
 
 
-def _names_read(text: str | None) -> dict[uuid.UUID, tuple[str | None, str]]:
+def names_read(text: str | None) -> dict[uuid.UUID, tuple[str | None, str]]:
     return {uuid.UUID(rule_id): (key, name) for rule_id, key, name in orjson.loads(text or "[]")}
 
 
@@ -155,12 +156,17 @@ _DECISION_COLUMNS = select(
 # Built once per kind of visibility: constructing a select() per request costs more than
 # running it. A key that sees nothing has no statement: it finds no record.
 _DECISION_BY_KIND = {
-    "everything": _DECISION_COLUMNS.where(Record.id == bindparam("record_id")),
-    "system": _DECISION_COLUMNS.where(
-        Record.id == bindparam("record_id"), Record.system == bindparam("system_key")
+    "everything": HotRead(_DECISION_COLUMNS.where(Record.id == bindparam("record_id"))),
+    "system": HotRead(
+        _DECISION_COLUMNS.where(
+            Record.id == bindparam("record_id"), Record.system == bindparam("system_key")
+        )
     ),
-    "controller": _DECISION_COLUMNS.where(
-        Record.id == bindparam("record_id"), Record.controller_id == bindparam("controller_id")
+    "controller": HotRead(
+        _DECISION_COLUMNS.where(
+            Record.id == bindparam("record_id"),
+            Record.controller_id == bindparam("controller_id"),
+        )
     ),
 }
 
@@ -179,8 +185,8 @@ async def decision_of(
         params["system_key"] = visibility.system_key
     elif visibility.kind == "controller":
         params["controller_id"] = visibility.controller_id
-    # Core on the session's connection: the ORM's execution layer adds nothing to this read.
-    row = (await (await session.connection()).execute(statement, params)).first()
+    found = await statement.rows(await session.connection(), params)
+    row = found[0] if found else None
     if row is None:
         raise NotFound("No record with this id")
     hold_ids: list[str] = []
@@ -191,5 +197,5 @@ async def decision_of(
         holds = await engine.holds_of(session, [(row.id, engine.profile_facts(profile))])
         hold_ids = holds[row.id]
     decision = stored_decision(row, row.ranked_rules, hold_ids, utcnow())
-    _put_names([decision], _names_read(row.rule_names))
+    put_names([decision], names_read(row.rule_names))
     return decision

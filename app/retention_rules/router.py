@@ -30,7 +30,7 @@ router = APIRouter(prefix="/v1/retention-rules", tags=["retention-rules"])
 RuleWriter = Annotated[Principal, require_roles("admin", "controller")]
 
 
-def customer_retention_cap(request: Request) -> Period:
+async def customer_retention_cap(request: Request) -> Period:
     return parse_period(request.app.state.settings.customer_retention_cap)
 
 

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ARRAY, Select, Uuid, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
-from app.core.db import join_any_of
 from app.core.errors import Unprocessable
+from app.core.hot_read import HotRead
 from app.core.identity import BlindIndexer, InvalidIdentity
+from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
 from app.records import queries as records
-from app.records.models import (
-    Record,
-    RecordIdentity,
-    RecordProfileCategory,
-    record_rows,
-    visible,
-)
+from app.records.models import Record, RecordIdentity, RecordProfile, RecordProfileCategory
 from app.records.schemas import LookupIn, LookupOut, LookupSummary
+from app.retention.answer import ranked_rule_names
 
 
 def subject_digests(
@@ -39,6 +37,72 @@ def subject_record_ids(digests: list[str]) -> Select[uuid.UUID]:
     return select(RecordIdentity.record_id).where(RecordIdentity.digest.in_(digests))
 
 
+# The lookup's statements, built once per shape: constructing a select() per request costs
+# more than running it. A shape is the dialect (how a list of ids is bound), what the key
+# sees, whether a controller is named, and whether a page follows a cursor.
+_Shape = tuple[str, str, bool, bool]
+_STATEMENTS: dict[_Shape, tuple[HotRead, Select[*tuple[Any, ...]]]] = {}
+
+
+def _ids_in(statement: Select[*tuple[Any, ...]], dialect: str) -> Select[*tuple[Any, ...]]:
+    if dialect == "postgresql":
+        # A join on unnest(array): the plan stays an index probe per id (see core.db).
+        wanted = (
+            func.unnest(bindparam("ids", type_=ARRAY(Uuid())))
+            .table_valued("value")
+            .render_derived()
+        )
+        return statement.join(wanted, Record.id == wanted.c.value)
+    return statement.where(Record.id.in_(bindparam("ids", expanding=True)))
+
+
+def _statements(shape: _Shape) -> tuple[HotRead, Select[*tuple[Any, ...]]]:
+    """(the page of records, the summary) for one shape."""
+    found = _STATEMENTS.get(shape)
+    if found is not None:
+        return found
+    dialect, kind, named, paged = shape
+    conditions = [Record.state != "erased"]
+    if kind == "system":
+        conditions.append(Record.system == bindparam("system_key"))
+    if kind == "controller" or named:
+        conditions.append(Record.controller_id == bindparam("controller_id"))
+    page = _ids_in(
+        records.RECORD_COLUMNS.add_columns(
+            ranked_rule_names(RecordProfile.ranked_rules).label("rule_names")
+        ),
+        dialect,
+    ).where(*conditions)
+    if paged:
+        page = page.where(Record.id > bindparam("after"))
+    page = page.order_by(Record.id).limit(bindparam("limit"))
+    summary = _ids_in(
+        select(Record.controller_id, Record.system, RecordProfileCategory.category, func.count())
+        .select_from(Record)
+        .join(RecordProfileCategory, RecordProfileCategory.profile_id == Record.profile_id),
+        dialect,
+    ).where(*conditions)
+    summary = summary.group_by(Record.controller_id, Record.system, RecordProfileCategory.category)
+    _STATEMENTS[shape] = HotRead(page), summary
+    return _STATEMENTS[shape]
+
+
+def _summary_of(rows: list[Any]) -> list[LookupSummary]:
+    """The summary of a page that holds every record found: counted here, not read again."""
+    counts = Counter(
+        (row.controller_id, row.system, category) for row in rows for category in row.categories
+    )
+    return _summary_sorted(counts.items())
+
+
+def _summary_sorted(groups: Any) -> list[LookupSummary]:
+    # Sorted here, by code point, on both databases (a collation could order names otherwise).
+    return [
+        LookupSummary(controller_id=c, system=s, category=cat, count=n)
+        for (c, s, cat), n in sorted(groups)
+    ]
+
+
 async def lookup(
     session: AsyncSession,
     principal: Principal,
@@ -47,8 +111,11 @@ async def lookup(
     limit: int,
     cursor: str | None,
 ) -> LookupOut:
+    """Two indexed reads: the record ids from the identity index, then the page of records by
+    primary key with their profiles, identities and rules' names. A third counts the summary
+    only when the records found do not fit in one page."""
     visibility = principal.visibility
-    if visibility.names_other_controller(body.controller_id):
+    if visibility.nothing or visibility.names_other_controller(body.controller_id):
         # Another customer's records are invisible, as if absent.
         return LookupOut(summary=[], items=[], next_cursor=None)
     controller_id = body.controller_id or visibility.controller_id
@@ -56,29 +123,29 @@ async def lookup(
     # The identity index first, then the records by primary key: the same plan whether or not
     # the tables were ever analyzed (see records.ids_carrying).
     ids = await records.ids_carrying(session, digests)
-    statement = join_any_of(session, visible(principal), Record.id, ids).where(
-        Record.state != "erased"
-    )
-    summary_columns = select(
-        Record.controller_id,
-        Record.system,
-        RecordProfileCategory.category,
-        func.count(Record.id),
-    ).join(RecordProfileCategory, RecordProfileCategory.profile_id == Record.profile_id)
-    summary_statement = (
-        join_any_of(session, summary_columns, Record.id, ids)
-        .where(Record.state != "erased", record_rows(visibility))
-        .group_by(Record.controller_id, Record.system, RecordProfileCategory.category)
-        .order_by(Record.controller_id, Record.system, RecordProfileCategory.category)
-    )
+    if not ids:
+        return LookupOut(summary=[], items=[], next_cursor=None)
+    connection = await session.connection()  # Core: no ORM execution layer for plain rows
+    shape = (connection.dialect.name, visibility.kind, controller_id is not None, bool(cursor))
+    page, summary = _statements(shape)
+    params: dict[str, Any] = {"ids": ids, "limit": limit + 1}
+    if visibility.kind == "system":
+        params["system_key"] = visibility.system_key
     if controller_id is not None:
-        statement = statement.where(Record.controller_id == controller_id)
-        summary_statement = summary_statement.where(Record.controller_id == controller_id)
-    rows, next_cursor = await records.page_rows(session, statement, limit, cursor)
-    summary = [
-        LookupSummary(controller_id=c, system=s, category=cat, count=n)
-        for c, s, cat, n in (await session.execute(summary_statement)).all()
-    ]
-    return LookupOut(
-        summary=summary, items=await records.records_out(session, rows), next_cursor=next_cursor
-    )
+        params["controller_id"] = controller_id
+    if cursor is not None:
+        (params["after"],) = decode_cursor(cursor, cursor_uuid)
+    rows = await page.rows(connection, params)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1].id])
+    if cursor is None and next_cursor is None:
+        counted = _summary_of(rows)
+    else:
+        del params["limit"]
+        params.pop("after", None)
+        groups = ((tuple(row[:3]), row[3]) for row in await connection.execute(summary, params))
+        counted = _summary_sorted(groups)
+    items = await records.records_out_of_rows(session, rows)
+    return LookupOut(summary=counted, items=items, next_cursor=next_cursor)

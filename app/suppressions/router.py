@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
@@ -11,7 +11,7 @@ from app.core.idempotency import IdempotencyDep
 from app.core.identity import IndexerDep
 from app.core.pagination import Page, PageParams, page_params, paginate
 from app.core.schemas import DottedKey
-from app.core.session import ReadSessionDep, SessionDep
+from app.core.session import SessionDep, read_session
 from app.suppressions import gpc, service
 from app.suppressions.models import Suppression
 from app.suppressions.schemas import (
@@ -98,14 +98,16 @@ async def list_suppressions(
 
 @router.post(
     "/check",
+    response_model=SuppressionCheckOut,
     operation_id="check_suppression",
     summary="Ask whether any of a subject's identities opted out of a channel",
     responses=error_responses(400, 401, 403, 413, 422),
 )
 async def check_suppression(
-    body: SuppressionCheck,
-    session: ReadSessionDep,
-    principal: AnyKey,
-    indexer: IndexerDep,
-) -> SuppressionCheckOut:
-    return await service.check(session, principal, indexer, body)
+    request: Request, body: SuppressionCheck, principal: AnyKey
+) -> Response:
+    # Called before every marketing send: one dependency (the principal), its own read
+    # session, and the answer serialised once (as the retention check does).
+    async with read_session(request) as session:
+        answer = await service.check(session, principal, request.app.state.indexer, body)
+    return Response(answer.model_dump_json().encode(), media_type="application/json")

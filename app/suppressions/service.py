@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, select, update
+from sqlalchemy import ARRAY, Select, String, and_, any_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +21,7 @@ from app.controllers.models import Controller
 from app.controllers.service import platform_controller_id
 from app.core.db import utcnow
 from app.core.errors import Forbidden, Unprocessable
+from app.core.hot_read import HotRead
 from app.core.identity import (
     CURRENT_VERSION,
     BlindIndex,
@@ -279,28 +280,43 @@ def listed(
 # silent "not suppressed" (which would send marketing to someone who opted out); each is one
 # primary-key probe, and the suppressions come from the unique (digest, ...) index. Built once:
 # constructing the select costs more than running it.
-_CHECK = (
-    select(
-        Suppression.id,
-        Suppression.identity_type,
-        Suppression.channel,
-        Suppression.purpose,
-        Suppression.controller_id,
-        Suppression.source,
-        Suppression.created_at,
+def _check_statement(digests: Any, channels: Any) -> Select[*tuple[Any, ...]]:
+    return (
+        select(
+            Suppression.id,
+            Suppression.identity_type,
+            Suppression.channel,
+            Suppression.purpose,
+            Suppression.controller_id,
+            Suppression.source,
+            Suppression.created_at,
+        )
+        .select_from(Purpose)
+        .join(Controller, Controller.id == bindparam("controller_id"))
+        .outerjoin(
+            Suppression,
+            and_(
+                digests,
+                Suppression.controller_id == bindparam("controller_id"),
+                Suppression.purpose == bindparam("purpose"),
+                channels,
+            ),
+        )
+        .where(Purpose.key == bindparam("purpose"))
     )
-    .select_from(Purpose)
-    .join(Controller, Controller.id == bindparam("controller_id"))
-    .outerjoin(
-        Suppression,
-        and_(
-            Suppression.digest.in_(bindparam("digests", expanding=True)),
-            Suppression.controller_id == bindparam("controller_id"),
-            Suppression.purpose == bindparam("purpose"),
-            Suppression.channel.in_(bindparam("channels", expanding=True)),
-        ),
-    )
-    .where(Purpose.key == bindparam("purpose"))
+
+
+# One statement: a row per matching opt-out, or one row of NULLs when none matches (the purpose
+# and the controller exist), or no row (one of them does not). Arrays on PostgreSQL.
+_CHECK = HotRead(
+    _check_statement(
+        Suppression.digest == any_(bindparam("digests", type_=ARRAY(String()))),
+        Suppression.channel == any_(bindparam("channels", type_=ARRAY(String()))),
+    ),
+    other=_check_statement(
+        Suppression.digest.in_(bindparam("digests", expanding=True)),
+        Suppression.channel.in_(bindparam("channels", expanding=True)),
+    ),
 )
 
 
@@ -341,20 +357,15 @@ async def check(
     if foreign:
         # Another customer's suppressions are invisible to this key, as if absent.
         return SuppressionCheckOut(suppressed=False, matches=[])
-    # Core on the session's connection: the ORM's execution layer adds nothing to a read of
-    # plain columns.
-    connection = await session.connection()
-    rows = (
-        await connection.execute(
-            _CHECK,
-            {
-                "digests": digests,
-                "controller_id": controller_id,
-                "purpose": body.purpose,
-                "channels": [body.channel, "all"],
-            },
-        )
-    ).all()
+    rows = await _CHECK.rows(
+        await session.connection(),
+        {
+            "digests": digests,
+            "controller_id": controller_id,
+            "purpose": body.purpose,
+            "channels": [body.channel, "all"],
+        },
+    )
     if not rows:
         await ensure_references(session, purpose=body.purpose, controller_id=controller_id)
     matches = [

@@ -97,7 +97,7 @@ class SafeWebhooks:
             raise Unprocessable(str(exc), loc=loc) from None
 
 
-def get_safe_webhooks(request: Request) -> SafeWebhooks:
+async def get_safe_webhooks(request: Request) -> SafeWebhooks:
     return SafeWebhooks(
         request.app.state.settings.webhook_allow_private_targets,
         request.app.state.webhook_signer is not None,

@@ -370,6 +370,15 @@ class TestLookup:
             headers=admin,
         )
         assert len(paged.json()["items"]) == 3 and len(rest.json()["items"]) == 1
+        # A page that holds everything found counts its summary itself; a partial page has the
+        # database count it: the same summary either way, in the same order.
+        full = body["summary"]
+        assert full == sorted(full, key=lambda s: (s["controller_id"], s["system"], s["category"]))
+        assert paged.json()["summary"] == full and rest.json()["summary"] == full
+        # Each item as the record's own page shows it (identities, retention, rules' names).
+        for item in body["items"]:
+            alone = await client.get(f"/v1/records/{item['id']}", headers=admin)
+            assert item == alone.json()
 
         acme = await bearer(session, "controller", controller_id=world["acme"].id)
         scoped = await client.post("/v1/subjects/lookup", json=query, headers=acme)

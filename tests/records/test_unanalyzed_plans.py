@@ -108,7 +108,15 @@ async def test_lookup_uses_the_identity_index_without_statistics(
             if not many:
                 sent.append((statement, params))
 
+        def capture_raw(logged: Any) -> None:  # hot reads go straight to the driver
+            sent.append((logged.query, tuple(logged.args)))
+
+        def on_connect(connection: Any, _record: Any) -> None:
+            connection.driver_connection.add_query_logger(capture_raw)
+
+        await database.engine.dispose()  # new connections, each with the driver's logger
         event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
+        event.listen(database.engine.sync_engine, "connect", on_connect)
         try:
             async with database.sessionmaker() as session:
                 found = await lookup(
@@ -121,8 +129,10 @@ async def test_lookup_uses_the_identity_index_without_statistics(
                 )
         finally:
             event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
+            event.remove(database.engine.sync_engine, "connect", on_connect)
         assert sorted(r.record_ref for r in found.items) == ["ref-1554", "ref-1555"]
         statements = [(s, p) for s, p in sent if "record_identities" in s or "FROM records" in s]
+        assert len(statements) >= 2, sent  # the identity index, then the records
         used_the_digest_index = []
         async with database.engine.connect() as connection:
             for mode in ("auto", "force_generic_plan"):

@@ -71,7 +71,11 @@ def signer_of(request: Request) -> ProcessorSigner:
         raise ServiceUnavailable("OpenDSR is not configured on this deployment") from None
 
 
-SignerDep = Annotated[ProcessorSigner, Depends(signer_of)]
+async def _signer(request: Request) -> ProcessorSigner:
+    return signer_of(request)
+
+
+SignerDep = Annotated[ProcessorSigner, Depends(_signer)]
 ControllerKey = Annotated[Principal, require_roles("controller")]
 ContextDep = Annotated[RequestContext, Depends(request_context)]
 

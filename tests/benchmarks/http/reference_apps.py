@@ -42,3 +42,31 @@ async def raw_read_record(record_id: uuid.UUID) -> dict[str, Any]:
     if row is None:
         raise HTTPException(404)
     return dict(row)
+
+
+def middleware_only() -> FastAPI:
+    """The bare GET behind the service's own middleware and JSON access log (request ids,
+    metrics, body limit, NUL guard, Allow, database faults): what any route of the service
+    pays before its handler runs, and so the ceiling of `GET /healthz`."""
+    from app.core.logging import configure_logging
+    from app.core.middleware import (
+        BodyLimitMiddleware,
+        NulGuardMiddleware,
+        RequestContextMiddleware,
+    )
+    from app.core.preflight import AllowMiddleware
+    from app.core.resilience import DatabaseFaultMiddleware
+
+    configure_logging("INFO")
+    app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
+
+    @app.get("/")
+    async def bare_behind_middleware() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    app.add_middleware(DatabaseFaultMiddleware)
+    app.add_middleware(AllowMiddleware, routes=app.router.routes)
+    app.add_middleware(NulGuardMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=1_000_000)
+    app.add_middleware(RequestContextMiddleware)
+    return app

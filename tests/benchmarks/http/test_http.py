@@ -51,7 +51,7 @@ UNLIMITED = json.dumps({"read": "100000000/minute", "write": "100000000/minute"}
 @dataclass(frozen=True)
 class Operation:
     name: str
-    server: str  # "service", "bare" or "raw"
+    server: str  # "service", or a reference: "bare", "middleware" or "raw"
     path: str
     goal: str = ""
     script: str | None = None
@@ -132,6 +132,7 @@ def operations(data: dataset.Dataset, folder: Path) -> list[Operation]:
             "paths.lua",
             [_lines(folder, "raw", [f"/records/{i}" for i in ids])],
         ),
+        Operation("bare GET behind the service's middleware (reference)", "middleware", "/", ""),
         Operation("GET /healthz", "service", "/healthz", ">= 0.9"),
         Operation(
             "GET /v1/records/{id}/retention",
@@ -242,6 +243,17 @@ def servers(data: dataset.Dataset, folder: Path) -> Iterator[dict[str, load.Serv
             base_env,
             port,
             folder / "bare.log",
+        )
+        port = _data.free_port()
+        started["middleware"] = load.start(
+            "middleware",
+            load.pinned(
+                [*uvicorn, "--factory", "--port", str(port), f"{REFERENCE_APPS}:middleware_only"],
+                core,
+            ),
+            base_env,
+            port,
+            folder / "middleware.log",
         )
         if data.backend == "postgresql":
             port = _data.free_port()
