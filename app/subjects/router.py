@@ -1,15 +1,14 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.auth.dependencies import require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import error_responses
-from app.core.identity import IndexerDep
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageParams, page_params
-from app.core.session import SessionDep
+from app.core.session import SessionDep, read_session
 from app.records.schemas import LookupIn, LookupOut
 from app.subjects import reappeared, service
 from app.subjects.schemas import ReappearedOut, ReviewIn
@@ -22,19 +21,24 @@ ReviewKey = Annotated[Principal, require_roles("admin", "controller")]
 
 @router.post(
     "/lookup",
+    response_model=LookupOut,
     operation_id="lookup_subject",
     summary="Find a subject's records by identities (sent in the body, never in a URL)",
     responses=error_responses(400, 401, 403, 413, 422),
 )
 async def lookup_subject(
+    request: Request,
     body: LookupIn,
-    session: SessionDep,
     principal: LookupKey,
-    indexer: IndexerDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> LookupOut:
-    return await service.lookup(session, principal, indexer, body, limit, cursor)
+) -> Response:
+    # Reads only: its own read session, no dependency but the principal, and the answer
+    # serialised once (a returned model would be validated again against the same model).
+    indexer = request.app.state.indexer
+    async with read_session(request) as session:
+        found = await service.lookup(session, principal, indexer, body, limit, cursor)
+    return Response(found.model_dump_json().encode(), media_type="application/json")
 
 
 @router.get(
