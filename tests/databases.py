@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -67,3 +68,31 @@ def run_cli(url: str, data_dir: Path, *args: str, **env: str) -> subprocess.Comp
         timeout=300,
         check=False,
     )
+
+
+@asynccontextmanager
+async def statements_sent(database: Any, sink: Callable[[str, Any], None]) -> AsyncIterator[None]:
+    """Call `sink(sql, parameters)` for every statement the database's engine sends: through
+    SQLAlchemy (its cursor event) and straight on PostgreSQL's driver (the hot reads of
+    app/core/hot_read.py, seen by asyncpg's query logger on each new connection)."""
+    engine = database.engine.sync_engine
+
+    def through_sqlalchemy(*args: Any) -> None:
+        _conn, _cursor, statement, parameters, _context, many = args
+        if not many:
+            sink(statement, parameters)
+
+    def on_connect(connection: Any, _record: Any) -> None:
+        if engine.dialect.name == "postgresql":
+            connection.driver_connection.add_query_logger(
+                lambda logged: sink(logged.query, tuple(logged.args))
+            )
+
+    await database.engine.dispose()  # new connections, each with the driver's logger
+    event.listen(engine, "before_cursor_execute", through_sqlalchemy)
+    event.listen(engine, "connect", on_connect)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", through_sqlalchemy)
+        event.remove(engine, "connect", on_connect)

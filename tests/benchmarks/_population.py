@@ -25,7 +25,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.identity import Identity, IdentityType
+from app.core.identity import Identity, IdentityType, version_label
 from app.core.ids import new_id
 from app.records.models import RecordProfile, RecordProfileCategory, RecordProfilePurpose
 from app.records.profiles import fingerprint
@@ -270,14 +270,28 @@ _ID = (
     " || substr(md5(i::text || $3), 1, 15))::uuid"
 )
 _SUBJECT = "(i / 2)"
-_DIGESTS = (
-    ("email", f"'email:user' || {_SUBJECT} || '@example.com'"),
+# Each subject's identities in their normal form, as SQL over the record's number `i`.
+_NORMAL = (
+    ("email", f"'user' || {_SUBJECT} || '@example.com'"),
     (
         "phone",
-        f"'phone:+1212' || lpad((200 + {_SUBJECT} / 10000)::text, 3, '0')"
+        f"'+1212' || lpad((200 + {_SUBJECT} / 10000)::text, 3, '0')"
         f" || lpad(({_SUBJECT} % 10000)::text, 4, '0')",
     ),
 )
+
+
+def _keyed_inputs(label: str) -> list[tuple[str, str, str]]:
+    """(type, HMAC input as SQL, stored label) of every hash registration stores for an
+    identity: the current version's (over the SHA-256 of the normal form) and its version-2
+    companion (over the normal form itself), as app/core/identity.py computes them."""
+    key_id = label.rpartition(".")[0]
+    companion = version_label(key_id, 2, companion=True)
+    inputs = []
+    for kind, normal in _NORMAL:
+        current = f"'{kind}:' || encode(sha256(convert_to({normal}, 'UTF8')), 'hex')"
+        inputs += [(kind, current, label), (kind, f"'{kind}:' || {normal}", companion)]
+    return inputs
 
 
 async def insert_records_sql(
@@ -343,7 +357,7 @@ async def insert_records_sql(
                     last,
                     salt,
                 )
-                for kind, text in _DIGESTS:
+                for kind, text, label in _keyed_inputs(blind.label):
                     await connection.execute(
                         "INSERT INTO record_identities (record_id, identity_type, digest, key_id)"
                         f" SELECT {_ID}, '{kind}', encode(hmac({text}, $4, 'sha256'), 'hex'), $5"
@@ -352,7 +366,7 @@ async def insert_records_sql(
                         last,
                         salt,
                         TEST_SUBJECT_KEY,
-                        blind.label,
+                        label,
                     )
             print(f"  inserted {last:,} records", flush=True)
         built = time.perf_counter()

@@ -35,7 +35,6 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import event
 
 from app.core.config import Settings
 from app.core.db import Database
@@ -44,7 +43,7 @@ from app.main import create_app
 from app.records.models import DUE_PREDICATE
 from tests.benchmarks import _data, _population
 from tests.builders import TEST_SUBJECT_KEY
-from tests.databases import POSTGRES_URL, fresh_database
+from tests.databases import POSTGRES_URL, fresh_database, statements_sent
 
 pytestmark = [
     pytest.mark.benchmark,
@@ -67,13 +66,10 @@ def growth_records() -> int:
 class Statements:
     """The SQL a request sends that touches records, captured as the driver received it."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self) -> None:
         self.captured: list[tuple[str, Any]] = []
-        event.listen(database.engine.sync_engine, "before_cursor_execute", self._capture)
 
-    def _capture(
-        self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool
-    ) -> None:
+    def capture(self, statement: str, parameters: Any) -> None:
         if " records" in statement or "record_identities" in statement:
             self.captured.append((statement, parameters))
 
@@ -218,11 +214,14 @@ async def test_reads_stay_flat_as_the_tables_grow(tmp_path: Path) -> None:
             headers = await _data.admin_headers(session)
         settings = Settings(database_url=url, subject_key=TEST_SUBJECT_KEY, data_dir=tmp_path)
         app = create_app(settings, database=database)
-        statements = Statements(database)
+        statements = Statements()
         figures, sizes = {}, {}
-        async with AsyncClient(
-            transport=ASGITransport(app=app), base_url="http://bench", headers=headers
-        ) as client:
+        async with (
+            statements_sent(database, statements.capture),
+            AsyncClient(
+                transport=ASGITransport(app=app), base_url="http://bench", headers=headers
+            ) as client,
+        ):
             loaded = 0
             for size in (base, total):
                 started = time.perf_counter()

@@ -12,7 +12,6 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from sqlalchemy import event
 
 from app.auth.service import Principal
 from app.core.db import Database, utcnow
@@ -22,7 +21,7 @@ from app.records.schemas import LookupIn
 from app.subjects.service import lookup
 from tests.benchmarks import _data
 from tests.benchmarks.http.dataset import asyncpg_dsn
-from tests.databases import fresh_database
+from tests.databases import fresh_database, statements_sent
 
 RECORDS = 50_000
 TABLES = ("records", "record_identities")
@@ -103,33 +102,18 @@ async def test_lookup_uses_the_identity_index_without_statistics(
     async with fresh_database(backend, tmp_path) as url:
         database = await _fill_unanalyzed(url)
         sent: list[tuple[str, Any]] = []
-
-        def capture(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
-            if not many:
-                sent.append((statement, params))
-
-        def capture_raw(logged: Any) -> None:  # hot reads go straight to the driver
-            sent.append((logged.query, tuple(logged.args)))
-
-        def on_connect(connection: Any, _record: Any) -> None:
-            connection.driver_connection.add_query_logger(capture_raw)
-
-        await database.engine.dispose()  # new connections, each with the driver's logger
-        event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
-        event.listen(database.engine.sync_engine, "connect", on_connect)
-        try:
-            async with database.sessionmaker() as session:
-                found = await lookup(
-                    session,
-                    Principal(key_id=uuid.uuid4(), role="admin"),
-                    _data.indexer(),
-                    LookupIn(identities=[Identity(type="email", value="user777@example.com")]),
-                    50,
-                    None,
-                )
-        finally:
-            event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
-            event.remove(database.engine.sync_engine, "connect", on_connect)
+        async with (
+            statements_sent(database, lambda sql, params: sent.append((sql, params))),
+            database.sessionmaker() as session,
+        ):
+            found = await lookup(
+                session,
+                Principal(key_id=uuid.uuid4(), role="admin"),
+                _data.indexer(),
+                LookupIn(identities=[Identity(type="email", value="user777@example.com")]),
+                50,
+                None,
+            )
         assert sorted(r.record_ref for r in found.items) == ["ref-1554", "ref-1555"]
         statements = [(s, p) for s, p in sent if "record_identities" in s or "FROM records" in s]
         assert len(statements) >= 2, sent  # the identity index, then the records
