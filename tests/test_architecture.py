@@ -169,3 +169,27 @@ def test_no_route_depends_on_a_plain_function() -> None:
         if isinstance(route, APIRoute):
             sync.update(_sync_dependencies(route.dependant, set()))
     assert not sync, f"plain-def dependencies (make them async def): {sorted(sync)}"
+
+
+def test_no_route_of_one_router_matches_a_path_of_another() -> None:
+    # The app tries the hottest routers' routes first (app.main.MATCH_FIRST): safe only while
+    # no path one router serves is matched by another router's route, whatever the method.
+    import re
+
+    from app.main import DOCUMENT_ORDER, MATCH_FIRST
+
+    assert all(any(hot is router for router in DOCUMENT_ORDER) for hot in MATCH_FIRST)
+    routes = [
+        (number, route)
+        for number, router in enumerate(DOCUMENT_ORDER)
+        for route in router.routes
+        if hasattr(route, "path_regex")
+    ]
+    overlaps = [
+        (route.path, other.path)
+        for number, route in routes
+        for other_number, other in routes
+        if number != other_number
+        and route.path_regex.match(other.path)
+    ]
+    assert overlaps == []
