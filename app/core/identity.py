@@ -279,9 +279,16 @@ class BlindIndexer:
         if unknown:
             raise ValueError(f"unknown identity normalisation versions: {sorted(unknown)}")
         self.label = version_label(key_id, CURRENT_VERSION)
+        self._companion_labels = {
+            version: version_label(key_id, version, companion=True) for version in LEGACY_VERSIONS
+        }
+        # The key's HMAC state, copied for each hash rather than keyed again.
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def _hash(self, identity_type: IdentityType, text: str) -> str:
-        return hmac.new(self._key, f"{identity_type}:{text}".encode(), hashlib.sha256).hexdigest()
+        mac = self._keyed.copy()
+        mac.update(f"{identity_type}:{text}".encode())
+        return mac.hexdigest()
 
     def digest(
         self,
@@ -323,11 +330,11 @@ class BlindIndexer:
         # Each legacy input hashed once: most spellings normalise to the same text.
         legacy_digests: dict[str, str] = {}
         if 2 in self.legacy_versions:
-            label = version_label(self.key_id, 2, companion=True)
+            label = self._companion_labels[2]
             digest = legacy_digests[normal] = self._hash(identity_type, normal)
             found.setdefault(digest, BlindIndex(identity_type, label, digest))
         if 1 in self.legacy_versions:
-            label = version_label(self.key_id, 1, companion=True)
+            label = self._companion_labels[1]
             for old in self._v1_inputs(identity_type, value, normal, controller_id):
                 # Where version 1 agrees with version 2 the hash is already there, as c2.
                 known = legacy_digests.get(old)
