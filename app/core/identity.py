@@ -355,6 +355,14 @@ class BlindIndexer:
             # Version 1 wrote the same E.164 form (`_phone` of the value sent): parsing that
             # form again, the costliest step of a registration, would give it back unchanged.
             return [normal]
+        if (
+            identity_type is not IdentityType.ip_address
+            and value.isascii()
+            and "xn--" not in normal
+        ):
+            # An ASCII value has one spelling, and version 1 made of it what version 2 makes
+            # (an email lower-cased, any other value as sent): the normal form.
+            return [normal]
         plain = normal.partition("/")[2] if identity_type is IdentityType.external_id else normal
         inputs = []
         for spelling in sorted(v1_spellings(identity_type, value, plain) | {plain}):

@@ -91,7 +91,10 @@ CASES = [
     *(("ip_address", v) for v in ("192.0.2.1", "::ffff:192.0.2.1", "2001:DB8::1", "2001:db8::")),
     *(("external_id", v) for v in ("Contact-42", "Jose\u0301", "Éa")),
     *(("user_id", v) for v in ("u-1", "Ångström", "A\u030angstro\u0308m")),
-    ("device_id", "device-ABC"),
+    *(("device_id", v) for v in ("device-ABC", " padded ")),
+    *(("email", v) for v in ("UPPER@EXAMPLE.ORG", "a@xn--Bcher-kva.example")),
+    *(("external_id", v) for v in ("xn--abc", " Padded ")),
+    *(("user_id", v) for v in ("XN--Mixed", "plain")),
     *(("phone", v) for v in ("(650) 253-0000", "+1 212 555 0100", "+44 20 7946 0958")),
     *(("phone", v) for v in _phones()),
 ]
