@@ -51,7 +51,7 @@ def _chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 def _array_type(table: Table, name: str) -> str:
     """The PostgreSQL array a column's values travel in. Strings go as varchar[] (a cast
     to varchar(n)[] would cut a longer value to fit; the column refuses it instead), JSON
-    as text[] turned into json by the statement."""
+    as the text the engine would write, turned into json by the statement."""
     column_type = table.c[name].type
     if isinstance(column_type, String | JSON):
         return "varchar[]"
