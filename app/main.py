@@ -29,6 +29,7 @@ from app.core.preflight import AllowMiddleware
 from app.core.ratelimit import RateLimiter
 from app.core.resilience import DatabaseFaultMiddleware
 from app.core.revisions import head_revisions
+from app.core.runtime import tune_garbage_collector
 from app.core.signing import Signer
 from app.core.startup import guard_subject_key
 from app.data_categories.router import router as data_categories_router
@@ -210,4 +211,6 @@ def create_default_app() -> FastAPI:
     """Factory for `uvicorn --factory app.main:create_default_app`."""
     settings = get_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    application = create_app(settings)
+    tune_garbage_collector()
+    return application

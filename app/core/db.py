@@ -83,7 +83,9 @@ class Versioned:
         return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
 
 
-def _json_dumps(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """A JSON column's stored text: what the engine writes for a value, for statements that
+    pass their values to the driver as they are."""
     return orjson.dumps(value).decode()
 
 
@@ -91,7 +93,7 @@ def create_engine(
     url: str, *, pool_size: int = 10, echo: bool = False, autocommit: bool = False
 ) -> AsyncEngine:
     # orjson for JSON columns (events, profiles, audit and request payloads).
-    json = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+    json = {"json_serializer": json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         if not autocommit:
             engine = create_async_engine(url, echo=echo, hide_parameters=True, **json)

@@ -151,7 +151,7 @@ def normalise(
     value = unicodedata.normalize("NFC", value)
     if identity_type is IdentityType.email:
         local, at, domain = value.rpartition("@")
-        if not at or not local or "." not in domain or any(c.isspace() for c in value):
+        if not at or not local or "." not in domain or any(map(str.isspace, value)):
             raise InvalidIdentity("an email identity must look like name@domain")
         return f"{unicodedata.normalize('NFC', local.lower())}@{_ascii_domain(domain)}"
     if identity_type is IdentityType.phone:
@@ -222,7 +222,7 @@ def normalise_v1(
         raise InvalidIdentity(f"an empty {identity_type} identity")
     if identity_type is IdentityType.email:
         local, at, domain = value.rpartition("@")
-        if not at or not local or "." not in domain or any(c.isspace() for c in value):
+        if not at or not local or "." not in domain or any(map(str.isspace, value)):
             raise InvalidIdentity("an email identity must look like name@domain")
         return value.lower()
     if identity_type is IdentityType.phone:
@@ -279,9 +279,16 @@ class BlindIndexer:
         if unknown:
             raise ValueError(f"unknown identity normalisation versions: {sorted(unknown)}")
         self.label = version_label(key_id, CURRENT_VERSION)
+        self._companion_labels = {
+            version: version_label(key_id, version, companion=True) for version in LEGACY_VERSIONS
+        }
+        # The key's HMAC state, copied for each hash rather than keyed again.
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def _hash(self, identity_type: IdentityType, text: str) -> str:
-        return hmac.new(self._key, f"{identity_type}:{text}".encode(), hashlib.sha256).hexdigest()
+        mac = self._keyed.copy()
+        mac.update(f"{identity_type}:{text}".encode())
+        return mac.hexdigest()
 
     def digest(
         self,
@@ -320,29 +327,57 @@ class BlindIndexer:
         found = {current.digest: current}
         if not legacy:
             return [current]
+        # Each legacy input hashed once: most spellings normalise to the same text.
+        legacy_digests: dict[str, str] = {}
         if 2 in self.legacy_versions:
-            label = version_label(self.key_id, 2, companion=True)
-            digest = self._hash(identity_type, normal)
+            label = self._companion_labels[2]
+            digest = legacy_digests[normal] = self._hash(identity_type, normal)
             found.setdefault(digest, BlindIndex(identity_type, label, digest))
         if 1 in self.legacy_versions:
-            plain = (
-                normal.partition("/")[2] if identity_type is IdentityType.external_id else normal
-            )
-            for spelling in sorted(v1_spellings(identity_type, value, plain) | {plain}):
-                try:
-                    old = normalise_v1(
+            label = self._companion_labels[1]
+            for old in self._v1_inputs(identity_type, value, normal, controller_id):
+                # Where version 1 agrees with version 2 the hash is already there, as c2.
+                known = legacy_digests.get(old)
+                if known is None:
+                    known = legacy_digests[old] = self._hash(identity_type, old)
+                found.setdefault(known, BlindIndex(identity_type, label, known))
+        return list(found.values())
+
+    def _v1_inputs(
+        self,
+        identity_type: IdentityType,
+        value: str,
+        normal: str,
+        controller_id: uuid.UUID | None,
+    ) -> list[str]:
+        """What version 1 hashed for each spelling of this identity, in spelling order."""
+        if identity_type is IdentityType.phone:
+            # Version 1 wrote the same E.164 form (`_phone` of the value sent): parsing that
+            # form again, the costliest step of a registration, would give it back unchanged.
+            return [normal]
+        if (
+            identity_type is not IdentityType.ip_address
+            and value.isascii()
+            and "xn--" not in normal
+        ):
+            # An ASCII value has one spelling, and version 1 made of it what version 2 makes
+            # (an email lower-cased, any other value as sent): the normal form.
+            return [normal]
+        plain = normal.partition("/")[2] if identity_type is IdentityType.external_id else normal
+        inputs = []
+        for spelling in sorted(v1_spellings(identity_type, value, plain) | {plain}):
+            try:
+                inputs.append(
+                    normalise_v1(
                         identity_type,
                         spelling,
                         default_region=self.default_region,
                         controller_id=controller_id,
                     )
-                except InvalidIdentity:
-                    continue
-                # Where version 1 agrees with version 2 the hash is already there, as c2.
-                label = version_label(self.key_id, 1, companion=True)
-                digest = self._hash(identity_type, old)
-                found.setdefault(digest, BlindIndex(identity_type, label, digest))
-        return list(found.values())
+                )
+            except InvalidIdentity:
+                continue
+        return inputs
 
     def mac(self, purpose: str, text: str) -> str:
         """A keyed digest for other secrets (verification codes): useless without the key."""

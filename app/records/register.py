@@ -9,27 +9,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import OPERATOR
 from app.audit.service import record as audit
 from app.auth.service import Principal
-from app.core.db import any_of, join_any_of, utcnow
+from app.core.db import join_any_of, utcnow
 from app.core.errors import AppError, Forbidden, Unprocessable
 from app.core.identity import BlindIndex, BlindIndexer, InvalidIdentity
 from app.core.ids import new_id
-from app.records.models import Record, RecordIdentity
-from app.records.profiles import fingerprint, insert_for, profile_facts, resolve_profiles
+from app.records import writes
+from app.records.models import Record
+from app.records.profiles import fingerprint, profile_facts, resolve_profiles
 from app.records.reappearance import Candidate, flag_reappeared
 from app.records.references import known_references
-from app.records.schemas import BatchResult, IdentityDigest, ItemError, RecordIn, RecordOut
+from app.records.schemas import IdentityDigest, ItemError, RecordIn, RecordOut
 from app.retention import engine, policy
 from app.retention.answer import decision_out, name_rules
-
-records_table: Table = Record.__table__  # type: ignore[assignment]
-identities_table: Table = RecordIdentity.__table__  # type: ignore[assignment]
 
 
 class ItemProblem(Exception):
@@ -94,13 +93,24 @@ class Registered:
             self.out = _out(self.item, self.at)
         return self.out
 
-    def result(self) -> BatchResult:
-        return BatchResult(
-            index=self.index,
-            status=self.status,  # type: ignore[arg-type]
-            id=self.record_id,
-            error=self.problem.error if self.problem else None,
-        )
+
+def batch_json(outcomes: Sequence[Registered]) -> bytes:
+    """The batch's answer (BatchOut) as JSON: the same document as the models give, written
+    from plain values."""
+    return orjson.dumps(
+        {
+            "results": [
+                {
+                    "index": o.index,
+                    "status": o.status,
+                    # Text: a driver may hand back its own UUID type.
+                    "id": None if o.record_id is None else str(o.record_id),
+                    "error": o.problem.error.model_dump(mode="json") if o.problem else None,
+                }
+                for o in outcomes
+            ]
+        }
+    )
 
 
 def _validation_problem(exc: ValidationError) -> ItemProblem:
@@ -147,7 +157,9 @@ async def register(
     # Normalising and hashing an identity (a phone above all) is most of an item's CPU before
     # the database; a subject's identities recur across the records of a batch. Kept for
     # this batch only: no identity value outlives the request in memory.
-    hashed: dict[tuple[str, str, uuid.UUID], list[BlindIndex]] = {}
+    hashed: dict[tuple[str, str, str, uuid.UUID], list[BlindIndex]] = {}
+    # Records of a batch share a few profiles: each fingerprint computed once.
+    fingerprints: dict[tuple[Any, ...], str] = {}
     for index, raw in enumerate(raw_items):
         try:
             body = raw if isinstance(raw, RecordIn) else RecordIn.model_validate(raw)
@@ -167,7 +179,9 @@ async def register(
                 )
             digests = []
             for position, identity in enumerate(body.identities):
-                key = (identity.type, identity.value, body.controller_id)
+                # The format too: a value sent raw and the same text sent as a sha256 are
+                # different identities (one may be invalid where the other is not).
+                key = (identity.type, identity.format, identity.value, body.controller_id)
                 try:
                     found = hashed.get(key)
                     if found is None:
@@ -186,15 +200,23 @@ async def register(
             outcomes[index] = Registered(index, "error", problem=item_problem)
             continue
         seen.add((body.system, body.record_ref))
+        shape = (
+            tuple(body.categories),
+            tuple(body.purposes),
+            body.controller_id,
+            body.system,
+            body.region,
+        )
+        found_fingerprint = fingerprints.get(shape)
+        if found_fingerprint is None:
+            found_fingerprint = fingerprints[shape] = fingerprint(*shape)
         items.append(
             _Item(
                 index=index,
                 body=body,
                 # The first of equal hashes stays: an identity's current one before companions.
                 digests=list(dict(reversed([(d.digest, d) for d in digests])).values()),
-                fingerprint=fingerprint(
-                    body.categories, body.purposes, body.controller_id, body.system, body.region
-                ),
+                fingerprint=found_fingerprint,
             )
         )
 
@@ -312,7 +334,11 @@ async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> No
     # instead of deadlocking (a residual deadlock is retried, see app/core/resilience.py).
     items = sorted(items, key=lambda i: (i.body.system, i.body.record_ref))
     rules = await engine.load_rulebook(session)
-    profiles = await resolve_profiles(session, {i.fingerprint: i.facts for i in items}, rules)
+    wanted: dict[str, engine.ProfileFacts] = {}
+    for item in items:
+        if item.fingerprint not in wanted:
+            wanted[item.fingerprint] = item.facts
+    profiles = await resolve_profiles(session, wanted, rules)
     existing = await _existing(session, [(i.body.system, i.body.record_ref) for i in items])
     for item in items:
         row = existing.get((item.body.system, item.body.record_ref))
@@ -325,21 +351,14 @@ async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> No
             item.record_id = new_id()
 
     holds = await engine.load_holdbook(session)
+    facts = {key: engine.profile_facts(profile) for key, profile in profiles.items()}
     for item in items:
-        _decide(item, profiles[item.fingerprint], rules, holds, now)
+        _decide(item, facts[item.fingerprint], rules, holds, now)
 
     new_items = [item for item in items if not item.existing]
     if new_items:
-        inserted = set(
-            (
-                # A Core insert on the table: the ORM's bulk path builds every row again.
-                await session.execute(
-                    insert_for(session)(records_table)
-                    .on_conflict_do_nothing(index_elements=["system", "record_ref"])
-                    .returning(records_table.c.id),
-                    [_row(item, now, created=True) for item in new_items],
-                )
-            ).scalars()
+        inserted = await writes.insert_records(
+            session, [_row(item, now, created=True) for item in new_items]
         )
         raced = [item for item in new_items if item.record_id not in inserted]
         if raced:
@@ -348,36 +367,20 @@ async def _apply(session: AsyncSession, items: list[_Item], now: datetime) -> No
             for item in raced:
                 item.record_id = winners[(item.body.system, item.body.record_ref)].id
                 item.existing = True
-                _decide(item, profiles[item.fingerprint], rules, holds, now)
+                _decide(item, facts[item.fingerprint], rules, holds, now)
 
     updates = [item for item in items if item.existing]
     if updates:
-        await session.execute(
-            update(records_table).where(records_table.c.id == bindparam("b_id")),
-            [{"b_id": item.record_id, **_row(item, now, created=False)} for item in updates],
-        )
-        await session.execute(
-            delete(RecordIdentity).where(
-                any_of(session, RecordIdentity.record_id, [item.record_id for item in updates])
-            )
-        )
-    identity_rows = [
-        {
-            "record_id": item.record_id,
-            "identity_type": str(d.type),
-            "digest": d.digest,
-            "key_id": d.key_id,
-        }
-        for item in items
-        for d in item.digests
-    ]
-    if identity_rows:
-        await session.execute(identities_table.insert(), identity_rows)
+        await writes.update_records(session, [_row(item, now, created=False) for item in updates])
+    await writes.insert_identities(
+        session,
+        [(item.record_id, str(d.type), d.digest, d.key_id) for item in items for d in item.digests],
+    )
 
 
 def _decide(
     item: _Item,
-    profile: Any,
+    facts: engine.ProfileFacts,
     rules: engine.RuleBook,
     holds: engine.HoldBook,
     now: datetime,
@@ -391,13 +394,14 @@ def _decide(
         restricted=item.restricted,
         digests=frozenset(d.digest for d in item.digests),
     )
-    item.decision = engine.decide(rules, holds, engine.profile_facts(profile), dates, now)
+    item.decision = engine.decide(rules, holds, facts, dates, now)
 
 
 def _row(item: _Item, now: datetime, *, created: bool) -> dict[str, Any]:
     assert item.decision is not None
     body = item.body
     row: dict[str, Any] = {
+        "id": item.record_id,
         "system": body.system,
         "record_ref": body.record_ref,
         "controller_id": body.controller_id,
@@ -411,7 +415,7 @@ def _row(item: _Item, now: datetime, *, created: bool) -> dict[str, Any]:
         **engine.stored_columns(item.decision),
     }
     if created:
-        row.update(id=item.record_id, created_at=now)
+        row["created_at"] = now
     return row
 
 
