@@ -174,7 +174,6 @@ def test_no_route_depends_on_a_plain_function() -> None:
 def test_no_route_of_one_router_matches_a_path_of_another() -> None:
     # The app tries the hottest routers' routes first (app.main.MATCH_FIRST): safe only while
     # no path one router serves is matched by another router's route, whatever the method.
-    import re
 
     from app.main import DOCUMENT_ORDER, MATCH_FIRST
 
@@ -189,7 +188,6 @@ def test_no_route_of_one_router_matches_a_path_of_another() -> None:
         (route.path, other.path)
         for number, route in routes
         for other_number, other in routes
-        if number != other_number
-        and route.path_regex.match(other.path)
+        if number != other_number and route.path_regex.match(other.path)
     ]
     assert overlaps == []
