@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.controllers.models import Controller
+from app.core.db import Database, utcnow
+from app.core.session import after_commit
 from app.data_categories.models import DataCategory
 from app.purposes.models import Purpose
 from app.retention_rules.models import RetentionRule
 from app.systems.models import System
+
+
+async def commit_and_link(session: AsyncSession, database: Database) -> None:
+    """Commit as a request does: the transaction, then the audit events it wrote linked."""
+    await session.commit()
+    await after_commit(session, database)
 
 
 async def make_controller(
@@ -90,6 +99,35 @@ async def make_rule(
 
 TEST_SUBJECT_KEY = "test-subject-key-" + "0" * 32
 TEST_AUDIT_KEY = "test-audit-key-" + "0" * 32
+
+
+def audit_row(seq: int | None = None, **fields: Any) -> dict[str, Any]:
+    """An audit event's columns, for a test that writes the table itself."""
+    return {
+        "id": uuid.uuid4(),
+        "seq": seq,
+        "occurred_at": utcnow(),
+        "event_type": "probe.old",
+        "actor_key_id": None,
+        "actor_role": "operator",
+        "entity_type": "probe",
+        "entity_id": str(seq),
+        "subject_request_id": None,
+        "details": {},
+    } | fields
+
+
+def chained_rows(
+    count: int, link: Callable[[str, dict[str, Any]], str]
+) -> tuple[list[dict[str, Any]], str]:
+    """Events 1..count linked as an older version of the service wrote them (`link(previous
+    hash, row)`), and the last hash."""
+    prev_hash, rows = "0" * 64, []
+    for seq in range(1, count + 1):
+        row = audit_row(seq, prev_hash=prev_hash, details={"seq": seq})
+        row["hash"] = prev_hash = link(prev_hash, row)
+        rows.append(row)
+    return rows, prev_hash
 
 
 async def make_record(

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.migrate import upgrade
+from tests.builders import TEST_SUBJECT_KEY
 
 POSTGRES_URL = os.environ.get("SPIX_DSR_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
@@ -96,3 +99,46 @@ async def statements_sent(database: Any, sink: Callable[[str, Any], None]) -> As
     finally:
         event.remove(engine, "before_cursor_execute", through_sqlalchemy)
         event.remove(engine, "connect", on_connect)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_process(
+    url: str, data_dir: Path, port: int, **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`spix-dsr serve` in a process of its own against this database; killed at the end."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port)],
+        env={
+            **os.environ,
+            "SPIX_DSR_DATABASE_URL": url,
+            "SPIX_DSR_SUBJECT_KEY": TEST_SUBJECT_KEY,
+            "SPIX_DSR_DATA_DIR": str(data_dir),
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+async def wait_ready(base: str) -> None:
+    async with httpx.AsyncClient(base_url=base) as client:
+        for _ in range(300):
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("the server never became ready")

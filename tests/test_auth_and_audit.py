@@ -19,7 +19,8 @@ from app.audit.models import AuditEvent
 from app.audit.service import OPERATOR, record, verify_chain
 from app.auth.keys import create_api_key, revoke_api_key
 from app.auth.service import create_key, revoke_key
-from tests.builders import TEST_AUDIT_KEY, make_controller, make_system
+from app.core.db import Database
+from tests.builders import TEST_AUDIT_KEY, commit_and_link, make_controller, make_system
 from tests.conftest import bearer
 from tests.databases import fresh_database
 
@@ -95,7 +96,7 @@ class TestKeyAdministration:
             await session.scalars(
                 select(AuditEvent)
                 .where(AuditEvent.entity_id == str(created.api_key.id))
-                .order_by(AuditEvent.seq)
+                .order_by(AuditEvent.entry)
             )
         ).all()
         assert [(e.event_type, e.entity_type, e.actor_role) for e in events] == [
@@ -125,11 +126,15 @@ class TestKeyAdministration:
 
 class TestAuditChain:
     async def test_events_chain_and_page(
-        self, client: AsyncClient, session: AsyncSession, admin: dict[str, str]
+        self,
+        client: AsyncClient,
+        session: AsyncSession,
+        database: Database,
+        admin: dict[str, str],
     ) -> None:
         for index in range(5):
             record(session, OPERATOR, "probe.step", "probe", str(index), {"n": index})
-        await session.commit()
+        await commit_and_link(session, database)
         seen: list[dict[str, object]] = []
         cursor = None
         while True:
@@ -166,10 +171,12 @@ class TestAuditChain:
         after = await session.scalar(select(func.count()).select_from(AuditEvent))
         assert (after or 0) - (before or 0) == 1
 
-    async def test_verify_names_an_edited_event(self, session: AsyncSession) -> None:
+    async def test_verify_names_an_edited_event(
+        self, session: AsyncSession, database: Database
+    ) -> None:
         for index in range(3):
             record(session, OPERATOR, "probe.step", "probe", str(index))
-        await session.commit()
+        await commit_and_link(session, database)
         target = await session.scalar(
             select(AuditEvent)
             .where(AuditEvent.event_type == "probe.step")

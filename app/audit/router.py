@@ -1,13 +1,12 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
 
-from app.audit.models import AuditEvent
+from app.audit.queries import list_events
 from app.audit.schemas import AuditEventOut
 from app.auth.dependencies import ReaderKey
 from app.core.errors import error_responses
-from app.core.pagination import Page, PageParams, page_params, paginate
+from app.core.pagination import Page, PageParams, page_params
 from app.core.session import SessionDep
 
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
@@ -27,14 +26,6 @@ async def list_audit_events(
     entity_id: Annotated[str | None, Query(max_length=100)] = None,
     event_type: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Page[AuditEventOut]:
-    statement = select(AuditEvent)
-    if entity_type is not None:
-        statement = statement.where(AuditEvent.entity_type == entity_type)
-    if entity_id is not None:
-        statement = statement.where(AuditEvent.entity_id == entity_id)
-    if event_type is not None:
-        statement = statement.where(AuditEvent.event_type == event_type)
-    rows, next_cursor = await paginate(session, statement, AuditEvent.seq, page, parse=int)
-    return Page[AuditEventOut](
-        items=[AuditEventOut.model_validate(row) for row in rows], next_cursor=next_cursor
+    return await list_events(
+        session, page, entity_type=entity_type, entity_id=entity_id, event_type=event_type
     )

@@ -1,52 +1,42 @@
-"""The audit log: events are collected during a transaction and chained at its commit, so the
-chain-head lock is held only for the last moment of a writing transaction.
+"""The audit log: events are collected during a transaction, written sealed with its commit
+(or dropped with its rollback) and linked into the hash chain right after it (app/audit/chain.py),
+so a writing transaction never waits for the chain head.
 
-Links are HMAC-SHA256 under the audit key (SPIX_DSR_AUDIT_KEY), so rewriting an event and
-recomputing the hashes after it needs the key. Events chained before the key existed (below the
-head row's `keyed_from_seq`) keep their plain SHA-256 links and are verified as such; every
-event from there on must carry a keyed link. Truncation is caught with checkpoints (see
+Keys, links and seals: app/audit/hashing.py. Truncation is caught with checkpoints (see
 app/audit/checkpoint.py), kept outside the database.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from app.audit.chain import link_after_commit, read_pending
+from app.audit.hashing import (
+    GENESIS_HASH,
+    audit_key,
+    event_hash,
+    event_seal,
+    sealed,
+    unkeyed_hash,
+    use_audit_key,
+)
 from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.service import Principal
-from app.core.config import get_settings
 from app.core.db import utcnow
 from app.core.ids import new_id
-from app.core.session import AUDIT_KEY_INFO
+from app.core.session import AFTER_COMMIT, AUDIT_KEY_INFO
 
-GENESIS_HASH = "0" * 64
+__all__ = ["GENESIS_HASH", "audit_key", "event_hash", "unkeyed_hash", "use_audit_key"]
+
 _PENDING = "audit_pending"
-_key: bytes | None = None
-
-
-def use_audit_key(key: bytes) -> None:
-    """Set the process's audit key (the CLI does, from its settings; the app hands its key to
-    each request's session instead)."""
-    global _key
-    _key = key
-
-
-def audit_key() -> bytes:
-    """The process's audit key; unset, the configured one (production refuses to run without)."""
-    global _key
-    if _key is None:
-        _key = get_settings().resolve_audit_key()
-    return _key
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,57 +78,23 @@ def record(
     )
 
 
-def _canonical(row: dict[str, Any]) -> bytes:
-    payload = {
-        "seq": row["seq"],
-        "id": str(row["id"]),
-        "occurred_at": row["occurred_at"].isoformat(),
-        "event_type": row["event_type"],
-        "actor_key_id": str(row["actor_key_id"]) if row["actor_key_id"] else None,
-        "actor_role": row["actor_role"],
-        "entity_type": row["entity_type"],
-        "entity_id": row["entity_id"],
-        "subject_request_id": (
-            str(row["subject_request_id"]) if row["subject_request_id"] else None
-        ),
-        "details": row["details"],
-    }
-    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-
-
-def event_hash(key: bytes, prev_hash: str, row: dict[str, Any]) -> str:
-    """The keyed link: HMAC-SHA256(audit key, previous hash + the event's canonical JSON)."""
-    return hmac.new(key, prev_hash.encode() + _canonical(row), hashlib.sha256).hexdigest()
-
-
-def unkeyed_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """The link of events chained before the audit key (below `keyed_from_seq`)."""
-    digest = hashlib.sha256(prev_hash.encode())
-    digest.update(_canonical(row))
-    return digest.hexdigest()
-
-
 @event.listens_for(Session, "before_commit")
 def _append_pending(session: Session) -> None:
+    """Write the transaction's events, sealed and unlinked: no lock beyond the rows' own."""
     pending: list[dict[str, Any]] = session.info.pop(_PENDING, [])
     if not pending:
         return
     key = session.info.get(AUDIT_KEY_INFO) or audit_key()
-    head = session.execute(
-        select(AuditChainHead.seq, AuditChainHead.hash)
-        .where(AuditChainHead.id == 1)
-        .with_for_update()
-    ).one()
-    seq, prev_hash = head.seq, head.hash
     for row in pending:
-        seq += 1
-        row["seq"] = seq
-        row["prev_hash"] = prev_hash
-        row["hash"] = prev_hash = event_hash(key, prev_hash, row)
+        row["seal"] = event_seal(key, row)
+    if session.get_bind().dialect.name == "sqlite":
+        # No sequences here; the transaction holds the database's write lock (BEGIN
+        # IMMEDIATE), so the next numbers are this transaction's. PostgreSQL: a sequence.
+        last = session.execute(select(func.coalesce(func.max(AuditEvent.entry), 0))).scalar_one()
+        for entry, row in enumerate(pending, start=last + 1):
+            row["entry"] = entry
     session.execute(insert(AuditEvent), pending)
-    session.execute(
-        update(AuditChainHead).where(AuditChainHead.id == 1).values(seq=seq, hash=prev_hash)
-    )
+    session.info.setdefault(AFTER_COMMIT, {})["audit"] = link_after_commit(key)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -154,10 +110,13 @@ class ChainReport:
     reason: str | None = None
     # Events below this position were chained before the audit key, with unkeyed links.
     keyed_from: int = 1
+    # Committed events after the verified head that wait to be linked, their seals intact
+    # (the linking step takes them; until then they are sealed, not chained).
+    pending: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.broken_at_seq is None
+        return self.reason is None
 
 
 async def _events_in_order(
@@ -178,7 +137,7 @@ async def _events_in_order(
             return
         for row in rows:
             yield row
-        last_seq = rows[-1].seq
+        last_seq = rows[-1].seq or last
         session.expunge_all()
 
 
@@ -214,7 +173,8 @@ async def verify_chain(
     chunk: int = 1000,
 ) -> ChainReport:
     """Walk the chain from the start (or from a checkpointed event) to the head as it was when
-    the walk began; name the first event whose link or content is wrong."""
+    the walk began; name the first event whose link or content is wrong. Then count the
+    committed events waiting to be linked after it, and check their seals. Reads only."""
     key = key or audit_key()
     head_seq, head_hash, keyed_from = (
         await session.execute(
@@ -241,7 +201,7 @@ async def verify_chain(
                 since.event_id,
                 "the checkpointed event is missing or changed: the log was cut or rewritten",
             )
-        prev_hash, expected_seq = anchor.prev_hash, since.seq
+        prev_hash, expected_seq = anchor.prev_hash or "", since.seq
     checked = 0
     async for ev in _events_in_order(session, expected_seq, head_seq, chunk):
         fields = {c: getattr(ev, c) for c in _FIELDS}
@@ -257,13 +217,36 @@ async def verify_chain(
             expected = event_hash(key, prev_hash, fields)
         else:
             expected = unkeyed_hash(prev_hash, fields)
-        if not hmac.compare_digest(expected, ev.hash):
+        if not hmac.compare_digest(expected, ev.hash or ""):
             return ChainReport(
                 checked, ev.seq, ev.id, "the event's content does not match its hash", keyed_from
             )
-        prev_hash, expected_seq, checked = ev.hash, expected_seq + 1, checked + 1
+        prev_hash, expected_seq, checked = expected, expected_seq + 1, checked + 1
     if head_seq != expected_seq - 1 or head_hash != prev_hash:
         return ChainReport(
             checked, expected_seq, None, "events after the last one were removed", keyed_from
         )
-    return ChainReport(checked, keyed_from=keyed_from)
+    return await _check_pending(session, key, ChainReport(checked, keyed_from=keyed_from), chunk)
+
+
+async def _check_pending(
+    session: AsyncSession, key: bytes, report: ChainReport, chunk: int
+) -> ChainReport:
+    """The unlinked tail, honestly: how many events wait to be linked, and the first whose
+    seal does not match (written or changed without the key: the linking step refuses it)."""
+    after, pending = 0, 0
+    while True:
+        rows = await read_pending(session, chunk, after=after)
+        for row in rows:
+            if not sealed(key, row):
+                return replace(
+                    report,
+                    broken_event_id=row["id"],
+                    reason="an event waiting to be linked does not carry its seal: it was "
+                    "written or changed without the audit key",
+                    pending=pending,
+                )
+            pending += 1
+        if len(rows) < chunk:
+            return replace(report, pending=pending)
+        after = rows[-1]["entry"]

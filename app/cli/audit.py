@@ -1,4 +1,4 @@
-"""The audit chain: verify it, and take signed checkpoints to keep elsewhere."""
+"""The audit chain: verify it, link what waits, and take signed checkpoints to keep elsewhere."""
 
 from __future__ import annotations
 
@@ -8,8 +8,37 @@ import typer
 
 from app.cli.base import (
     audit_cli,
+    with_database,
     with_session,
 )
+
+
+def _link() -> tuple[int, int]:
+    """Link every committed event still waiting; (linked, refused)."""
+    from app.audit.chain import chain_pending
+    from app.core.db import Database
+
+    async def work(database: Database) -> tuple[int, int]:
+        done = await chain_pending(database)
+        return done.linked, done.refused
+
+    return with_database(work)
+
+
+@audit_cli.command("chain")
+def audit_chain() -> None:
+    """Link the committed events still waiting to be linked into the chain. The API links
+    a request's events before it answers and the worker every round; this is for a
+    deployment without a worker, or before a downgrade."""
+    linked, refused = _link()
+    typer.echo(f"linked {linked} events")
+    if refused:
+        typer.echo(
+            f"{refused} waiting events do not carry their seal under this audit key and stay "
+            "unlinked: `spix-dsr audit verify` names the first",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @audit_cli.command("verify")
@@ -23,7 +52,8 @@ def audit_verify(
         ),
     ] = None,
 ) -> None:
-    """Walk the hash chain end to end (or from a checkpoint) and name the first broken link."""
+    """Walk the hash chain end to end (or from a checkpoint) and name the first broken link;
+    count the events committed after it that wait to be linked, and check their seals."""
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.audit.checkpoint import InvalidCheckpoint, read_checkpoint
@@ -47,7 +77,19 @@ def audit_verify(
                 f"events before seq {report.keyed_from} were chained before the audit key "
                 "(unkeyed links)"
             )
+        if report.pending:
+            typer.echo(
+                f"{report.pending} events committed after the head wait to be linked (sealed, "
+                "not chained yet; `spix-dsr audit chain` links them)"
+            )
         return
+    if report.broken_at_seq is None:
+        typer.echo(
+            f"audit chain intact: {report.checked} events; but event {report.broken_event_id}, "
+            f"after {report.pending} waiting ones, is not trustworthy: {report.reason}",
+            err=True,
+        )
+        raise typer.Exit(1)
     typer.echo(
         f"audit chain broken at seq {report.broken_at_seq} "
         f"(event {report.broken_event_id}): {report.reason}; {report.checked} events before it "
@@ -59,7 +101,8 @@ def audit_verify(
 
 @audit_cli.command("checkpoint")
 def audit_checkpoint() -> None:
-    """Verify the chain, then print its signed head: store the line outside this database."""
+    """Link what waits, verify the chain, then print its signed head: store the line outside
+    this database."""
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.audit.checkpoint import InvalidCheckpoint, take_checkpoint
@@ -71,6 +114,7 @@ def audit_checkpoint() -> None:
             return report, None
         return report, await take_checkpoint(session)
 
+    _link()  # the checkpoint then covers every event committed before it
     try:
         report, line = with_session(work)
     except InvalidCheckpoint as exc:

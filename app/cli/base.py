@@ -12,6 +12,7 @@ import typer
 
 from app.core.config import get_settings
 from app.core.db import Database
+from app.core.session import after_commit
 from app.core.startup import preflight
 
 T = TypeVar("T")
@@ -34,15 +35,15 @@ cli.add_typer(ropa_cli, name="ropa")
 OPENAPI_PATH = Path("openapi/openapi.json")
 
 
-def with_session(work: Callable[..., Awaitable[T]]) -> T:
-    """Run `work(session)` in one committed transaction against the configured database."""
+def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work(database)` against the configured database, migrated, with the audit key."""
     from app.audit.service import use_audit_key
     from app.core.config import ConfigurationError
 
     settings = get_settings()
     asyncio.run(preflight(settings, hashes=False))  # migrated, or one line saying what to run
     try:
-        use_audit_key(settings.resolve_audit_key())  # chaining and verifying events need it
+        use_audit_key(settings.resolve_audit_key())  # sealing, linking and verifying need it
     except ConfigurationError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -50,9 +51,22 @@ def with_session(work: Callable[..., Awaitable[T]]) -> T:
     async def run() -> T:
         database = Database.from_url(settings.database_url)
         try:
-            async with database.sessionmaker() as session, session.begin():
-                return await work(session)
+            return await work(database)
         finally:
             await database.dispose()
 
     return asyncio.run(run())
+
+
+def with_session(work: Callable[..., Awaitable[T]]) -> T:
+    """Run `work(session)` in one committed transaction against the configured database; the
+    audit events it wrote are linked before this returns."""
+
+    async def run(database: Database) -> T:
+        async with database.sessionmaker() as session:
+            async with session.begin():
+                result = await work(session)
+            await after_commit(session, database)
+            return result
+
+    return with_database(run)

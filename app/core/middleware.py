@@ -92,16 +92,19 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         status = 500
         started = time.perf_counter()
+        answered = 0.0
         response_started = False
         request_id_header = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
                 message.setdefault("headers", []).append(request_id_header)
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                answered = time.perf_counter()
 
         try:
             await self.app(scope, receive, send_with_id)
@@ -118,7 +121,9 @@ class RequestContextMiddleware:
                     request_id,
                 )
         finally:
-            elapsed = time.perf_counter() - started
+            # Until the answer was sent: work after it (the audit chain's links) is not the
+            # client's wait.
+            elapsed = (answered or time.perf_counter()) - started
             route = _route_template(scope)
             method = scope["method"]
             _observe(method, route, status, elapsed)

@@ -17,6 +17,7 @@ from app.auth.service import Principal
 from app.core.db import Database
 from app.core.identity import BlindIndexer
 from app.core.resilience import Fault, classify
+from app.core.session import after_commit
 from app.records import register
 
 # The operator at the command line acts with the privacy team's rights.
@@ -134,10 +135,12 @@ def _describe(outcome: register.Registered) -> str:
 async def _write(
     database: Database, indexer: BlindIndexer, file: str, batch: list[tuple[int, Any]]
 ) -> list[register.Registered]:
-    async with database.sessionmaker() as session, session.begin():
-        outcomes = await register.register_batch(
-            session, OPERATOR_PRINCIPAL, indexer, [item for _, item in batch], import_file=file
-        )
+    async with database.sessionmaker() as session:
+        async with session.begin():
+            outcomes = await register.register_batch(
+                session, OPERATOR_PRINCIPAL, indexer, [item for _, item in batch], import_file=file
+            )
+        await after_commit(session, database)  # the batch's audit events, linked
     return outcomes
 
 

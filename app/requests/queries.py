@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Select, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import AuditEvent
+from app.audit.queries import chained_events, page_events
 from app.audit.schemas import AuditEventOut
 from app.auth.service import Principal
 from app.core.db import utcnow
@@ -274,11 +275,8 @@ async def request_events(
     """The request's audit trail: the privacy team's, or the filing controller's."""
     found = await get_request(session, principal, request_id)
     require_filer(principal, found)
-    statement = select(AuditEvent).where(AuditEvent.subject_request_id == found.id)
-    rows, next_cursor = await paginate(session, statement, AuditEvent.seq, page, parse=int)
-    return Page[AuditEventOut](
-        items=[AuditEventOut.model_validate(r) for r in rows], next_cursor=next_cursor
-    )
+    statement = chained_events().where(AuditEvent.subject_request_id == found.id)
+    return await page_events(session, statement, page)
 
 
 def require_filer(principal: Principal, request: SubjectRequest) -> None:

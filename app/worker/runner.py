@@ -1,5 +1,6 @@
 """`spix-dsr worker`: the relay of outbox events and the scheduled work (app/worker/schedule.py,
-every SPIX_DSR_SCHEDULE_INTERVAL_SECONDS), in a loop until told to stop.
+every SPIX_DSR_SCHEDULE_INTERVAL_SECONDS), in a loop until told to stop. Every round ends by
+linking the audit events still waiting (app/audit/chain.py).
 
 Any number of workers may run against one PostgreSQL: they claim different events (see
 app/webhooks/relay.py). On SQLite one worker serves the database. SIGTERM (or SIGINT) stops
@@ -17,6 +18,8 @@ import signal
 import time
 
 import app.outbox.service  # noqa: F401  (registers the outbox's commit hook)
+from app.audit.chain import chain_pending
+from app.audit.hashing import use_audit_key
 from app.core.config import Settings
 from app.core.crypto import SecretBox
 from app.core.db import Database
@@ -34,6 +37,8 @@ class Worker:
         self.settings = settings
         self.box = SecretBox(settings.resolve_subject_key(), settings.subject_key_id)
         self.signer = webhook_signer(settings.resolve_webhook_key())
+        # Links audit events (its own jobs', and any an API process left unlinked).
+        self.audit_key = settings.resolve_audit_key()
         self.stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -67,6 +72,10 @@ class Worker:
                     # claims lapse and the events are tried again.
                     log.exception("relay batch failed")
                     handled = 0
+                try:
+                    await chain_pending(self.database, self.audit_key, look_first=True)
+                except Exception:
+                    log.exception("linking audit events failed")  # tried again next round
                 if handled < config.batch_size:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(
@@ -82,6 +91,7 @@ class Worker:
 async def run_worker(settings: Settings) -> None:
     database = Database.from_url(settings.database_url, pool_size=4)
     worker = Worker(database, settings)
+    use_audit_key(worker.audit_key)  # its jobs' events are sealed with the key it links with
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

@@ -25,7 +25,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.identity import Identity, IdentityType, version_label
+from app.core.identity import Identity, IdentityType, sha256_input, version_label
 from app.core.ids import new_id
 from app.records.models import RecordProfile, RecordProfileCategory, RecordProfilePurpose
 from app.records.profiles import fingerprint
@@ -144,14 +144,21 @@ def hash_subjects(first: int, last: int) -> list[list[tuple[str, str, str]]]:
     does (`BlindIndexer.all_of`: every normalisation version in use), and must agree.
     Email and phone hashes do not depend on the controller (only external_id ones do)."""
     blind = _data.indexer()
+    companion = version_label(blind.key_id, 2, companion=True)
     out = []
     for subject in range(first, last):
         exchange, line = 200 + subject // 10000, subject % 10000
+        # The current version's hash (over the normal form's SHA-256), then the version-2
+        # companion (over the normal form itself), as `all_of` lists them.
         fast = [
-            (kind, blind._hash(kind, normal), blind.label)
+            hashed
             for kind, normal in (
                 (IdentityType.email, f"user{subject}@example.com"),
                 (IdentityType.phone, f"+1212{exchange:03d}{line:04d}"),
+            )
+            for hashed in (
+                (kind, blind._hash(kind, sha256_input(kind, normal)), blind.label),
+                (kind, blind._hash(kind, normal), companion),
             )
         ]
         rows = [(str(kind), digest, label) for kind, digest, label in fast]

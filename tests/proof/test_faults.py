@@ -17,13 +17,7 @@ delivering anything yet (`spix-dsr worker` is not built), so no worker is killed
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,51 +33,11 @@ from app.main import create_app
 from app.records.models import Record
 from tests.builders import TEST_SUBJECT_KEY, make_category, make_controller, make_system
 from tests.conftest import bearer
-from tests.databases import fresh_database
+from tests.databases import free_port, fresh_database, serve_process, wait_ready
 
 STREAMS = 3  # clients registering batches side by side
 BATCH = 40  # records per batch
 KILL_AFTER = 9  # acknowledged batches before the kill: the other streams are mid-request
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _server(url: str, data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "SPIX_DSR_DATABASE_URL": url,
-        "SPIX_DSR_SUBJECT_KEY": TEST_SUBJECT_KEY,
-        "SPIX_DSR_DATA_DIR": str(data_dir),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-
-
-async def _ready(base: str) -> None:
-    async with httpx.AsyncClient(base_url=base) as client:
-        for _ in range(300):
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("the server never became ready")
 
 
 def _batch(controller: str, stream: int, number: int) -> list[dict[str, Any]]:
@@ -110,13 +64,13 @@ async def test_a_killed_server_loses_no_acknowledged_batch_and_leaves_no_half_ba
             await make_system(session, "accounts")
             await make_category(session, "account.profile")
             admin = await bearer(session, "admin")
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         acknowledged: set[tuple[int, int]] = set()
         sent: set[tuple[int, int]] = set()
 
-        with _server(url, tmp_path, port) as server:
-            await _ready(base)
+        with serve_process(url, tmp_path, port) as server:
+            await wait_ready(base)
             killed = asyncio.Event()
 
             async def stream(number: int, client: httpx.AsyncClient) -> None:
@@ -145,8 +99,8 @@ async def test_a_killed_server_loses_no_acknowledged_batch_and_leaves_no_half_ba
             assert server.wait(timeout=30) == -signal.SIGKILL
 
         # Started again on the same database: it answers, and takes writes again.
-        with _server(url, tmp_path, port):
-            await _ready(base)
+        with serve_process(url, tmp_path, port):
+            await wait_ready(base)
             async with httpx.AsyncClient(base_url=base, timeout=60) as client:
                 again = await client.post(
                     "/v1/records/batch",

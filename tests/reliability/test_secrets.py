@@ -31,7 +31,13 @@ from app.core.db import Database, UTCDateTime, utcnow
 from app.core.idempotency import IdempotencyRecord, _fingerprint, purge_expired
 from app.core.migrate import upgrade
 from app.main import create_app
-from tests.builders import TEST_AUDIT_KEY, TEST_SUBJECT_KEY, make_controller
+from tests.builders import (
+    TEST_AUDIT_KEY,
+    TEST_SUBJECT_KEY,
+    chained_rows,
+    commit_and_link,
+    make_controller,
+)
 from tests.conftest import bearer
 from tests.databases import fresh_database
 
@@ -161,10 +167,12 @@ def _unkeyed(prev_hash: str, event: AuditEvent) -> str:
     return digest.hexdigest()
 
 
-async def _probe_events(session: AsyncSession, count: int, prefix: str = "e") -> None:
+async def _probe_events(
+    session: AsyncSession, database: Database, count: int, prefix: str = "e"
+) -> None:
     for index in range(count):
         record(session, OPERATOR, "probe.step", "probe", f"{prefix}{index}", {"n": index})
-    await session.commit()
+    await commit_and_link(session, database)
 
 
 async def _events(session: AsyncSession) -> list[AuditEvent]:
@@ -205,20 +213,20 @@ async def _cut_tail(session: AsyncSession, keep: int) -> None:
 
 class TestKeyedAuditChain:
     async def test_untouched_chain_verifies_in_full_and_since_a_checkpoint(
-        self, session: AsyncSession
+        self, session: AsyncSession, database: Database
     ) -> None:
-        await _probe_events(session, 4)
+        await _probe_events(session, database, 4)
         anchor = read_checkpoint(await take_checkpoint(session))
-        await _probe_events(session, 3, prefix="later")
+        await _probe_events(session, database, 3, prefix="later")
         full = await verify_chain(session)
         assert full.ok and full.checked == len(await _events(session))
         since = await verify_chain(session, since=anchor)
         assert since.ok and since.checked == 4  # the checkpointed event and the three after
 
     async def test_rewrite_with_recomputed_unkeyed_hashes_is_detected(
-        self, session: AsyncSession
+        self, session: AsyncSession, database: Database
     ) -> None:
-        await _probe_events(session, 4)
+        await _probe_events(session, database, 4)
         events = await _events(session)
         target = len(events) - 3
         events[target].entity_id = "rewritten"
@@ -228,8 +236,10 @@ class TestKeyedAuditChain:
         assert report.broken_at_seq == events[target].seq
         assert report.reason == "the event's content does not match its hash"
 
-    async def test_cutting_the_tail_is_caught_by_a_checkpoint(self, session: AsyncSession) -> None:
-        await _probe_events(session, 5)
+    async def test_cutting_the_tail_is_caught_by_a_checkpoint(
+        self, session: AsyncSession, database: Database
+    ) -> None:
+        await _probe_events(session, database, 5)
         line = await take_checkpoint(session)
         anchor = read_checkpoint(line)
         await _cut_tail(session, anchor.seq - 2)
@@ -241,11 +251,11 @@ class TestKeyedAuditChain:
         assert "missing or changed" in (report.reason or "")
 
     async def test_relabelling_keyed_events_as_old_ones_is_caught_by_a_checkpoint(
-        self, session: AsyncSession
+        self, session: AsyncSession, database: Database
     ) -> None:
         """The one forgery the database alone cannot reveal: move the keyed start past the
         head and re-chain everything unkeyed. A checkpoint taken before still reveals it."""
-        await _probe_events(session, 3)
+        await _probe_events(session, database, 3)
         anchor = read_checkpoint(await take_checkpoint(session))
         events = await _events(session)
         events[-1].entity_id = "rewritten"
@@ -260,8 +270,10 @@ class TestKeyedAuditChain:
         assert full.ok and full.keyed_from == events[-1].seq + 1  # reported as all unkeyed
         assert not (await verify_chain(session, since=anchor)).ok
 
-    async def test_a_forged_or_foreign_checkpoint_is_refused(self, session: AsyncSession) -> None:
-        await _probe_events(session, 2)
+    async def test_a_forged_or_foreign_checkpoint_is_refused(
+        self, session: AsyncSession, database: Database
+    ) -> None:
+        await _probe_events(session, database, 2)
         line = await take_checkpoint(session)
         fields = json.loads(line)
         with pytest.raises(InvalidCheckpoint):
@@ -284,8 +296,10 @@ class TestKeyedAuditChain:
         assert (await verify_chain(session, key=other.encode())).ok
         assert not (await verify_chain(session, key=TEST_AUDIT_KEY.encode())).ok
 
-    async def test_events_are_keyed_with_the_audit_key(self, session: AsyncSession) -> None:
-        await _probe_events(session, 1)
+    async def test_events_are_keyed_with_the_audit_key(
+        self, session: AsyncSession, database: Database
+    ) -> None:
+        await _probe_events(session, database, 1)
         assert (await verify_chain(session)).ok
         report = await verify_chain(session, key=b"another-audit-key-" + b"1" * 32)
         assert not report.ok
@@ -418,23 +432,7 @@ async def test_upgrade_keeps_old_links_and_drops_replays_that_hold_a_secret(
                         "created_at": utcnow(),
                     },
                 )
-            prev_hash, rows = "0" * 64, []
-            for seq in (1, 2):
-                row: dict[str, Any] = {
-                    "id": uuid.uuid4(),
-                    "seq": seq,
-                    "occurred_at": utcnow(),
-                    "event_type": "probe.old",
-                    "actor_key_id": None,
-                    "actor_role": "operator",
-                    "entity_type": "probe",
-                    "entity_id": str(seq),
-                    "subject_request_id": None,
-                    "details": {},
-                    "prev_hash": prev_hash,
-                }
-                row["hash"] = prev_hash = unkeyed_hash(prev_hash, row)
-                rows.append(row)
+            rows, prev_hash = chained_rows(2, unkeyed_hash)
             plain = b'{"id":"plain","name":"Plain"}'
             leaking = b'{"id":"x","webhook_signing_secret":"whsec_leak"}'
             async with database.engine.begin() as connection:
@@ -464,7 +462,7 @@ async def test_upgrade_keeps_old_links_and_drops_replays_that_hold_a_secret(
                 keys = (await session.execute(text("SELECT key FROM idempotency_keys"))).all()
                 assert [k for (k,) in keys] == ["plain"]
                 record(session, OPERATOR, "probe.new", "probe", "3")
-                await session.commit()
+                await commit_and_link(session, database)
                 report = await verify_chain(session)
                 assert report.ok and report.checked == 3 and report.keyed_from == 3
 
