@@ -60,6 +60,7 @@ def app_context(app: Any) -> RequestContext:
     )
 
 
-def request_context(request: Request) -> RequestContext:
-    """The context of the app serving this request (a FastAPI dependency)."""
+async def request_context(request: Request) -> RequestContext:
+    """The context of the app serving this request (a FastAPI dependency; async, so FastAPI
+    calls it in the event loop rather than in its thread pool)."""
     return app_context(request.app)

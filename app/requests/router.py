@@ -10,9 +10,18 @@ from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import Conflict, error_responses, problem_response
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params
-from app.core.session import SessionDep
+from app.core.session import SessionDep, read_session
 from app.core.signing import canonical
-from app.requests import intake, lifecycle, queries, receipts, scopes, state, verification
+from app.requests import (
+    intake,
+    lifecycle,
+    queries,
+    reading,
+    receipts,
+    scopes,
+    state,
+    verification,
+)
 from app.requests.context import RequestContext, request_context
 from app.requests.export import build_package
 from app.requests.models import SubjectRequest
@@ -75,12 +84,12 @@ async def file_request(
     ] = None,
 ) -> Response:
     gpc = sec_gpc is not None and sec_gpc.strip() == "1"
-    created, challenge = await intake.file_request(session, principal, body, ctx, gpc_signal=gpc)
-    (out,) = await queries.describe(session, principal, [created])
+    filed = await intake.file(session, principal, body, ctx, gpc_signal=gpc)
+    out = await reading.filed_out(session, principal, filed)
     return await idem.respond(
-        RequestCreated(**out.model_dump(), verification=challenge),
+        RequestCreated(**out.model_dump(), verification=filed.challenge),
         201,
-        headers={"Location": f"/v1/requests/{created.id}"},
+        headers={"Location": f"/v1/requests/{filed.request.id}"},
     )
 
 
@@ -134,11 +143,15 @@ async def list_requests(
     "/{request_id}",
     operation_id="get_request",
     summary="Read a request with its scopes, tasks and outcome",
+    response_model=RequestOut,
     responses=error_responses(401, 403, 404, 422),
 )
-async def get_request(request_id: uuid.UUID, session: SessionDep, principal: Reader) -> RequestOut:
-    _found, out = await _one(session, principal, request_id)
-    return out
+async def get_request(request: Request, request_id: uuid.UUID, principal: Reader) -> Response:
+    # A hot read: its own read session (one statement, no transaction), the answer
+    # serialised once.
+    async with read_session(request) as session:
+        out = await reading.read_request(session, principal, request_id)
+    return Response(out.model_dump_json().encode(), media_type="application/json")
 
 
 @router.post(
