@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, Subquery, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
@@ -97,10 +97,19 @@ async def ids_carrying(session: AsyncSession, digests: Sequence[str]) -> list[uu
     (`records.id IN (subquery) ORDER BY id LIMIT n`) PostgreSQL chose to walk the records'
     primary key across the whole table and probe the identities on the way whenever the
     tables had no statistics (1 s a lookup at 1M records, until ANALYZE ran)."""
-    statement = join_any_of(
+    return list((await session.scalars(_carrying(session, digests))).all())
+
+
+def carrying(session: AsyncSession, digests: Sequence[str]) -> Subquery:
+    """ids_carrying as a subquery, for a statement that reads the records by primary key
+    joined to it: the planner then reads the identity index first, as ids_carrying does."""
+    return _carrying(session, digests).subquery()
+
+
+def _carrying(session: AsyncSession, digests: Sequence[str]) -> Select[uuid.UUID]:
+    return join_any_of(
         session, select(RecordIdentity.record_id).distinct(), RecordIdentity.digest, digests
     )
-    return list((await session.scalars(statement)).all())
 
 
 async def page_rows(

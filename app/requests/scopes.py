@@ -14,7 +14,7 @@ from app.audit.service import record as audit
 from app.auth.service import Principal
 from app.controllers.models import Controller
 from app.controllers.service import platform_controller_id
-from app.core.db import join_any_of, utcnow
+from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.identity import BlindIndex
 from app.core.ids import new_id
@@ -22,7 +22,7 @@ from app.outbox import service as outbox
 from app.outbox.payloads import scope_ids
 from app.purposes.models import Purpose
 from app.records.models import Record
-from app.records.queries import ids_carrying
+from app.records.queries import carrying
 from app.requests import state
 from app.requests.completion import finish_scope, maybe_complete
 from app.requests.context import RequestContext, request_digests
@@ -152,14 +152,11 @@ async def _records_by_controller(
 ) -> tuple[dict[uuid.UUID, list[Any]], dict[uuid.UUID, Any]]:
     """The subject's records that are not erased (what start_scope works on), by controller,
     and what decides how each controller's scope runs."""
-    # The identity index first, then the records by primary key (see records.ids_carrying).
-    ids = await ids_carrying(session, [d.digest for d in digests])
+    # The identity index first, then the records by primary key (see records.carrying).
+    ids = carrying(session, [d.digest for d in digests])
     by_controller: dict[uuid.UUID, list[Any]] = defaultdict(list)
     controllers: dict[uuid.UUID, Any] = {}
-    if not ids:
-        return by_controller, controllers
-    statement = join_any_of(
-        session,
+    statement = (
         select(
             Record.id,
             Record.controller_id,
@@ -167,13 +164,15 @@ async def _records_by_controller(
             Record.record_ref,
             Record.state,
             *_CONTROLLER_FACTS,
-        ).join(Controller, Controller.id == Record.controller_id),
-        Record.id,
-        ids,
-    ).where(Record.state != "erased")
+        )
+        .join(ids, ids.c.record_id == Record.id)
+        .join(Controller, Controller.id == Record.controller_id)
+        .where(Record.state != "erased")
+    )
     if request.filed_by_controller_id is not None:
         statement = statement.where(Record.controller_id == request.filed_by_controller_id)
-    for row in await session.execute(statement.order_by(Record.id)):
+    connection = await session.connection()  # Core: rows of columns, nothing to flush first
+    for row in await connection.execute(statement.order_by(Record.id)):
         by_controller[row.controller_id].append(row)
         controllers.setdefault(row.controller_id, row)
     return by_controller, controllers

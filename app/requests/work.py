@@ -195,7 +195,7 @@ async def suppress_for(
         request_id=request.id,
         actor=principal,
     )
-    scope.outcome = {"suppressions": len(made), "channel": channel, "purpose": purpose}
+    outcome: dict[str, Any] = {"suppressions": len(made), "channel": channel, "purpose": purpose}
     gpc = bool(request.details.get("gpc"))
     if request.type == "opt_out" and (request.regime in SALE_OPT_OUT_REGIMES or gpc):
         # Under CCPA and the state laws like it, an opt-out is of sale and of sharing
@@ -209,7 +209,10 @@ async def suppress_for(
             actor=principal,
             linked=gpc,
         )
-        scope.outcome["sale_and_sharing"] = len(sold)
+        outcome["sale_and_sharing"] = len(sold)
+    # Set whole, once: a key added to the dict after a flush had written it was never stored
+    # (the answer to filing showed it, a later read did not).
+    scope.outcome = outcome
 
 
 def open_corrections(details: dict[str, Any], box: SecretBox) -> dict[str, Any]:

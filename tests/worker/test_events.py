@@ -102,3 +102,47 @@ async def test_a_customer_filed_request_reports_its_status_and_the_run(
         "to": "in_progress",
     }
     assert code not in str(events)
+
+
+async def test_the_platform_routed_by_webhook_hears_of_its_own_requests(
+    wclient: AsyncClient,
+    wdb: Database,
+    wadmin: dict[str, str],
+    wsettings: Settings,
+    receiver: Receiver,
+) -> None:
+    """Events addressed to the platform (no controller named) reach it once it takes
+    webhooks; a system without a hook and the platform before it took them get nothing."""
+    platform = await platform_of(wdb)
+    identities = [{"type": "email", "value": f"{uuid.uuid4().hex[:8]}@example.com"}]
+    async with wdb.sessionmaker() as session:
+        system = await make_system(session)
+        await make_category(session, "account.profile")
+        await make_record(
+            session,
+            system=system.key,
+            controller_id=platform,
+            categories=["account.profile"],
+            identities=identities,
+        )
+    body = {"type": "access", "regime": "gdpr", "identities": identities, "verified": True}
+    before = await wclient.post("/v1/requests", json=body, headers=wadmin)
+    assert before.status_code == 201, before.text
+    routed = await wclient.patch(
+        f"/v1/controllers/{platform}",
+        json={"dsr_routing": {"mode": "webhook", "webhook_url": receiver.url}},
+        headers=wadmin,
+    )
+    assert routed.status_code == 200, routed.text
+    secret = routed.json()["webhook_signing_secret"]
+    request = (await wclient.post("/v1/requests", json=body, headers=wadmin)).json()
+
+    events = await delivered(wdb, wsettings, receiver, secret)
+    assert sorted(e["type"] for e in events) == ["request.status_changed", "scope.run_on_behalf"]
+    assert {e["data"]["request_id"] for e in events} == {request["id"]}
+    changed = next(e["data"] for e in events if e["type"] == "request.status_changed")
+    assert (changed["from"], changed["to"]) == ("pending_verification", "in_progress")
+    back = await wclient.patch(
+        f"/v1/controllers/{platform}", json={"dsr_routing": {"mode": "dashboard"}}, headers=wadmin
+    )
+    assert back.status_code == 200, back.text  # the module's other tests share the platform
