@@ -19,6 +19,7 @@ from sqlalchemy import (
     event,
     func,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
@@ -27,7 +28,13 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    declared_attr,
+    make_transient_to_detached,
+    mapped_column,
+)
 from sqlalchemy.types import TypeDecorator
 
 _Ts = TypeVarTuple("_Ts")
@@ -175,6 +182,34 @@ def _configure_sqlite(engine: AsyncEngine, *, begin_immediate: bool) -> None:
         # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
         # can never fail with SQLITE_BUSY half way; concurrent writers queue on busy_timeout.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def new_row(obj: Any) -> dict[str, Any]:
+    """The row an INSERT of this new mapped object writes, by column: its attributes, and for
+    those it leaves unset the columns' Python-side defaults, set on the object too (it then
+    holds what the row holds). For an object a Core statement writes (see `keep_written`)."""
+    row: dict[str, Any] = {}
+    for prop in sa_inspect(obj).mapper.column_attrs:
+        (column,) = prop.columns
+        if prop.key not in obj.__dict__:
+            default = column.default
+            if column.server_default is not None or (
+                default is not None and not (default.is_scalar or default.is_callable)
+            ):
+                raise ValueError(f"{column} takes its value in the database: write it by flush")
+            value = None
+            if default is not None:
+                value = default.arg if default.is_scalar else default.arg(None)  # type: ignore[attr-defined]
+            setattr(obj, prop.key, value)
+        row[column.key] = obj.__dict__[prop.key]
+    return row
+
+
+def keep_written(session: AsyncSession, obj: Any) -> None:
+    """Keep a new object whose row a Core statement wrote (from `new_row`) in the session, as
+    though it had been flushed: persistent and clean, so a later change updates the row."""
+    make_transient_to_detached(obj)
+    session.add(obj)
 
 
 class Database:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, object_session
 
 from app.requests.models import SubjectRequest
@@ -19,11 +20,16 @@ _FRESH = "requests_fresh"
 _KEYS = [_FRESH]
 
 
+def note_fresh(session: Session | AsyncSession, request_id: uuid.UUID) -> None:
+    """A request this transaction wrote (flushed requests are noted on their own)."""
+    session.info.setdefault(_FRESH, set()).add(request_id)
+
+
 @event.listens_for(SubjectRequest, "after_insert")
 def _written(_mapper: Any, _connection: Any, target: SubjectRequest) -> None:
     session = object_session(target)
     if session is not None:
-        session.info.setdefault(_FRESH, set()).add(target.id)
+        note_fresh(session, target.id)
 
 
 class Pointers:

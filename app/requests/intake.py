@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record as audit
@@ -24,11 +23,11 @@ from app.core.ids import new_id
 from app.purposes.models import Purpose
 from app.requests import clocks, state
 from app.requests.context import MARKETING, RequestContext
-from app.requests.models import RequestIdentity, SubjectRequest
+from app.requests.models import SubjectRequest
 from app.requests.schemas import RequestCreate, VerificationChallenge
 from app.requests.scopes import _platform_id, open_scopes
 from app.requests.verification import mark_verified
-from app.requests.work_rows import OpenedScope
+from app.requests.writes import OpenedScope, write_request
 from app.suppressions.gpc import SALE_OPT_OUT_REGIMES, opt_out_of_sale_and_sharing, require_purposes
 
 
@@ -161,24 +160,9 @@ async def file(
     return Filed(request, challenge, types, [])
 
 
-_IDENTITIES: Table = RequestIdentity.__table__  # type: ignore[assignment]
-
-
 async def _write(session: AsyncSession, request: SubjectRequest, digests: list[BlindIndex]) -> None:
-    """The request's row (flushed with whatever else is pending), then its identities."""
-    await session.flush()
-    await session.execute(
-        insert(_IDENTITIES),
-        [
-            {
-                "request_id": request.id,
-                "identity_type": str(d.type),
-                "digest": d.digest,
-                "key_id": d.key_id,
-            }
-            for d in digests
-        ],
-    )
+    """The request's row and its identities (one statement on PostgreSQL)."""
+    await write_request(session, request, digests)
 
 
 async def _filing_controller(

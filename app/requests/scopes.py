@@ -30,7 +30,7 @@ from app.requests.models import RequestScope, SubjectRequest
 from app.requests.queries import scope_rows
 from app.requests.schemas import DecisionIn
 from app.requests.work import start_scope, suppress_for
-from app.requests.work_rows import NewTask, NewWork, OpenedScope
+from app.requests.writes import NewTask, NewWork, OpenedScope
 
 
 async def _platform_id(session: AsyncSession) -> uuid.UUID:
@@ -103,12 +103,11 @@ async def open_scopes(
             ),
         )
         opened.append((scope, runs_now, records))
-    # The scopes first; their records, tasks and tasks' records together once all have run.
-    session.add_all(scope for scope, _runs_now, _records in opened)
-    await session.flush()
+    # The scopes, their records, tasks and tasks' records are written together once all the
+    # scopes have run (writes.NewWork).
     work = NewWork(request.id)
     for scope, _runs_now, records in opened:
-        work.add_scope_records(scope.id, [r.id for r in records])
+        work.add_scope(scope, [r.id for r in records])
     for scope, runs_now, records in opened:
         if runs_now:
             await start_scope(session, principal, request, scope, ctx, records, work)

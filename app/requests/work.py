@@ -24,7 +24,7 @@ from app.requests.completion import finish_scope
 from app.requests.context import MARKETING, RequestContext, request_digests
 from app.requests.erasure_work import needs_person, split_for_erasure
 from app.requests.models import RequestScope, ScopeRecord, SubjectRequest
-from app.requests.work_rows import NewWork
+from app.requests.writes import NewWork
 from app.retention.recompute import Scope, recompute
 from app.suppressions.gpc import SALE_OPT_OUT_REGIMES, opt_out_of_sale_and_sharing
 from app.suppressions.service import suppress
