@@ -271,6 +271,19 @@ def any_of(session: AsyncSession, column: Any, values: Iterable[Any]) -> Any:
     return column.in_(values)
 
 
+def join_any_of_bound(
+    dialect: str, statement: Select[*_Ts], column: Any, name: str
+) -> Select[*_Ts]:
+    """join_any_of for a statement built once per dialect (its name) and run many times: the
+    values are bound by `name` when it runs (a list)."""
+    if dialect == "postgresql":
+        item_type = String() if isinstance(column.type, String) else column.type
+        array = bindparam(name, type_=ARRAY(item_type))
+        wanted = func.unnest(array).table_valued("value").render_derived()
+        return statement.join(wanted, column == wanted.c.value)
+    return statement.where(column.in_(bindparam(name, expanding=True)))
+
+
 def join_any_of(
     session: AsyncSession, statement: Select[*_Ts], column: Any, values: Iterable[Any]
 ) -> Select[*_Ts]:

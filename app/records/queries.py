@@ -12,7 +12,7 @@ from sqlalchemy import Select, Subquery, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
-from app.core.db import join_any_of, utcnow
+from app.core.db import join_any_of, join_any_of_bound, utcnow
 from app.core.errors import NotFound
 from app.core.identity import parse_label
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
@@ -100,10 +100,13 @@ async def ids_carrying(session: AsyncSession, digests: Sequence[str]) -> list[uu
     return list((await session.scalars(_carrying(session, digests))).all())
 
 
-def carrying(session: AsyncSession, digests: Sequence[str]) -> Subquery:
-    """ids_carrying as a subquery, for a statement that reads the records by primary key
-    joined to it: the planner then reads the identity index first, as ids_carrying does."""
-    return _carrying(session, digests).subquery()
+def carrying(dialect: str) -> Subquery:
+    """ids_carrying as a subquery, for a statement built once that reads the records by
+    primary key joined to it (the planner then reads the identity index first, as
+    ids_carrying does). The digests are bound as `digests` when it runs."""
+    return join_any_of_bound(
+        dialect, select(RecordIdentity.record_id).distinct(), RecordIdentity.digest, "digests"
+    ).subquery()
 
 
 def _carrying(session: AsyncSession, digests: Sequence[str]) -> Select[uuid.UUID]:

@@ -24,6 +24,7 @@ from app.requests.context import OPEN
 from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, SubjectRequest
 from app.requests.schemas import (
     HeldBy,
+    RequestCreated,
     RequestOut,
     RequestPage,
     RequestStatus,
@@ -194,10 +195,11 @@ def request_out(
     scopes: list[ScopeOut],
     principal: Principal,
     now: datetime,
+    **extra: Any,
 ) -> RequestOut:
     """The answer for one request (an ORM object or a row with the same names), its identity
-    types and the scopes this key sees."""
-    return RequestOut(
+    types and the scopes this key sees; with `extra` (the challenge) the answer to filing."""
+    return (RequestCreated if extra else RequestOut)(
         id=r.id,
         type=r.type,
         regime=r.regime,
@@ -225,6 +227,7 @@ def request_out(
         outcome=_outcome_for(r.outcome, principal),
         created_at=r.created_at,
         updated_at=r.updated_at,
+        **extra,
     )
 
 

@@ -246,4 +246,11 @@ async def filed_out(session: AsyncSession, principal: Principal, filed: Filed) -
             and opened.scope.controller_id == visibility.controller_id
         )
     ]
-    return request_out(filed.request, filed.identity_types, scopes, principal, utcnow())
+    return request_out(
+        filed.request,
+        filed.identity_types,
+        scopes,
+        principal,
+        utcnow(),
+        verification=filed.challenge,
+    )

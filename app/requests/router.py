@@ -87,7 +87,7 @@ async def file_request(
     filed = await intake.file(session, principal, body, ctx, gpc_signal=gpc)
     out = await reading.filed_out(session, principal, filed)
     return await idem.respond(
-        RequestCreated(**out.model_dump(), verification=filed.challenge),
+        out,
         201,
         headers={"Location": f"/v1/requests/{filed.request.id}"},
     )

@@ -3,11 +3,12 @@ scope each; a scope runs at once or waits for its controller's decision."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record as audit
@@ -151,10 +152,23 @@ async def _records_by_controller(
 ) -> tuple[dict[uuid.UUID, list[Any]], dict[uuid.UUID, Any]]:
     """The subject's records that are not erased (what start_scope works on), by controller,
     and what decides how each controller's scope runs."""
-    # The identity index first, then the records by primary key (see records.carrying).
-    ids = carrying(session, [d.digest for d in digests])
     by_controller: dict[uuid.UUID, list[Any]] = defaultdict(list)
     controllers: dict[uuid.UUID, Any] = {}
+    connection = await session.connection()  # Core: rows of columns, nothing to flush first
+    filed_by = request.filed_by_controller_id
+    statement = _records_statement(connection.dialect.name, filed_by is not None)
+    params = {"digests": [d.digest for d in digests], "filed_by": filed_by}
+    for row in await connection.execute(statement, params):
+        by_controller[row.controller_id].append(row)
+        controllers.setdefault(row.controller_id, row)
+    return by_controller, controllers
+
+
+@functools.cache
+def _records_statement(dialect: str, filed: bool) -> Any:
+    """Built once per dialect and filter (a statement built anew costs more than its run):
+    the identity index first, then the records by primary key (see records.carrying)."""
+    ids = carrying(dialect)
     statement = (
         select(
             Record.id,
@@ -168,13 +182,9 @@ async def _records_by_controller(
         .join(Controller, Controller.id == Record.controller_id)
         .where(Record.state != "erased")
     )
-    if request.filed_by_controller_id is not None:
-        statement = statement.where(Record.controller_id == request.filed_by_controller_id)
-    connection = await session.connection()  # Core: rows of columns, nothing to flush first
-    for row in await connection.execute(statement.order_by(Record.id)):
-        by_controller[row.controller_id].append(row)
-        controllers.setdefault(row.controller_id, row)
-    return by_controller, controllers
+    if filed:
+        statement = statement.where(Record.controller_id == bindparam("filed_by"))
+    return statement.order_by(Record.id)
 
 
 def tell_customer(
