@@ -24,7 +24,6 @@ from app.requests import (
 )
 from app.requests.context import RequestContext, request_context
 from app.requests.export import build_package
-from app.requests.models import SubjectRequest
 from app.requests.schemas import (
     AcknowledgeIn,
     CancelIn,
@@ -51,12 +50,10 @@ Reader = Annotated[Principal, require_roles("admin", "auditor", "controller")]
 ContextDep = Annotated[RequestContext, Depends(request_context)]
 
 
-async def _one(
-    session: Any, principal: Principal, request_id: uuid.UUID
-) -> tuple[SubjectRequest, RequestOut]:
-    found = await queries.get_request(session, principal, request_id)
-    (out,) = await queries.describe(session, principal, [found])
-    return found, out
+async def _one(session: Any, principal: Principal, request_id: uuid.UUID) -> RequestOut:
+    """The request as it stands after the change this request made (flushed first)."""
+    await session.flush()
+    return await reading.read_request(session, principal, request_id)
 
 
 @router.post(
@@ -182,8 +179,7 @@ async def verify_request(
             request=request,
             errors=[{"loc": ["body", "code"], "msg": exc.detail, "type": "value_error"}],
         )
-    (out,) = await queries.describe(session, principal, [found])
-    return out
+    return await _one(session, principal, found.id)
 
 
 @router.post(
@@ -198,8 +194,7 @@ async def extend_request(
 ) -> RequestOut:
     found = await queries.get_request(session, principal, request_id)
     await lifecycle.extend(session, principal, found, body, ctx)
-    _found, out = await _one(session, principal, request_id)
-    return out
+    return await _one(session, principal, request_id)
 
 
 @router.post(
@@ -218,8 +213,7 @@ async def acknowledge_request(
     await lifecycle.acknowledge(
         session, principal, found, body.acknowledged_at if body is not None else None
     )
-    _found, out = await _one(session, principal, request_id)
-    return out
+    return await _one(session, principal, request_id)
 
 
 @router.post(
@@ -237,8 +231,7 @@ async def cancel_request(
 ) -> RequestOut:
     found = await queries.get_request(session, principal, request_id)
     await lifecycle.close_early(session, principal, found, state.RequestEvent.cancelled, ctx)
-    _found, out = await _one(session, principal, request_id)
-    return out
+    return await _one(session, principal, request_id)
 
 
 @router.post(
@@ -252,8 +245,7 @@ async def deny_request(
 ) -> RequestOut:
     found = await queries.get_request(session, principal, request_id)
     await lifecycle.close_early(session, principal, found, state.RequestEvent.denied, ctx, body)
-    _found, out = await _one(session, principal, request_id)
-    return out
+    return await _one(session, principal, request_id)
 
 
 @router.post(
@@ -272,8 +264,7 @@ async def decide_request_scope(
 ) -> RequestOut:
     found = await queries.get_request(session, principal, request_id)
     await scopes.decide_scope(session, principal, found, controller_id, body, ctx)
-    _found, out = await _one(session, principal, request_id)
-    return out
+    return await _one(session, principal, request_id)
 
 
 @router.get(
