@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Subquery, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
@@ -100,13 +100,19 @@ async def ids_carrying(session: AsyncSession, digests: Sequence[str]) -> list[uu
     return list((await session.scalars(_carrying(session, digests))).all())
 
 
-def carrying(dialect: str) -> Subquery:
-    """ids_carrying as a subquery, for a statement built once that reads the records by
-    primary key joined to it (the planner then reads the identity index first, as
-    ids_carrying does). The digests are bound as `digests` when it runs."""
-    return join_any_of_bound(
+def carrying(dialect: str) -> Any:
+    """The records carrying the digests bound as `digests`, as a FROM item with a `record_id`
+    column, for a statement built once that reads the records by primary key joined to it.
+    On PostgreSQL the identity index is read first, into an array (ids_carrying's statement
+    as one value), and the records are joined to its elements: a join to the subquery itself
+    let a planner without statistics hash the records table whole."""
+    ids = join_any_of_bound(
         dialect, select(RecordIdentity.record_id).distinct(), RecordIdentity.digest, "digests"
-    ).subquery()
+    )
+    if dialect != "postgresql":
+        return ids.subquery()
+    found = select(func.array_agg(ids.subquery().c.record_id)).scalar_subquery()
+    return func.unnest(found).table_valued("record_id").render_derived()
 
 
 def _carrying(session: AsyncSession, digests: Sequence[str]) -> Select[uuid.UUID]:

@@ -67,7 +67,7 @@ async def open_scopes(
         await finish_scope(session, principal, request, scope)
         await maybe_complete(session, principal, request, ctx, [scope])
         return [OpenedScope(scope, 0, [])]
-    by_controller, controllers = await _records_by_controller(session, request, digests)
+    by_controller, controllers = await records_by_controller(session, request, digests)
     if request.type == "objection" and request.filed_by_controller_id is None:
         # An objection to Spix's own processing reaches Spix even where no record is held.
         by_controller.setdefault(await _platform_id(session), [])
@@ -147,7 +147,7 @@ _CONTROLLER_FACTS = (
 )
 
 
-async def _records_by_controller(
+async def records_by_controller(
     session: AsyncSession, request: SubjectRequest, digests: list[BlindIndex]
 ) -> tuple[dict[uuid.UUID, list[Any]], dict[uuid.UUID, Any]]:
     """The subject's records that are not erased (what start_scope works on), by controller,
