@@ -10,7 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, Text, Uuid, bindparam, func, select
+from sqlalchemy import Select, Text, Uuid, bindparam, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -135,8 +135,15 @@ def _statement(principal: Principal) -> Select[Any]:
                 func.json_array_length(Task.record_ids),
             )
         )
-        .join(RequestScope, RequestScope.id == Task.scope_id)
-        .where(RequestScope.request_id == SubjectRequest.id, scopes_seen)
+        # By the request's own index on tasks, then the scopes this key sees among them.
+        .where(
+            Task.request_id == SubjectRequest.id,
+            visibility.where(
+                controller=lambda _own: exists().where(
+                    RequestScope.id == Task.scope_id, RequestScope.controller_id == _OWN
+                )
+            ),
+        )
         .scalar_subquery()
     )
     return select(
