@@ -7,6 +7,7 @@ really sends, as custom and as generic prepared plans."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -126,21 +127,25 @@ async def test_lookup_uses_the_identity_index_without_statistics(
         assert sorted(r.record_ref for r in found.items) == ["ref-1554", "ref-1555"]
         statements = [(s, p) for s, p in sent if "record_identities" in s or "FROM records" in s]
         used_the_digest_index = []
-        async with database.engine.connect() as connection:
-            for mode in ("auto", "force_generic_plan"):
-                await connection.exec_driver_sql(f"SET plan_cache_mode = {mode}")
-                for statement, params in statements:
-                    plan = list(
-                        (await connection.exec_driver_sql("EXPLAIN " + statement, params))
-                        .scalars()
-                        .all()
-                    )
-                    assert not _plan_problems(plan), "\n".join([statement, *plan])
-                    used_the_digest_index += [
-                        mode for line in plan if "ix_record_identities_digest" in line
-                    ]
+        async for mode, statement, plan in _plans(database, statements):
+            assert not _plan_problems(plan), "\n".join([statement, *plan])
+            used_the_digest_index += [
+                mode for line in plan if "ix_record_identities_digest" in line
+            ]
         assert set(used_the_digest_index) == {"auto", "force_generic_plan"}
         await database.dispose()
+
+
+async def _plans(
+    database: Database, statements: list[tuple[str, Any]]
+) -> AsyncIterator[tuple[str, str, list[str]]]:
+    """EXPLAIN of each statement as sent, as a custom and as a generic prepared plan."""
+    async with database.engine.connect() as connection:
+        for mode in ("auto", "force_generic_plan"):
+            await connection.exec_driver_sql(f"SET plan_cache_mode = {mode}")
+            for statement, params in statements:
+                explained = await connection.exec_driver_sql("EXPLAIN " + statement, params)
+                yield mode, statement, list(explained.scalars().all())
 
 
 async def test_a_request_finds_its_records_through_the_identity_index_without_statistics(
@@ -170,15 +175,7 @@ async def test_a_request_finds_its_records_through_the_identity_index_without_st
         finally:
             event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
         assert len(sent) == 2
-        async with database.engine.connect() as connection:
-            for mode in ("auto", "force_generic_plan"):
-                await connection.exec_driver_sql(f"SET plan_cache_mode = {mode}")
-                for statement, params in sent:
-                    plan = list(
-                        (await connection.exec_driver_sql("EXPLAIN " + statement, params))
-                        .scalars()
-                        .all()
-                    )
-                    assert not _plan_problems(plan), "\n".join([statement, *plan])
-                    assert any("ix_record_identities_digest" in line for line in plan), plan
+        async for _mode, statement, plan in _plans(database, sent):
+            assert not _plan_problems(plan), "\n".join([statement, *plan])
+            assert any("ix_record_identities_digest" in line for line in plan), plan
         await database.dispose()

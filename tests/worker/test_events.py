@@ -12,7 +12,13 @@ from app.core.config import Settings
 from app.core.db import Database
 from tests.builders import make_category, make_record, make_system
 from tests.conftest import bearer
-from tests.worker.conftest import Receiver, platform_of, relay_for
+from tests.worker.conftest import (
+    Receiver,
+    file_access,
+    platform_of,
+    platform_system,
+    relay_for,
+)
 
 
 async def customer_with_hook(
@@ -113,21 +119,9 @@ async def test_the_platform_routed_by_webhook_hears_of_its_own_requests(
 ) -> None:
     """Events addressed to the platform (no controller named) reach it once it takes
     webhooks; a system without a hook and the platform before it took them get nothing."""
-    platform = await platform_of(wdb)
-    identities = [{"type": "email", "value": f"{uuid.uuid4().hex[:8]}@example.com"}]
-    async with wdb.sessionmaker() as session:
-        system = await make_system(session)
-        await make_category(session, "account.profile")
-        await make_record(
-            session,
-            system=system.key,
-            controller_id=platform,
-            categories=["account.profile"],
-            identities=identities,
-        )
-    body = {"type": "access", "regime": "gdpr", "identities": identities, "verified": True}
-    before = await wclient.post("/v1/requests", json=body, headers=wadmin)
-    assert before.status_code == 201, before.text
+    world = await platform_system(wdb)  # its system takes no webhooks
+    platform = world.platform
+    await file_access(wclient, wadmin, world)  # before the platform takes them
     routed = await wclient.patch(
         f"/v1/controllers/{platform}",
         json={"dsr_routing": {"mode": "webhook", "webhook_url": receiver.url}},
@@ -135,7 +129,7 @@ async def test_the_platform_routed_by_webhook_hears_of_its_own_requests(
     )
     assert routed.status_code == 200, routed.text
     secret = routed.json()["webhook_signing_secret"]
-    request = (await wclient.post("/v1/requests", json=body, headers=wadmin)).json()
+    request = await file_access(wclient, wadmin, world)
 
     events = await delivered(wdb, wsettings, receiver, secret)
     assert sorted(e["type"] for e in events) == ["request.status_changed", "scope.run_on_behalf"]
