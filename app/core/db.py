@@ -19,6 +19,7 @@ from sqlalchemy import (
     event,
     func,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
@@ -27,7 +28,13 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    declared_attr,
+    make_transient_to_detached,
+    mapped_column,
+)
 from sqlalchemy.types import TypeDecorator
 
 _Ts = TypeVarTuple("_Ts")
@@ -179,6 +186,34 @@ def _configure_sqlite(engine: AsyncEngine, *, begin_immediate: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def new_row(obj: Any) -> dict[str, Any]:
+    """The row an INSERT of this new mapped object writes, by column: its attributes, and for
+    those it leaves unset the columns' Python-side defaults, set on the object too (it then
+    holds what the row holds). For an object a Core statement writes (see `keep_written`)."""
+    row: dict[str, Any] = {}
+    for prop in sa_inspect(obj).mapper.column_attrs:
+        (column,) = prop.columns
+        if prop.key not in obj.__dict__:
+            default = column.default
+            if column.server_default is not None or (
+                default is not None and not (default.is_scalar or default.is_callable)
+            ):
+                raise ValueError(f"{column} takes its value in the database: write it by flush")
+            value = None
+            if default is not None:
+                value = default.arg if default.is_scalar else default.arg(None)  # type: ignore[attr-defined]
+            setattr(obj, prop.key, value)
+        row[column.key] = obj.__dict__[prop.key]
+    return row
+
+
+def keep_written(session: AsyncSession, obj: Any) -> None:
+    """Keep a new object whose row a Core statement wrote (from `new_row`) in the session, as
+    though it had been flushed: persistent and clean, so a later change updates the row."""
+    make_transient_to_detached(obj)
+    session.add(obj)
+
+
 class Database:
     """The engine and session factory one process shares."""
 
@@ -236,6 +271,19 @@ def any_of(session: AsyncSession, column: Any, values: Iterable[Any]) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(_array(column, values))
     return column.in_(values)
+
+
+def join_any_of_bound(
+    dialect: str, statement: Select[*_Ts], column: Any, name: str
+) -> Select[*_Ts]:
+    """join_any_of for a statement built once per dialect (its name) and run many times: the
+    values are bound by `name` when it runs (a list)."""
+    if dialect == "postgresql":
+        item_type = String() if isinstance(column.type, String) else column.type
+        array = bindparam(name, type_=ARRAY(item_type))
+        wanted = func.unnest(array).table_valued("value").render_derived()
+        return statement.join(wanted, column == wanted.c.value)
+    return statement.where(column.in_(bindparam(name, expanding=True)))
 
 
 def join_any_of(

@@ -11,11 +11,23 @@ Payloads carry ids and statuses only, never an identity, a verification code or 
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import (
+    String,
+    Table,
+    bindparam,
+    case,
+    cast,
+    event,
+    insert,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.base import NO_VALUE
@@ -50,38 +62,69 @@ def emit(
     )
 
 
-def _receivers(session: Session, pending: list[dict[str, Any]]) -> tuple[set[str], set[str], Any]:
-    systems = {p["target_id"] for p in pending if p["target_kind"] == "system"}
-    controllers = {p["target_id"] for p in pending if p["target_kind"] == "controller"}
-    platform = None
-    if _PLATFORM in controllers:
-        platform = session.scalar(select(Controller.id).where(Controller.kind == "platform"))
-    ids = {uuid.UUID(c) for c in controllers if c != _PLATFORM}
-    if platform is not None:
-        ids.add(platform)
-    with_system_hook = (
-        set(
-            session.scalars(
-                select(System.key).where(System.key.in_(systems), System.webhook_url.is_not(None))
+_SYSTEMS: Table = System.__table__  # type: ignore[assignment]
+_CONTROLLERS: Table = Controller.__table__  # type: ignore[assignment]
+_OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
+
+
+def _receivers_statement(systems: bool, platform: bool, controllers: bool) -> Any:
+    """(kind, target) rows: the systems named that take webhooks; the platform's id, and
+    whether it takes them; the controllers named that take them. Built once per shape."""
+    c = _CONTROLLERS.c
+    hooked = (c.dsr_routing_mode == "webhook") & c.webhook_url.is_not(None)
+    parts: list[Any] = []
+    if systems:
+        parts.append(
+            select(literal("system"), _SYSTEMS.c.key).where(
+                _SYSTEMS.c.key.in_(bindparam("systems", expanding=True)),
+                _SYSTEMS.c.webhook_url.is_not(None),
             )
         )
-        if systems
-        else set()
-    )
-    with_controller_hook = (
-        {
-            str(c)
-            for c in session.scalars(
-                select(Controller.id).where(
-                    Controller.id.in_(ids),
-                    Controller.dsr_routing_mode == "webhook",
-                    Controller.webhook_url.is_not(None),
-                )
+    if platform:
+        parts.append(
+            select(
+                case((hooked, literal("platform_hooked")), else_=literal("platform")),
+                cast(c.id, String),
+            ).where(c.kind == "platform")
+        )
+    if controllers:
+        parts.append(
+            select(literal("controller"), cast(c.id, String)).where(
+                c.id.in_(bindparam("ids", expanding=True)), hooked
             )
-        }
-        if ids
-        else set()
-    )
+        )
+    return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
+_RECEIVERS = {
+    shape: _receivers_statement(*shape)
+    for shape in itertools.product((False, True), repeat=3)
+    if any(shape)
+}
+
+
+def _receivers(session: Session, pending: list[dict[str, Any]]) -> tuple[set[str], set[str], Any]:
+    """The systems and controllers among the events' receivers that take webhooks, and the
+    platform's id where an event is addressed to it: one statement."""
+    systems = {p["target_id"] for p in pending if p["target_kind"] == "system"}
+    controllers = {p["target_id"] for p in pending if p["target_kind"] == "controller"}
+    ids = {uuid.UUID(c) for c in controllers if c != _PLATFORM}
+    with_system_hook: set[str] = set()
+    with_controller_hook: set[str] = set()
+    platform = None
+    shape = (bool(systems), _PLATFORM in controllers, bool(ids))
+    if not any(shape):
+        return with_system_hook, with_controller_hook, platform
+    params = {"systems": sorted(systems), "ids": sorted(ids)}
+    for kind, target in session.connection().execute(_RECEIVERS[shape], params):
+        if kind == "system":
+            with_system_hook.add(target)
+            continue
+        controller_id = uuid.UUID(target)  # SQLite's text has no hyphens
+        if kind == "controller" or kind == "platform_hooked":
+            with_controller_hook.add(str(controller_id))
+        if kind != "controller":
+            platform = controller_id
     return with_system_hook, with_controller_hook, platform
 
 
@@ -107,6 +150,9 @@ def _write_pending(session: Session) -> None:
     pending: list[dict[str, Any]] = session.info.pop(_PENDING, [])
     if not pending:
         return
+    # The receivers as this transaction left them (a registry change in it counts): what an
+    # ORM query would have flushed first, the Core statement below does not.
+    session.flush()
     systems, controllers, platform = _receivers(session, pending)
     now = utcnow()
     rows = []
@@ -120,7 +166,7 @@ def _write_pending(session: Session) -> None:
             continue
         rows.append(row(item["event_type"], item["payload"], item["target_kind"], target, now))
     if rows:
-        session.execute(insert(OutboxEvent), rows)
+        session.connection().execute(insert(_OUTBOX), rows)
 
 
 @event.listens_for(Session, "after_soft_rollback")

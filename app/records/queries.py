@@ -15,7 +15,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from app.auth.service import Principal
-from app.core.db import utcnow
+from app.core.db import join_any_of_bound, utcnow
 from app.core.errors import NotFound
 from app.core.hot_read import HotRead
 from app.core.identity import parse_label
@@ -194,6 +194,21 @@ async def ids_carrying(session: AsyncSession, digests: Sequence[str]) -> list[uu
     tables had no statistics (1 s a lookup at 1M records, until ANALYZE ran)."""
     rows = await _CARRYING.rows(await session.connection(), {"digests": list(digests)})
     return [row.record_id for row in rows]
+
+
+def carrying(dialect: str) -> Any:
+    """The records carrying the digests bound as `digests`, as a FROM item with a `record_id`
+    column, for a statement built once that reads the records by primary key joined to it.
+    On PostgreSQL the identity index is read first, into an array (ids_carrying's statement
+    as one value), and the records are joined to its elements: a join to the subquery itself
+    let a planner without statistics hash the records table whole."""
+    ids = join_any_of_bound(
+        dialect, select(RecordIdentity.record_id).distinct(), RecordIdentity.digest, "digests"
+    )
+    if dialect != "postgresql":
+        return ids.subquery()
+    found = select(func.array_agg(ids.subquery().c.record_id)).scalar_subquery()
+    return func.unnest(found).table_valued("record_id").render_derived()
 
 
 async def page_rows(

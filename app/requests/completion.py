@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -43,13 +44,20 @@ def mark_closed(request: SubjectRequest, now: datetime, ctx: RequestContext) -> 
 
 
 async def maybe_complete(
-    session: AsyncSession, principal: Principal, request: SubjectRequest, ctx: RequestContext
+    session: AsyncSession,
+    principal: Principal,
+    request: SubjectRequest,
+    ctx: RequestContext,
+    scopes: Sequence[RequestScope] | None = None,
 ) -> None:
+    """Complete the request when every scope is done (`scopes`: all of them, when the caller
+    has just opened them)."""
     if request.status != state.RequestStatus.in_progress:
         return
-    scopes = (
-        await session.scalars(select(RequestScope).where(RequestScope.request_id == request.id))
-    ).all()
+    if scopes is None:
+        scopes = (
+            await session.scalars(select(RequestScope).where(RequestScope.request_id == request.id))
+        ).all()
     if not state.request_can_complete(s.status for s in scopes):
         return
     request.status = state.request_next(request.status, state.RequestEvent.scopes_done)

@@ -61,5 +61,6 @@ def app_context(app: Any) -> RequestContext:
 
 
 async def request_context(request: Request) -> RequestContext:
-    """The context of the app serving this request (a FastAPI dependency)."""
+    """The context of the app serving this request (a FastAPI dependency; async, so FastAPI
+    calls it in the event loop rather than in its thread pool)."""
     return app_context(request.app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -22,11 +23,23 @@ from app.core.ids import new_id
 from app.purposes.models import Purpose
 from app.requests import clocks, state
 from app.requests.context import MARKETING, RequestContext
-from app.requests.models import RequestIdentity, SubjectRequest
+from app.requests.models import SubjectRequest
 from app.requests.schemas import RequestCreate, VerificationChallenge
-from app.requests.scopes import _platform_id
-from app.requests.verification import on_verified
+from app.requests.scopes import _platform_id, open_scopes
+from app.requests.verification import mark_verified
+from app.requests.writes import OpenedScope, write_request
 from app.suppressions.gpc import SALE_OPT_OUT_REGIMES, opt_out_of_sale_and_sharing, require_purposes
+
+
+@dataclass(frozen=True, slots=True)
+class Filed:
+    """A request just filed: its code when it waits for one, and the scopes it opened when
+    it was verified at intake (what the answer shows, without reading it back)."""
+
+    request: SubjectRequest
+    challenge: VerificationChallenge | None
+    identity_types: list[str]
+    scopes: list[OpenedScope]
 
 
 async def file_request(
@@ -37,6 +50,18 @@ async def file_request(
     *,
     gpc_signal: bool = False,
 ) -> tuple[SubjectRequest, VerificationChallenge | None]:
+    filed = await file(session, principal, body, ctx, gpc_signal=gpc_signal)
+    return filed.request, filed.challenge
+
+
+async def file(
+    session: AsyncSession,
+    principal: Principal,
+    body: RequestCreate,
+    ctx: RequestContext,
+    *,
+    gpc_signal: bool = False,
+) -> Filed:
     now = utcnow()
     filed_by = await _filing_controller(session, principal, body.controller_id)
     gpc = gpc_signal or body.details.gpc
@@ -51,6 +76,7 @@ async def file_request(
             loc=["body", "requester", "authorization_note"],
         )
     digests = _digests(body, ctx.indexer, filed_by)
+    types = sorted({str(d.type) for d in digests})
     due = clocks.deadlines(body.regime, body.type, received_at, ctx.clocks, ctx.holidays)
     request = SubjectRequest(
         id=new_id(),
@@ -78,15 +104,9 @@ async def file_request(
     )
     request.details["agent_authorization"] = body.requester.authorization_note is not None
     request.details["gpc"] = gpc
+    # Written once it is whole (_write): a request verified at intake goes in verified, one
+    # that needs a code with its code.
     session.add(request)
-    await session.flush()
-    session.add_all(
-        RequestIdentity(
-            request_id=request.id, identity_type=str(d.type), digest=d.digest, key_id=d.key_id
-        )
-        for d in digests
-    )
-    await session.flush()
     audit(
         session,
         principal,
@@ -102,7 +122,10 @@ async def file_request(
         },
         subject_request_id=request.id,
     )
+    written = False
     if gpc:
+        await _write(session, request, digests)  # the suppressions name the request
+        written = True
         # The GPC signal opts the browser or device out of sale and sharing, and the accounts
         # it is known to belong to, at once and without verification (11 CCR 7025(c)).
         await opt_out_of_sale_and_sharing(
@@ -117,8 +140,11 @@ async def file_request(
     # An opt-out needs no verification (CCPA 11 CCR 7026); a trusted session has verified.
     if body.verified or body.type == "opt_out":
         method = "trusted_session" if body.verified else "not_required"
-        await on_verified(session, principal, request, method, None, ctx)
-        return request, None
+        mark_verified(session, principal, request, method, None, ctx)
+        if not written:
+            await _write(session, request, digests)
+        opened = await open_scopes(session, principal, request, ctx, digests)
+        return Filed(request, None, types, opened)
     code = f"{secrets.randbelow(10**6):06d}"
     request.verification_method = "code"
     request.verification_code_hash = ctx.indexer.mac("verify", f"{request.id}:{code}")
@@ -126,8 +152,17 @@ async def file_request(
     if clocks.clock_for(body.regime, ctx.clocks).pauses_for_verification:
         # UK GDPR Art. 12A: from this ask for identity evidence the clock stands still.
         request.clock_paused_at = now
-    await session.flush()
-    return request, VerificationChallenge(code=code, expires_at=request.verification_expires_at)
+    if written:
+        await session.flush()
+    else:
+        await _write(session, request, digests)
+    challenge = VerificationChallenge(code=code, expires_at=request.verification_expires_at)
+    return Filed(request, challenge, types, [])
+
+
+async def _write(session: AsyncSession, request: SubjectRequest, digests: list[BlindIndex]) -> None:
+    """The request's row and its identities (one statement on PostgreSQL)."""
+    await write_request(session, request, digests)
 
 
 async def _filing_controller(

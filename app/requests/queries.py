@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from app.requests.context import OPEN
 from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, SubjectRequest
 from app.requests.schemas import (
     HeldBy,
+    RequestCreated,
     RequestOut,
     RequestPage,
     RequestStatus,
@@ -42,19 +43,20 @@ def scope_rows(principal: Principal) -> ColumnElement[bool]:
     return principal.visibility.where(controller=lambda own: RequestScope.controller_id == own)
 
 
+def controller_requests(own: Any) -> ColumnElement[bool]:
+    """The requests a controller key sees: those it filed or that have a scope of its own."""
+    return or_(
+        SubjectRequest.filed_by_controller_id == own,
+        exists().where(
+            RequestScope.request_id == SubjectRequest.id,
+            RequestScope.controller_id == own,
+        ),
+    )
+
+
 def visible(principal: Principal) -> Select[SubjectRequest]:
     """A controller key sees requests it filed or that have a scope of its own."""
-    return select(SubjectRequest).where(
-        principal.visibility.where(
-            controller=lambda own: or_(
-                SubjectRequest.filed_by_controller_id == own,
-                exists().where(
-                    RequestScope.request_id == SubjectRequest.id,
-                    RequestScope.controller_id == own,
-                ),
-            )
-        )
-    )
+    return select(SubjectRequest).where(principal.visibility.where(controller=controller_requests))
 
 
 async def get_request(
@@ -119,7 +121,7 @@ async def describe(
     scopes: dict[uuid.UUID, list[RequestScope]] = defaultdict(list)
     counts: dict[uuid.UUID, int] = {}
     tasks: dict[uuid.UUID, list[TaskSummary]] = defaultdict(list)
-    types: dict[uuid.UUID, list[IdentityType]] = defaultdict(list)
+    types: dict[uuid.UUID, list[str]] = defaultdict(list)
     if ids:
         scope_query = select(RequestScope).where(
             RequestScope.request_id.in_(ids), scope_rows(principal)
@@ -164,32 +166,12 @@ async def describe(
                 RequestIdentity.request_id.in_(ids)
             )
         ):
-            types[request_id].append(IdentityType(identity_type))
+            types[request_id].append(identity_type)
     return [
-        RequestOut(
-            id=r.id,
-            type=r.type,  # type: ignore[arg-type]
-            regime=r.regime,  # type: ignore[arg-type]
-            status=r.status,  # type: ignore[arg-type]
-            channel=r.channel,
-            requester_kind=r.requester_kind,  # type: ignore[arg-type]
-            identity_types=sorted(set(types[r.id])),
-            filed_by_controller_id=r.filed_by_controller_id,
-            received_at=r.received_at,
-            acknowledge_by=r.acknowledge_by,
-            due_at=r.due_at,
-            extended_due_at=r.extended_due_at,
-            extension_reason=r.extension_reason,
-            overdue=r.status in OPEN and effective_due(r) < now and not is_paused(r),
-            verified_at=r.verified_at,
-            verification_method=r.verification_method,
-            extension_notified_at=r.extension_notified_at,
-            acknowledged_at=r.acknowledged_at,
-            acknowledgement_overdue=acknowledgement_overdue(r, now),
-            clock_paused_at=r.clock_paused_at if is_paused(r) else None,
-            denial_reason=r.denial_reason,
-            closed_at=r.closed_at,
-            scopes=[
+        request_out(
+            r,
+            types[r.id],
+            [
                 ScopeOut(
                     controller_id=s.controller_id,
                     status=s.status,  # type: ignore[arg-type]
@@ -201,13 +183,53 @@ async def describe(
                 )
                 for s in scopes[r.id]
             ],
-            # A controller key reads its own scope's part of the outcome only.
-            outcome=_outcome_for(r.outcome, principal),
-            created_at=r.created_at,
-            updated_at=r.updated_at,
+            principal,
+            now,
         )
         for r in requests
     ]
+
+
+def request_out(
+    r: Any,
+    identity_types: Iterable[str],
+    scopes: list[ScopeOut],
+    principal: Principal,
+    now: datetime,
+    **extra: Any,
+) -> RequestOut:
+    """The answer for one request (an ORM object or a row with the same names), its identity
+    types and the scopes this key sees; with `extra` (the challenge) the answer to filing."""
+    return (RequestCreated if extra else RequestOut)(
+        id=r.id,
+        type=r.type,
+        regime=r.regime,
+        status=r.status,
+        channel=r.channel,
+        requester_kind=r.requester_kind,
+        identity_types=sorted({IdentityType(t) for t in identity_types}),
+        filed_by_controller_id=r.filed_by_controller_id,
+        received_at=r.received_at,
+        acknowledge_by=r.acknowledge_by,
+        due_at=r.due_at,
+        extended_due_at=r.extended_due_at,
+        extension_reason=r.extension_reason,
+        overdue=r.status in OPEN and effective_due(r) < now and not is_paused(r),
+        verified_at=r.verified_at,
+        verification_method=r.verification_method,
+        extension_notified_at=r.extension_notified_at,
+        acknowledged_at=r.acknowledged_at,
+        acknowledgement_overdue=acknowledgement_overdue(r, now),
+        clock_paused_at=r.clock_paused_at if is_paused(r) else None,
+        denial_reason=r.denial_reason,
+        closed_at=r.closed_at,
+        scopes=scopes,
+        # A controller key reads its own scope's part of the outcome only.
+        outcome=_outcome_for(r.outcome, principal),
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        **extra,
+    )
 
 
 def _outcome_for(outcome: dict[str, Any] | None, principal: Principal) -> dict[str, Any] | None:

@@ -10,12 +10,20 @@ from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import Conflict, error_responses, problem_response
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params
-from app.core.session import SessionDep
+from app.core.session import SessionDep, read_session
 from app.core.signing import canonical
-from app.requests import intake, lifecycle, queries, receipts, scopes, state, verification
+from app.requests import (
+    intake,
+    lifecycle,
+    queries,
+    reading,
+    receipts,
+    scopes,
+    state,
+    verification,
+)
 from app.requests.context import RequestContext, request_context
 from app.requests.export import build_package
-from app.requests.models import SubjectRequest
 from app.requests.schemas import (
     AcknowledgeIn,
     CancelIn,
@@ -42,12 +50,10 @@ Reader = Annotated[Principal, require_roles("admin", "auditor", "controller")]
 ContextDep = Annotated[RequestContext, Depends(request_context)]
 
 
-async def _one(
-    session: Any, principal: Principal, request_id: uuid.UUID
-) -> tuple[SubjectRequest, RequestOut]:
-    found = await queries.get_request(session, principal, request_id)
-    (out,) = await queries.describe(session, principal, [found])
-    return found, out
+async def _one(session: Any, principal: Principal, request_id: uuid.UUID) -> RequestOut:
+    """The request as it stands after the change this request made (flushed first)."""
+    await session.flush()
+    return await reading.read_request(session, principal, request_id)
 
 
 @router.post(
@@ -75,12 +81,12 @@ async def file_request(
     ] = None,
 ) -> Response:
     gpc = sec_gpc is not None and sec_gpc.strip() == "1"
-    created, challenge = await intake.file_request(session, principal, body, ctx, gpc_signal=gpc)
-    (out,) = await queries.describe(session, principal, [created])
+    filed = await intake.file(session, principal, body, ctx, gpc_signal=gpc)
+    out = await reading.filed_out(session, principal, filed)
     return await idem.respond(
-        RequestCreated(**out.model_dump(), verification=challenge),
+        out,
         201,
-        headers={"Location": f"/v1/requests/{created.id}"},
+        headers={"Location": f"/v1/requests/{filed.request.id}"},
     )
 
 
@@ -134,11 +140,15 @@ async def list_requests(
     "/{request_id}",
     operation_id="get_request",
     summary="Read a request with its scopes, tasks and outcome",
+    response_model=RequestOut,
     responses=error_responses(401, 403, 404, 422),
 )
-async def get_request(request_id: uuid.UUID, session: SessionDep, principal: Reader) -> RequestOut:
-    _found, out = await _one(session, principal, request_id)
-    return out
+async def get_request(request: Request, request_id: uuid.UUID, principal: Reader) -> Response:
+    # A hot read: its own read session (one statement, no transaction), the answer
+    # serialised once.
+    async with read_session(request) as session:
+        out = await reading.read_request(session, principal, request_id)
+    return Response(out.model_dump_json().encode(), media_type="application/json")
 
 
 @router.post(
@@ -169,8 +179,7 @@ async def verify_request(
             request=request,
             errors=[{"loc": ["body", "code"], "msg": exc.detail, "type": "value_error"}],
         )
-    (out,) = await queries.describe(session, principal, [found])
-    return out
+    return await _one(session, principal, found.id)
 
 
 @router.post(
@@ -185,8 +194,7 @@ async def extend_request(
 ) -> RequestOut:
     found = await queries.get_request(session, principal, request_id)
     await lifecycle.extend(session, principal, found, body, ctx)
-    _found, out = await _one(session, principal, request_id)
-    return out
+    return await _one(session, principal, request_id)
 
 
 @router.post(
@@ -205,8 +213,7 @@ async def acknowledge_request(
     await lifecycle.acknowledge(
         session, principal, found, body.acknowledged_at if body is not None else None
     )
-    _found, out = await _one(session, principal, request_id)
-    return out
+    return await _one(session, principal, request_id)
 
 
 @router.post(
@@ -224,8 +231,7 @@ async def cancel_request(
 ) -> RequestOut:
     found = await queries.get_request(session, principal, request_id)
     await lifecycle.close_early(session, principal, found, state.RequestEvent.cancelled, ctx)
-    _found, out = await _one(session, principal, request_id)
-    return out
+    return await _one(session, principal, request_id)
 
 
 @router.post(
@@ -239,8 +245,7 @@ async def deny_request(
 ) -> RequestOut:
     found = await queries.get_request(session, principal, request_id)
     await lifecycle.close_early(session, principal, found, state.RequestEvent.denied, ctx, body)
-    _found, out = await _one(session, principal, request_id)
-    return out
+    return await _one(session, principal, request_id)
 
 
 @router.post(
@@ -259,8 +264,7 @@ async def decide_request_scope(
 ) -> RequestOut:
     found = await queries.get_request(session, principal, request_id)
     await scopes.decide_scope(session, principal, found, controller_id, body, ctx)
-    _found, out = await _one(session, principal, request_id)
-    return out
+    return await _one(session, principal, request_id)
 
 
 @router.get(

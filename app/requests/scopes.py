@@ -3,31 +3,35 @@ scope each; a scope runs at once or waits for its controller's decision."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record as audit
 from app.auth.service import Principal
 from app.controllers.models import Controller
 from app.controllers.service import platform_controller_id
-from app.core.db import join_any_of, utcnow
+from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.identity import BlindIndex
 from app.core.ids import new_id
 from app.outbox import service as outbox
 from app.outbox.payloads import scope_ids
 from app.purposes.models import Purpose
 from app.records.models import Record
-from app.records.queries import ids_carrying
+from app.records.queries import carrying
 from app.requests import state
 from app.requests.completion import finish_scope, maybe_complete
 from app.requests.context import RequestContext, request_digests
-from app.requests.models import RequestScope, ScopeRecord, SubjectRequest
+from app.requests.models import RequestScope, SubjectRequest
 from app.requests.queries import scope_rows
 from app.requests.schemas import DecisionIn
 from app.requests.work import start_scope, suppress_for
+from app.requests.writes import NewTask, NewWork, OpenedScope
 
 
 async def _platform_id(session: AsyncSession) -> uuid.UUID:
@@ -38,10 +42,17 @@ async def _platform_id(session: AsyncSession) -> uuid.UUID:
 
 
 async def open_scopes(
-    session: AsyncSession, principal: Principal, request: SubjectRequest, ctx: RequestContext
-) -> None:
-    """Find the subject's records through the blind index and split them by controller."""
-    digests = await request_digests(session, request)
+    session: AsyncSession,
+    principal: Principal,
+    request: SubjectRequest,
+    ctx: RequestContext,
+    digests: list[BlindIndex] | None = None,
+) -> list[OpenedScope]:
+    """Find the subject's records through the blind index and split them by controller
+    (`digests`: the request's identities, when the caller has them at hand). Returns the
+    scopes opened, with the records they resolved to and the tasks they created."""
+    if digests is None:
+        digests = await request_digests(session, request)
     if request.type == "opt_out":
         controller_id = request.filed_by_controller_id or await _platform_id(session)
         scope = RequestScope(
@@ -54,37 +65,26 @@ async def open_scopes(
         await session.flush()
         await suppress_for(session, principal, request, scope, digests)
         await finish_scope(session, principal, request, scope)
-        await maybe_complete(session, principal, request, ctx)
-        return
-    # The identity index first, then the records by primary key (see records.ids_carrying).
-    ids = await ids_carrying(session, [d.digest for d in digests])
-    statement = join_any_of(session, select(Record.id, Record.controller_id), Record.id, ids).where(
-        Record.state != "erased"
-    )
-    if request.filed_by_controller_id is not None:
-        statement = statement.where(Record.controller_id == request.filed_by_controller_id)
-    by_controller: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for record_id, controller_id in await session.execute(statement.order_by(Record.id)):
-        by_controller[controller_id].append(record_id)
+        await maybe_complete(session, principal, request, ctx, [scope])
+        return [OpenedScope(scope, 0, [])]
+    by_controller, controllers = await records_by_controller(session, request, digests)
     if request.type == "objection" and request.filed_by_controller_id is None:
         # An objection to Spix's own processing reaches Spix even where no record is held.
         by_controller.setdefault(await _platform_id(session), [])
-    controllers = {
-        row.id: row
-        for row in await session.execute(
-            select(
-                Controller.id,
-                Controller.kind,
-                Controller.auto_execute,
-                Controller.standing_instruction_ref,
-            ).where(Controller.id.in_(list(by_controller)))
+    missing = [c for c in by_controller if c not in controllers]
+    if missing:
+        controllers.update(
+            (row.id, row)
+            for row in await session.execute(
+                select(*_CONTROLLER_FACTS).where(Controller.id.in_(missing))
+            )
         )
-    }
     # An objection to processing other than direct marketing is weighed by a person (Art. 21(1)).
     weighed = request.type == "objection" and not await session.scalar(
         select(Purpose.objection_absolute).where(Purpose.key == request.details.get("purpose"))
     )
-    for controller_id, record_ids in by_controller.items():
+    opened: list[tuple[RequestScope, bool, list[Any]]] = []
+    for controller_id, records in by_controller.items():
         controller = controllers[controller_id]
         # auto_execute counts only on a recorded standing instruction (Art. 28(3)(a)).
         standing = controller.auto_execute and controller.standing_instruction_ref is not None
@@ -103,16 +103,16 @@ async def open_scopes(
                 else None
             ),
         )
-        session.add(scope)
-        await session.flush()
-        if record_ids:
-            await session.execute(
-                insert(ScopeRecord),
-                [{"scope_id": scope.id, "record_id": rid} for rid in record_ids],
-            )
+        opened.append((scope, runs_now, records))
+    # The scopes, their records, tasks and tasks' records are written together once all the
+    # scopes have run (writes.NewWork).
+    work = NewWork(request.id)
+    for scope, _runs_now, records in opened:
+        work.add_scope(scope, [r.id for r in records])
+    for scope, runs_now, records in opened:
         if runs_now:
-            await start_scope(session, principal, request, scope, ctx)
-            if controller.kind == "customer":
+            await start_scope(session, principal, request, scope, ctx, records, work)
+            if controllers[scope.controller_id].kind == "customer":
                 tell_customer(session, principal, request, scope)
         else:
             # The customer decides (GDPR Art. 28(3)(e)); its dashboard queue lists the scope.
@@ -122,16 +122,69 @@ async def open_scopes(
                 "request_scope.forwarded",
                 "request_scope",
                 scope.id,
-                {"controller_id": str(controller_id), "records": len(record_ids)},
+                {"controller_id": str(scope.controller_id), "records": len(records)},
                 subject_request_id=request.id,
             )
             outbox.emit(
                 session,
                 "scope.awaiting_controller",
                 scope_ids(request, scope),
-                controller=controller_id,
+                controller=scope.controller_id,
             )
-    await maybe_complete(session, principal, request, ctx)
+    await work.write(session)
+    await maybe_complete(session, principal, request, ctx, [scope for scope, _r, _rs in opened])
+    tasks: dict[uuid.UUID, list[NewTask]] = defaultdict(list)
+    for task in work.tasks:
+        tasks[task.scope_id].append(task)
+    return [OpenedScope(scope, len(records), tasks[scope.id]) for scope, _r, records in opened]
+
+
+_CONTROLLER_FACTS = (
+    Controller.id,
+    Controller.kind,
+    Controller.auto_execute,
+    Controller.standing_instruction_ref,
+)
+
+
+async def records_by_controller(
+    session: AsyncSession, request: SubjectRequest, digests: list[BlindIndex]
+) -> tuple[dict[uuid.UUID, list[Any]], dict[uuid.UUID, Any]]:
+    """The subject's records that are not erased (what start_scope works on), by controller,
+    and what decides how each controller's scope runs."""
+    by_controller: dict[uuid.UUID, list[Any]] = defaultdict(list)
+    controllers: dict[uuid.UUID, Any] = {}
+    connection = await session.connection()  # Core: rows of columns, nothing to flush first
+    filed_by = request.filed_by_controller_id
+    statement = _records_statement(connection.dialect.name, filed_by is not None)
+    params = {"digests": [d.digest for d in digests], "filed_by": filed_by}
+    for row in await connection.execute(statement, params):
+        by_controller[row.controller_id].append(row)
+        controllers.setdefault(row.controller_id, row)
+    return by_controller, controllers
+
+
+@functools.cache
+def _records_statement(dialect: str, filed: bool) -> Any:
+    """Built once per dialect and filter (a statement built anew costs more than its run):
+    the identity index first, then the records by primary key (see records.carrying)."""
+    ids = carrying(dialect)
+    statement = (
+        select(
+            Record.id,
+            Record.controller_id,
+            Record.system,
+            Record.record_ref,
+            Record.state,
+            *_CONTROLLER_FACTS,
+        )
+        .join(ids, ids.c.record_id == Record.id)
+        .join(Controller, Controller.id == Record.controller_id)
+        .where(Record.state != "erased")
+    )
+    if filed:
+        statement = statement.where(Record.controller_id == bindparam("filed_by"))
+    return statement.order_by(Record.id)
 
 
 def tell_customer(

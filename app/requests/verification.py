@@ -49,7 +49,8 @@ async def verify(
                 "The evidence cannot have arrived before the request",
                 loc=["body", "evidence_received_at"],
             )
-        await on_verified(session, principal, request, "manual", body.note, ctx, arrived)
+        mark_verified(session, principal, request, "manual", body.note, ctx, arrived)
+        await open_scopes(session, principal, request, ctx)
         return
     if body.code is None:
         raise Unprocessable("Send the code the subject received", loc=["body", "code"])
@@ -100,10 +101,11 @@ async def verify(
             "The agent's authority is not recorded: verify manually with a note of it",
             loc=["body", "method"],
         )
-    await on_verified(session, principal, request, "code", None, ctx)
+    mark_verified(session, principal, request, "code", None, ctx)
+    await open_scopes(session, principal, request, ctx)
 
 
-async def on_verified(
+def mark_verified(
     session: AsyncSession,
     principal: Principal,
     request: SubjectRequest,
@@ -112,6 +114,8 @@ async def on_verified(
     ctx: RequestContext,
     evidence_received_at: datetime | None = None,
 ) -> None:
+    """The request is verified: its clock runs again where it stood still. Its scopes open
+    next (open_scopes; intake writes a request verified at once in its first INSERT first)."""
     now = utcnow()
     request.status = state.request_next(request.status, state.RequestEvent.verified)
     request.verified_at = now
@@ -140,4 +144,3 @@ async def on_verified(
         {"method": method},
         subject_request_id=request.id,
     )
-    await open_scopes(session, principal, request, ctx)

@@ -24,11 +24,11 @@ from app.requests.completion import finish_scope
 from app.requests.context import MARKETING, RequestContext, request_digests
 from app.requests.erasure_work import needs_person, split_for_erasure
 from app.requests.models import RequestScope, ScopeRecord, SubjectRequest
+from app.requests.writes import NewWork
 from app.retention.recompute import Scope, recompute
 from app.suppressions.gpc import SALE_OPT_OUT_REGIMES, opt_out_of_sale_and_sharing
 from app.suppressions.service import suppress
 from app.tasks.holds import sync_suspensions
-from app.tasks.models import Task, TaskRecord
 
 
 async def _scope_records(session: AsyncSession, scope: RequestScope) -> list[Any]:
@@ -50,6 +50,7 @@ async def _scope_records(session: AsyncSession, scope: RequestScope) -> list[Any
 
 def _add_tasks(
     session: AsyncSession,
+    work: NewWork,
     request: SubjectRequest,
     scope: RequestScope,
     action: str,
@@ -60,22 +61,10 @@ def _add_tasks(
     by_system: dict[str, list[Any]] = defaultdict(list)
     for row in records:
         by_system[row.system].append(row)
+    now = utcnow()
     for system, rows in sorted(by_system.items()):
         task_id = new_id()
-        session.add(
-            Task(
-                id=task_id,
-                request_id=request.id,
-                scope_id=scope.id,
-                system=system,
-                action=action,
-                status="pending",
-                record_ids=[str(r.id) for r in rows],
-                record_refs=[r.record_ref for r in rows],
-                details=details or {},
-            )
-        )
-        session.add_all(TaskRecord(task_id=task_id, record_id=r.id) for r in rows)
+        work.add_task(task_id, scope.id, system, action, rows, details or {}, now)
         outbox.emit(
             session, "task.created", scope_ids(request, scope, task_id=task_id), system=system
         )
@@ -88,19 +77,27 @@ async def start_scope(
     request: SubjectRequest,
     scope: RequestScope,
     ctx: RequestContext,
+    records: Sequence[Any] | None = None,
+    work: NewWork | None = None,
 ) -> None:
-    """Create the work the request's type asks of this scope's records."""
-    records = await _scope_records(session, scope)
+    """Create the work the request's type asks of this scope's records. `records`: the
+    scope's records that are not erased, in id order, when the caller has just read them;
+    `work`: where the new rows wait when the caller writes the work of several scopes at once
+    (written here otherwise)."""
+    if records is None:
+        records = await _scope_records(session, scope)
+    own_work = work is None
+    work = work or NewWork(request.id)
     created = 0
     if request.type in ("access", "portability"):
-        created = _add_tasks(session, request, scope, "export", records)
+        created = _add_tasks(session, work, request, scope, "export", records)
     elif request.type == "erasure":
         split, lifted = await split_for_erasure(
             session, principal, request, scope, [r.id for r in records]
         )
         erasable = set(split.erasable)
         created = _add_tasks(
-            session, request, scope, "erase", [r for r in records if r.id in erasable]
+            session, work, request, scope, "erase", [r for r in records if r.id in erasable]
         )
         scope.outcome = {"erasable": len(erasable), "withheld": split.withheld}
         if lifted:
@@ -110,6 +107,7 @@ async def start_scope(
     elif request.type == "rectification":
         created = _add_tasks(
             session,
+            work,
             request,
             scope,
             "rectify",
@@ -134,13 +132,17 @@ async def start_scope(
             # and erase work already out for them is suspended (lifting resumes it).
             await recompute(session, [Scope(record_ids=frozenset(ids))])
             await sync_suspensions(session, principal, ids)
-        created = _add_tasks(session, request, scope, "unrestrict" if lift else "restrict", targets)
+        created = _add_tasks(
+            session, work, request, scope, "unrestrict" if lift else "restrict", targets
+        )
         scope.outcome = {"restricted" if not lift else "unrestricted": len(targets)}
     elif request.type == "objection":
         await suppress_for(
             session, principal, request, scope, await request_digests(session, request)
         )
     await session.flush()
+    if own_work:
+        await work.write(session)
     audit(
         session,
         principal,
@@ -193,7 +195,7 @@ async def suppress_for(
         request_id=request.id,
         actor=principal,
     )
-    scope.outcome = {"suppressions": len(made), "channel": channel, "purpose": purpose}
+    outcome: dict[str, Any] = {"suppressions": len(made), "channel": channel, "purpose": purpose}
     gpc = bool(request.details.get("gpc"))
     if request.type == "opt_out" and (request.regime in SALE_OPT_OUT_REGIMES or gpc):
         # Under CCPA and the state laws like it, an opt-out is of sale and of sharing
@@ -207,7 +209,10 @@ async def suppress_for(
             actor=principal,
             linked=gpc,
         )
-        scope.outcome["sale_and_sharing"] = len(sold)
+        outcome["sale_and_sharing"] = len(sold)
+    # Set whole, once: a key added to the dict after a flush had written it was never stored
+    # (the answer to filing showed it, a later read did not).
+    scope.outcome = outcome
 
 
 def open_corrections(details: dict[str, Any], box: SecretBox) -> dict[str, Any]:

@@ -7,6 +7,7 @@ really sends, as custom and as generic prepared plans."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from app.core.db import Database, utcnow
 from app.core.identity import Identity
 from app.core.ids import new_id
 from app.records.schemas import LookupIn
+from app.requests.models import SubjectRequest
+from app.requests.scopes import records_by_controller
 from app.subjects.service import lookup
 from tests.benchmarks import _data
 from tests.benchmarks.http.dataset import asyncpg_dsn
@@ -118,18 +121,55 @@ async def test_lookup_uses_the_identity_index_without_statistics(
         statements = [(s, p) for s, p in sent if "record_identities" in s or "FROM records" in s]
         assert len(statements) >= 2, sent  # the identity index, then the records
         used_the_digest_index = []
-        async with database.engine.connect() as connection:
-            for mode in ("auto", "force_generic_plan"):
-                await connection.exec_driver_sql(f"SET plan_cache_mode = {mode}")
-                for statement, params in statements:
-                    plan = list(
-                        (await connection.exec_driver_sql("EXPLAIN " + statement, params))
-                        .scalars()
-                        .all()
-                    )
-                    assert not _plan_problems(plan), "\n".join([statement, *plan])
-                    used_the_digest_index += [
-                        mode for line in plan if "ix_record_identities_digest" in line
-                    ]
+        async for mode, statement, plan in _plans(database, statements):
+            assert not _plan_problems(plan), "\n".join([statement, *plan])
+            used_the_digest_index += [
+                mode for line in plan if "ix_record_identities_digest" in line
+            ]
         assert set(used_the_digest_index) == {"auto", "force_generic_plan"}
+        await database.dispose()
+
+
+async def _plans(
+    database: Database, statements: list[tuple[str, Any]]
+) -> AsyncIterator[tuple[str, str, list[str]]]:
+    """EXPLAIN of each statement as sent, as a custom and as a generic prepared plan."""
+    async with database.engine.connect() as connection:
+        for mode in ("auto", "force_generic_plan"):
+            await connection.exec_driver_sql(f"SET plan_cache_mode = {mode}")
+            for statement, params in statements:
+                explained = await connection.exec_driver_sql("EXPLAIN " + statement, params)
+                yield mode, statement, list(explained.scalars().all())
+
+
+async def test_a_request_finds_its_records_through_the_identity_index_without_statistics(
+    backend: str, tmp_path: Path
+) -> None:
+    """The records a request is routed to (with their controllers), read in one statement
+    joined to the identity index, keep the index plan as custom and as generic plans."""
+    if backend != "postgresql":
+        pytest.skip("plans are PostgreSQL's")
+    async with fresh_database(backend, tmp_path) as url:
+        database = await _fill_unanalyzed(url)
+        digests = _data.indexer().all_of(Identity(type="email", value="user777@example.com"))
+        sent: list[tuple[str, Any]] = []
+
+        def capture(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+            if "record_identities" in statement:
+                sent.append((statement, params))
+
+        event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
+        try:
+            async with database.sessionmaker() as session:
+                for filed_by in (None, uuid.uuid4()):
+                    request = SubjectRequest(id=new_id(), filed_by_controller_id=filed_by)
+                    found, _controllers = await records_by_controller(session, request, digests)
+                    refs = sorted(row.record_ref for rows in found.values() for row in rows)
+                    assert refs == ([] if filed_by else ["ref-1554", "ref-1555"])
+        finally:
+            event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
+        assert len(sent) == 2
+        async for _mode, statement, plan in _plans(database, sent):
+            assert not _plan_problems(plan), "\n".join([statement, *plan])
+            assert any("ix_record_identities_digest" in line for line in plan), plan
         await database.dispose()

@@ -206,6 +206,17 @@ async def system_with_hook(
 ) -> World:
     """A system with a webhook URL and a signing secret, holding one record of a subject of
     its own (so requests of other tests never reach it)."""
+    world = await platform_system(database, url)
+    response = await client.post(f"/v1/systems/{world.system}/webhook-secret", headers=admin)
+    assert response.status_code == 201, response.text
+    return World(
+        world.platform, world.system, response.json()["webhook_signing_secret"], world.identities
+    )
+
+
+async def platform_system(database: Database, url: str | None = None) -> World:
+    """A system of the platform's (with this webhook URL, or none) holding one record of a
+    subject of its own; no signing secret yet."""
     platform = await platform_of(database)
     key = f"sys-{uuid.uuid4().hex[:8]}"
     identities = [{"type": "email", "value": f"{key}@example.com"}]
@@ -219,9 +230,7 @@ async def system_with_hook(
             categories=["account.profile"],
             identities=identities,
         )
-    response = await client.post(f"/v1/systems/{key}/webhook-secret", headers=admin)
-    assert response.status_code == 201, response.text
-    return World(platform, key, response.json()["webhook_signing_secret"], identities)
+    return World(platform, key, "", identities)
 
 
 async def file_access(client: AsyncClient, admin: dict[str, str], world: World) -> dict[str, Any]:

@@ -12,7 +12,13 @@ from app.core.config import Settings
 from app.core.db import Database
 from tests.builders import make_category, make_record, make_system
 from tests.conftest import bearer
-from tests.worker.conftest import Receiver, platform_of, relay_for
+from tests.worker.conftest import (
+    Receiver,
+    file_access,
+    platform_of,
+    platform_system,
+    relay_for,
+)
 
 
 async def customer_with_hook(
@@ -102,3 +108,35 @@ async def test_a_customer_filed_request_reports_its_status_and_the_run(
         "to": "in_progress",
     }
     assert code not in str(events)
+
+
+async def test_the_platform_routed_by_webhook_hears_of_its_own_requests(
+    wclient: AsyncClient,
+    wdb: Database,
+    wadmin: dict[str, str],
+    wsettings: Settings,
+    receiver: Receiver,
+) -> None:
+    """Events addressed to the platform (no controller named) reach it once it takes
+    webhooks; a system without a hook and the platform before it took them get nothing."""
+    world = await platform_system(wdb)  # its system takes no webhooks
+    platform = world.platform
+    await file_access(wclient, wadmin, world)  # before the platform takes them
+    routed = await wclient.patch(
+        f"/v1/controllers/{platform}",
+        json={"dsr_routing": {"mode": "webhook", "webhook_url": receiver.url}},
+        headers=wadmin,
+    )
+    assert routed.status_code == 200, routed.text
+    secret = routed.json()["webhook_signing_secret"]
+    request = await file_access(wclient, wadmin, world)
+
+    events = await delivered(wdb, wsettings, receiver, secret)
+    assert sorted(e["type"] for e in events) == ["request.status_changed", "scope.run_on_behalf"]
+    assert {e["data"]["request_id"] for e in events} == {request["id"]}
+    changed = next(e["data"] for e in events if e["type"] == "request.status_changed")
+    assert (changed["from"], changed["to"]) == ("pending_verification", "in_progress")
+    back = await wclient.patch(
+        f"/v1/controllers/{platform}", json={"dsr_routing": {"mode": "dashboard"}}, headers=wadmin
+    )
+    assert back.status_code == 200, back.text  # the module's other tests share the platform

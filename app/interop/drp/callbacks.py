@@ -24,6 +24,7 @@ from app.core.ids import new_id
 from app.interop.drp.models import DrpAgent, DrpRequest
 from app.interop.drp.status import status_object
 from app.outbox.models import OutboxEvent
+from app.requests.fresh import Pointers
 from app.requests.models import SubjectRequest
 
 TARGET_KIND = "drp_agent"
@@ -39,16 +40,21 @@ def _note_change(target: SubjectRequest, value: Any, old: Any, _initiator: Any) 
     session.info.setdefault(_CHANGED, {})[target.id] = target
 
 
+# A request filed in this transaction has an exercise only if this transaction wrote it.
+_EXERCISES = Pointers(DrpRequest, "subject_request_id")
+
+
 @event.listens_for(Session, "before_commit")
 def _write_callbacks(session: Session) -> None:
     changed: dict[uuid.UUID, SubjectRequest] = session.info.pop(_CHANGED, {})
-    if not changed:
+    ask = _EXERCISES.to_ask(session, changed)
+    if not ask:
         return
     filed = session.scalars(
         select(DrpRequest)
         .join(DrpAgent, DrpAgent.id == DrpRequest.agent_pk)
         .where(
-            DrpRequest.subject_request_id.in_(list(changed)),
+            DrpRequest.subject_request_id.in_(ask),
             DrpRequest.status_callback.is_not(None),
             DrpAgent.callback_allowed.is_(True),
             DrpAgent.status == "active",

@@ -22,6 +22,7 @@ from app.interop.opendsr.models import OpenDsrRequest
 from app.interop.opendsr.signing import ProcessorSigner
 from app.outbox.models import OutboxEvent
 from app.outbox.service import row as outbox_row
+from app.requests.fresh import Pointers
 from app.requests.models import SubjectRequest
 from app.tasks.models import Task
 
@@ -92,12 +93,17 @@ def _on_task_status(target: Task, value: Any, old: Any, _initiator: Any) -> None
         _mark(object_session(target), target.request_id)
 
 
+# A request filed in this transaction has an OpenDSR link only if this transaction wrote it.
+_LINKS = Pointers(OpenDsrRequest, "request_id")
+
+
 @event.listens_for(Session, "before_commit")
 def _announce(session: Session) -> None:
     touched: set[uuid.UUID] = session.info.pop(_TOUCHED, set())
-    if not touched:
+    ask = _LINKS.to_ask(session, touched)
+    if not ask:
         return
-    rows = session.execute(status_rows(OpenDsrRequest.request_id.in_(touched))).all()
+    rows = session.execute(status_rows(OpenDsrRequest.request_id.in_(ask))).all()
     now = utcnow()
     events: list[dict[str, Any]] = []
     for link, status, due_at, extended_due_at, started in rows:

@@ -1,0 +1,158 @@
+"""The three ways a request is shown agree: the answer to filing (built from what filing
+wrote), the one-statement read (`GET /v1/requests/{id}`) and the page of the list (the
+request's scopes and tasks read table by table). And the hot paths stay few statements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from tests.conftest import bearer
+from tests.requests.conftest import ALICE, file
+
+# (filed by, request fields): every type, verified at intake or waiting for its code.
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("admin", {"type": "access"}),
+    ("admin", {"type": "access", "verified": True}),
+    ("admin", {"type": "portability", "verified": True, "regime": "ccpa"}),
+    ("admin", {"type": "erasure", "verified": True}),
+    ("admin", {"type": "restriction", "verified": True}),
+    ("admin", {"type": "rectification", "verified": True, "details": {"corrections": {"n": 1}}}),
+    ("admin", {"type": "objection", "verified": True, "details": {"purpose": "analytics.product"}}),
+    (
+        "admin",
+        {"type": "objection", "verified": True, "details": {"purpose": "marketing.communications"}},
+    ),
+    ("admin", {"type": "opt_out", "regime": "ccpa", "details": {"channel": "email"}}),
+    ("admin", {"type": "access", "regime": "uk_gdpr"}),
+    ("acme", {"type": "erasure", "verified": True}),
+    ("acme", {"type": "access"}),
+]
+
+
+async def _get(client: AsyncClient, headers: dict[str, str], request_id: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/requests/{request_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def _listed(client: AsyncClient, headers: dict[str, str]) -> dict[str, dict[str, Any]]:
+    response = await client.get("/v1/requests?limit=200", headers=headers)
+    assert response.status_code == 200, response.text
+    return {item["id"]: item for item in response.json()["items"]}
+
+
+@pytest.mark.parametrize(("filer", "fields"), CASES)
+async def test_the_answer_to_filing_is_what_a_read_shows(
+    client: AsyncClient,
+    admin: dict[str, str],
+    spix: dict[str, Any],
+    filer: str,
+    fields: dict[str, Any],
+) -> None:
+    headers = admin if filer == "admin" else spix["acme_key"]
+    filed = await file(client, headers, **fields)
+    challenge = filed.pop("verification")
+    assert (challenge is None) == (fields.get("verified", False) or fields["type"] == "opt_out")
+    assert filed == await _get(client, headers, filed["id"])
+    # The list reads the scopes and tasks table by table: the same request, seen by each key.
+    for key in (admin, spix["acme_key"]):
+        listed = await _listed(client, key)
+        if filed["id"] in listed:
+            assert listed[filed["id"]] == await _get(client, key, filed["id"])
+
+
+async def test_every_read_agrees_with_the_list_as_work_moves(
+    client: AsyncClient,
+    admin: dict[str, str],
+    spix: dict[str, Any],
+    session: AsyncSession,
+) -> None:
+    """Decided, claimed, completed and suspended work (with what holds it), as the privacy
+    team, the customer and another customer see it."""
+    erasure = await file(client, admin, type="erasure", verified=True)
+    access = await file(client, admin, type="access", verified=True)
+    decided = await client.post(
+        f"/v1/requests/{access['id']}/scopes/{spix['acme'].id}/decision",
+        json={"decision": "approve", "reason": "asked"},
+        headers=spix["acme_key"],
+    )
+    assert decided.status_code == 200, decided.text
+    claimed = await client.post("/v1/tasks/claim", json={}, headers=spix["keys"]["messaging"])
+    (task, *_) = claimed.json()["tasks"]
+    assert task["action"] == "export"
+    done = await client.post(
+        f"/v1/tasks/{task['id']}/complete",
+        json={"result": {"data": {"messages": 3}}},
+        headers=spix["keys"]["messaging"],
+    )
+    assert done.status_code == 200, done.text
+    hold = await client.post(
+        "/v1/legal-holds", json={"reason": "litigation", "system": "accounts"}, headers=admin
+    )
+    assert hold.status_code == 201, hold.text
+
+    suspended = await _get(client, admin, erasure["id"])
+    (erase,) = [t for s in suspended["scopes"] for t in s["tasks"] if t["action"] == "erase"]
+    assert erase["status"] == "suspended"
+    assert erase["held_by"] == {"holds": [hold.json()["id"]], "restricted": 0}
+    stranger = await bearer(session, "controller", controller_id=spix["platform"].id)
+    for key in (admin, spix["acme_key"], stranger):
+        listed = await _listed(client, key)
+        for request_id, item in listed.items():
+            assert item == await _get(client, key, request_id)
+    assert set(await _listed(client, spix["acme_key"])) == {erasure["id"], access["id"]}
+    hidden = await client.get(f"/v1/requests/{erasure['id']}", headers=stranger)
+    # The platform's own key sees the request through its scope, the customer's part not.
+    assert [s["controller_id"] for s in hidden.json()["scopes"]] == [str(spix["platform"].id)]
+
+
+@pytest.fixture
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The statements the database is sent, savepoints (the tests' transaction) left out."""
+    seen: list[str] = []
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO")):
+            seen.append(" ".join(statement.split()))
+
+    yield seen
+    event.remove(engine.sync_engine, "before_cursor_execute", _seen)
+
+
+async def test_the_hot_paths_stay_few_statements(
+    client: AsyncClient,
+    admin: dict[str, str],
+    spix: dict[str, Any],
+    statements: list[str],
+    backend: str,
+) -> None:
+    await file(client, admin)  # the first request of a key (its last use is noted once)
+    statements.clear()
+    coded = await file(client, admin)
+    postgresql = backend == "postgresql"
+    # The request with its identities (one statement on PostgreSQL), the audit chain's three.
+    assert len(statements) == (1 if postgresql else 2) + 3, statements
+
+    statements.clear()
+    verified = await file(client, admin, verified=True)
+    # Two controllers' scopes: the request with its identities, the records with their
+    # controllers, the scopes with their records and tasks (one statement on PostgreSQL,
+    # four elsewhere), the audit chain's three, the outbox's receivers. No read of what was
+    # just written, and no question about DRP or OpenDSR links: nothing points at a request
+    # filed this instant.
+    assert len(statements) == (1 + 1 + 1 if postgresql else 2 + 1 + 4) + 3 + 1, statements
+    assert not [s for s in statements if "drp_requests" in s or "opendsr_requests" in s]
+    assert not [s for s in statements if s.startswith("SELECT subject_requests")]
+
+    for request in (coded, verified):
+        statements.clear()
+        await _get(client, admin, request["id"])
+        assert len(statements) == 1, statements
+    assert verified["scopes"] and ALICE
