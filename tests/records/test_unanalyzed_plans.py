@@ -154,20 +154,16 @@ async def test_a_request_finds_its_records_through_the_identity_index_without_st
         digests = _data.indexer().all_of(Identity(type="email", value="user777@example.com"))
         sent: list[tuple[str, Any]] = []
 
-        def capture(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+        def capture(statement: str, params: Any) -> None:
             if "record_identities" in statement:
                 sent.append((statement, params))
 
-        event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
-        try:
-            async with database.sessionmaker() as session:
-                for filed_by in (None, uuid.uuid4()):
-                    request = SubjectRequest(id=new_id(), filed_by_controller_id=filed_by)
-                    found, _controllers = await records_by_controller(session, request, digests)
-                    refs = sorted(row.record_ref for rows in found.values() for row in rows)
-                    assert refs == ([] if filed_by else ["ref-1554", "ref-1555"])
-        finally:
-            event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
+        async with statements_sent(database, capture), database.sessionmaker() as session:
+            for filed_by in (None, uuid.uuid4()):
+                request = SubjectRequest(id=new_id(), filed_by_controller_id=filed_by)
+                found, _controllers = await records_by_controller(session, request, digests)
+                refs = sorted(row.record_ref for rows in found.values() for row in rows)
+                assert refs == ([] if filed_by else ["ref-1554", "ref-1555"])
         assert len(sent) == 2
         async for _mode, statement, plan in _plans(database, sent):
             assert not _plan_problems(plan), "\n".join([statement, *plan])
