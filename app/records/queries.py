@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, Select, String, Text, bindparam, func, select
+from sqlalchemy import Select, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -169,19 +169,11 @@ async def get_visible(
     return row[0], row[1]
 
 
+# A join on unnest(array) on PostgreSQL keeps its index plan as a generic plan (see core.db).
+_DISTINCT_IDS = select(RecordIdentity.record_id).distinct()
 _CARRYING = HotRead(
-    # A join on unnest(array) keeps its index plan as a generic plan (see core.db.join_any_of).
-    select(RecordIdentity.record_id)
-    .distinct()
-    .join(
-        wanted := func.unnest(bindparam("digests", type_=ARRAY(String())))
-        .table_valued("value")
-        .render_derived(),
-        RecordIdentity.digest == wanted.c.value,
-    ),
-    other=select(RecordIdentity.record_id)
-    .distinct()
-    .where(RecordIdentity.digest.in_(bindparam("digests", expanding=True))),
+    join_any_of_bound("postgresql", _DISTINCT_IDS, RecordIdentity.digest, "digests"),
+    other=join_any_of_bound("sqlite", _DISTINCT_IDS, RecordIdentity.digest, "digests"),
 )
 
 

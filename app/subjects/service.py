@@ -6,10 +6,11 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import ARRAY, Select, Uuid, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
+from app.core.db import join_any_of_bound
 from app.core.errors import Unprocessable
 from app.core.hot_read import HotRead
 from app.core.identity import BlindIndexer, InvalidIdentity
@@ -44,18 +45,6 @@ _Shape = tuple[str, str, bool, bool]
 _STATEMENTS: dict[_Shape, tuple[HotRead, Select[*tuple[Any, ...]]]] = {}
 
 
-def _ids_in(statement: Select[*tuple[Any, ...]], dialect: str) -> Select[*tuple[Any, ...]]:
-    if dialect == "postgresql":
-        # A join on unnest(array): the plan stays an index probe per id (see core.db).
-        wanted = (
-            func.unnest(bindparam("ids", type_=ARRAY(Uuid())))
-            .table_valued("value")
-            .render_derived()
-        )
-        return statement.join(wanted, Record.id == wanted.c.value)
-    return statement.where(Record.id.in_(bindparam("ids", expanding=True)))
-
-
 def _statements(shape: _Shape) -> tuple[HotRead, Select[*tuple[Any, ...]]]:
     """(the page of records, the summary) for one shape."""
     found = _STATEMENTS.get(shape)
@@ -67,20 +56,25 @@ def _statements(shape: _Shape) -> tuple[HotRead, Select[*tuple[Any, ...]]]:
         conditions.append(Record.system == bindparam("system_key"))
     if kind == "controller" or named:
         conditions.append(Record.controller_id == bindparam("controller_id"))
-    page = _ids_in(
+    # A join on unnest(array) on PostgreSQL: an index probe per id (see core.db).
+    page = join_any_of_bound(
+        dialect,
         records.RECORD_COLUMNS.add_columns(
             ranked_rule_names(RecordProfile.ranked_rules).label("rule_names")
         ),
-        dialect,
+        Record.id,
+        "ids",
     ).where(*conditions)
     if paged:
         page = page.where(Record.id > bindparam("after"))
     page = page.order_by(Record.id).limit(bindparam("limit"))
-    summary = _ids_in(
+    summary = join_any_of_bound(
+        dialect,
         select(Record.controller_id, Record.system, RecordProfileCategory.category, func.count())
         .select_from(Record)
         .join(RecordProfileCategory, RecordProfileCategory.profile_id == Record.profile_id),
-        dialect,
+        Record.id,
+        "ids",
     ).where(*conditions)
     summary = summary.group_by(Record.controller_id, Record.system, RecordProfileCategory.category)
     _STATEMENTS[shape] = HotRead(page), summary
