@@ -16,7 +16,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.databases import fresh_database
+from tests.databases import free_port, fresh_database
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKER = "::spix-dsr-readme-block "
@@ -78,12 +77,6 @@ def matches_in_order(expected: list[str], printed: list[str]) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_readme_marks_runnable_blocks() -> None:
     blocks = readme_blocks(README.read_text(encoding="utf-8"))
     assert len(blocks) >= 5
@@ -105,7 +98,7 @@ async def test_readme_shell_examples_run(backend: str, tmp_path: Path) -> None:
     home.mkdir()
     (home / ".venv").symlink_to(venv)
     spix_dsr = str(Path(sys.executable).parent / "spix-dsr")
-    port = _free_port()
+    port = free_port()
     async with fresh_database(backend, tmp_path) as url:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPIX_DSR_")}
         env |= {

@@ -4,7 +4,6 @@ raw-driver writers for the baseline, and small measuring helpers (RSS, CPU, perc
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import statistics
 import uuid
@@ -405,12 +404,6 @@ def percentile(values: Sequence[float], pct: float) -> float:
     if len(ordered) == 1:
         return ordered[0]
     return statistics.quantiles(ordered, n=1000, method="inclusive")[round(pct * 10) - 1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

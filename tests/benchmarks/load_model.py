@@ -55,7 +55,7 @@ from app.webhooks.service import rotate_system_secret
 from tests.benchmarks import _data, _population
 from tests.benchmarks.test_webhooks import Arrivals
 from tests.builders import TEST_AUDIT_KEY, TEST_SUBJECT_KEY
-from tests.databases import POSTGRES_URL, fresh_database
+from tests.databases import POSTGRES_URL, free_port, fresh_database
 
 AGENTS = 20
 # An agent that found nothing waits this long before claiming again. Each empty claim costs
@@ -368,7 +368,7 @@ async def run(records: int, requests: int, filers: int, folder: Path) -> dict[st
     async with fresh_database("postgresql", folder) as url:
         population, keys = await _setup(url, records, webhook_url, folder)
         dsn = _population.pg_dsn(url)
-        port = _data.free_port()
+        port = free_port()
         server = _start("serve", url, folder, port)
         worker = _start("worker", url, folder)
         try:

@@ -29,7 +29,7 @@ from app.retention.recompute import Scope, recompute
 from app.retention_rules.models import RetentionRule
 from tests.benchmarks import _data
 from tests.builders import TEST_SUBJECT_KEY
-from tests.databases import BACKENDS, fresh_database
+from tests.databases import BACKENDS, free_port, fresh_database
 
 pytestmark = pytest.mark.benchmark
 
@@ -299,7 +299,7 @@ async def _server_load(
                 await session.scalars(select(Record.id).order_by(func.random()).limit(CHECK_IDS))
             ).all()
         ]
-    port = _data.free_port()
+    port = free_port()
     log = tmp_path / "uvicorn.log"
     env = {
         **os.environ,

@@ -12,7 +12,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from app.audit.models import AuditEvent
 from app.auth.models import ApiKey
 from app.core.db import Database
 from app.data_categories.models import DataCategory
-from tests.databases import fresh_database
+from tests.databases import free_port, fresh_database
 from tests.operations.cli import spix
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,12 +117,6 @@ def _image_command() -> str:
             assert argv[:2] == ["sh", "-c"], argv
             return str(argv[2])
     raise AssertionError("no CMD in the Dockerfile")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -215,7 +208,7 @@ async def test_the_image_command_starts_two_replicas_from_a_clean_install(
                 "SPIX_DSR_BOOTSTRAP_ADMIN_KEY_FILE": str(secrets / "admin.key"),
                 "SPIX_DSR_SEED_ON_EMPTY": "true",
             }
-            ports = [_free_port(), _free_port()]
+            ports = [free_port(), free_port()]
             replicas = [
                 subprocess.Popen(  # noqa: ASYNC220  (started, then polled below)
                     [*_as_non_root(), "sh", "-c", _image_command()],

@@ -31,7 +31,7 @@ import pytest
 from tests.benchmarks import _data
 from tests.benchmarks.http import dataset, load
 from tests.builders import TEST_SUBJECT_KEY
-from tests.databases import BACKENDS, fresh_database
+from tests.databases import BACKENDS, free_port, fresh_database
 
 pytestmark = pytest.mark.benchmark
 
@@ -228,7 +228,7 @@ def servers(data: dataset.Dataset, folder: Path) -> Iterator[dict[str, load.Serv
     uvicorn = [python, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
     started: dict[str, load.Server] = {}
     try:
-        port = _data.free_port()
+        port = free_port()
         started["service"] = load.start(
             "service",
             load.pinned([spix, "serve", "--port", str(port)], core),
@@ -236,7 +236,7 @@ def servers(data: dataset.Dataset, folder: Path) -> Iterator[dict[str, load.Serv
             port,
             folder / "service.log",
         )
-        port = _data.free_port()
+        port = free_port()
         started["bare"] = load.start(
             "bare",
             load.pinned([*uvicorn, "--port", str(port), f"{REFERENCE_APPS}:bare"], core),
@@ -244,7 +244,7 @@ def servers(data: dataset.Dataset, folder: Path) -> Iterator[dict[str, load.Serv
             port,
             folder / "bare.log",
         )
-        port = _data.free_port()
+        port = free_port()
         started["middleware"] = load.start(
             "middleware",
             load.pinned(
@@ -256,7 +256,7 @@ def servers(data: dataset.Dataset, folder: Path) -> Iterator[dict[str, load.Serv
             folder / "middleware.log",
         )
         if data.backend == "postgresql":
-            port = _data.free_port()
+            port = free_port()
             started["raw"] = load.start(
                 "raw",
                 load.pinned(
