@@ -96,6 +96,8 @@ async def statements_sent(database: Any, sink: Callable[[str, Any], None]) -> As
     event.listen(engine, "connect", on_connect)
     try:
         yield
+        # asyncpg calls its query loggers soon after a statement, not during it.
+        await asyncio.sleep(0)
     finally:
         event.remove(engine, "before_cursor_execute", through_sqlalchemy)
         event.remove(engine, "connect", on_connect)

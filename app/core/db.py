@@ -227,6 +227,10 @@ class Database:
     ) -> None:
         self.engine = engine
         self.read_engine = read_engine
+        # Hot reads on PostgreSQL take a pooled driver connection for their statements, with
+        # no session around it (core.hot_read.ReadScope). Not when the read sessions were given
+        # bound elsewhere (a test's outer transaction): the reads must see what those see.
+        self.pooled_reads = engine.dialect.name == "postgresql" and read_sessionmaker is None
         self.sessionmaker = sessionmaker or async_sessionmaker(engine, expire_on_commit=False)
         # Hot read paths (retention and suppression checks) run without BEGIN and COMMIT:
         # one statement, one round trip, and on SQLite no write lock.

@@ -58,9 +58,3 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
 # For endpoints that only read, each statement on its own (no transaction to commit).
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
-
-def read_session(request: Request) -> AsyncSession:
-    """A read session the endpoint opens itself (`async with read_session(request) as s`),
-    for the hottest reads: no dependency for FastAPI to solve and no exit stack per request."""
-    database: Database = request.app.state.db
-    return database.read_sessionmaker()

@@ -17,7 +17,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from app.auth.service import Principal
 from app.core.db import join_any_of_bound, utcnow
 from app.core.errors import NotFound
-from app.core.hot_read import HotRead
+from app.core.hot_read import HotRead, ReadScope
 from app.core.identity import parse_label
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
 from app.records.models import Record, RecordIdentity, RecordProfile, visible
@@ -103,13 +103,12 @@ RECORD_COLUMNS = select(
 ).join(RecordProfile, RecordProfile.id == Record.profile_id)
 
 
-async def records_out_of_rows(session: AsyncSession, rows: Sequence[Any]) -> list[RecordOut]:
+async def records_out_of_rows(reads: ReadScope, rows: Sequence[Any]) -> list[RecordOut]:
     """RecordOut for rows of RECORD_COLUMNS (plus `rule_names`); reads only the holds of held
-    records, which a row does not carry."""
+    records, which a row does not carry (in a session opened for them alone)."""
     now = utcnow()
-    holds = await engine.holds_of(
-        session, [(row.id, engine.profile_facts(row)) for row in rows if row.held]
-    )
+    held = [(row.id, engine.profile_facts(row)) for row in rows if row.held]
+    holds = await engine.holds_of(await reads.session(), held) if held else {}
     out = []
     for row in rows:
         record = record_out(
@@ -177,14 +176,14 @@ _CARRYING = HotRead(
 )
 
 
-async def ids_carrying(session: AsyncSession, digests: Sequence[str]) -> list[uuid.UUID]:
+async def ids_carrying(reads: ReadScope, digests: Sequence[str]) -> list[uuid.UUID]:
     """The records that carry any of these identity hashes, from the identity index alone.
 
     A step of its own, so that the records are then read by primary key: as one statement
     (`records.id IN (subquery) ORDER BY id LIMIT n`) PostgreSQL chose to walk the records'
     primary key across the whole table and probe the identities on the way whenever the
     tables had no statistics (1 s a lookup at 1M records, until ANALYZE ran)."""
-    rows = await _CARRYING.rows(await session.connection(), {"digests": list(digests)})
+    rows = await reads.rows(_CARRYING, {"digests": list(digests)})
     return [row.record_id for row in rows]
 
 

@@ -7,10 +7,11 @@ from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import Unprocessable, error_responses
+from app.core.hot_read import ReadScope
 from app.core.identity import IndexerDep
 from app.core.pagination import PageParams, page_params
 from app.core.schemas import MAX_BATCH
-from app.core.session import SessionDep, read_session
+from app.core.session import SessionDep
 from app.records import erasure, queries, register, update
 from app.records.schemas import (
     BatchIn,
@@ -122,8 +123,8 @@ async def get_record_retention(
 ) -> Response:
     # The hot check: one dependency (the principal), its own read session, and the answer
     # serialised once (a returned model would be validated again against the same model).
-    async with read_session(request) as session:
-        decision = await answer.decision_of(session, principal, record_id)
+    async with ReadScope(request.app.state.db) as reads:
+        decision = await answer.decision_of(reads, principal, record_id)
     return Response(decision.model_dump_json().encode(), media_type="application/json")
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import NotFound
+from app.core.hot_read import HotRead, ReadScope
 from app.requests.intake import Filed
 from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, SubjectRequest
 from app.requests.queries import controller_requests, request_out
@@ -156,14 +157,14 @@ def _statement(principal: Principal) -> Select[Any]:
 
 # Built once per kind of key (everything, controller, system, nothing), its compiled form
 # cached with it.
-_STATEMENTS: dict[str, Select[Any]] = {}
+_STATEMENTS: dict[str, HotRead] = {}
 
 
-def _statement_for(principal: Principal) -> Select[Any]:
+def _statement_for(principal: Principal) -> HotRead:
     kind = principal.visibility.kind
     statement = _STATEMENTS.get(kind)
     if statement is None:
-        statement = _STATEMENTS[kind] = _statement(principal)
+        statement = _STATEMENTS[kind] = HotRead(_statement(principal))
     return statement
 
 
@@ -171,22 +172,22 @@ def _parsed(value: str | None) -> list[Any]:
     return orjson.loads(value) if value else []
 
 
-async def read_request(
-    session: AsyncSession, principal: Principal, request_id: uuid.UUID
-) -> RequestOut:
+async def read_request(reads: ReadScope, principal: Principal, request_id: uuid.UUID) -> RequestOut:
     """The request as this key sees it (404 when it sees none)."""
     params: dict[str, Any] = {"request_id": request_id}
     if principal.visibility.kind == "controller":
         params["own"] = principal.visibility.controller_id
-    connection = await session.connection()  # Core: no ORM layer for a row of columns
-    row = (await connection.execute(_statement_for(principal), params)).first()
-    if row is None:
+    found = await reads.rows(_statement_for(principal), params)
+    if not found:
         raise NotFound("No request with this id")
+    row = found[0]
     task_rows = sorted(_parsed(row.tasks), key=lambda t: uuid.UUID(t[0]))
     suspended = [uuid.UUID(t[0]) for t in task_rows if t[4] == "suspended"]
     held_by = {
         task_id: HeldBy.model_validate(why)
-        for task_id, why in (await why_suspended(session, suspended)).items()
+        for task_id, why in (
+            await why_suspended(await reads.session(), suspended) if suspended else {}
+        ).items()
     }
     tasks: dict[uuid.UUID, list[TaskSummary]] = defaultdict(list)
     for task_id, scope_id, system, action, status, records in task_rows:

@@ -8,9 +8,10 @@ from app.auth.dependencies import require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import Conflict, error_responses, problem_response
+from app.core.hot_read import ReadScope
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params
-from app.core.session import SessionDep, read_session
+from app.core.session import SessionDep
 from app.core.signing import canonical
 from app.requests import (
     intake,
@@ -53,7 +54,7 @@ ContextDep = Annotated[RequestContext, Depends(request_context)]
 async def _one(session: Any, principal: Principal, request_id: uuid.UUID) -> RequestOut:
     """The request as it stands after the change this request made (flushed first)."""
     await session.flush()
-    return await reading.read_request(session, principal, request_id)
+    return await reading.read_request(ReadScope.within(session), principal, request_id)
 
 
 @router.post(
@@ -146,8 +147,8 @@ async def list_requests(
 async def get_request(request: Request, request_id: uuid.UUID, principal: Reader) -> Response:
     # A hot read: its own read session (one statement, no transaction), the answer
     # serialised once.
-    async with read_session(request) as session:
-        out = await reading.read_request(session, principal, request_id)
+    async with ReadScope(request.app.state.db) as reads:
+        out = await reading.read_request(reads, principal, request_id)
     return Response(out.model_dump_json().encode(), media_type="application/json")
 
 

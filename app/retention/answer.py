@@ -17,7 +17,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import NotFound
-from app.core.hot_read import HotRead
+from app.core.hot_read import HotRead, ReadScope
 from app.records.models import Record, RecordProfile
 from app.retention import engine, policy
 from app.retention.schemas import RetentionDecision
@@ -172,7 +172,7 @@ _DECISION_BY_KIND = {
 
 
 async def decision_of(
-    session: AsyncSession, principal: Principal, record_id: uuid.UUID
+    reads: ReadScope, principal: Principal, record_id: uuid.UUID
 ) -> RetentionDecision:
     """The hot path of a retention check: one indexed Core read of the decision columns, the
     profile's ranked rules and the rules' names (a held record also reads which holds)."""
@@ -185,12 +185,13 @@ async def decision_of(
         params["system_key"] = visibility.system_key
     elif visibility.kind == "controller":
         params["controller_id"] = visibility.controller_id
-    found = await statement.rows(await session.connection(), params)
+    found = await reads.rows(statement, params)
     row = found[0] if found else None
     if row is None:
         raise NotFound("No record with this id")
     hold_ids: list[str] = []
     if row.held:
+        session = await reads.session()
         profile = (
             await session.execute(select(RecordProfile).join(Record).where(Record.id == row.id))
         ).scalar_one()

@@ -7,8 +7,9 @@ from app.auth.dependencies import require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import error_responses
+from app.core.hot_read import ReadScope
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageParams, page_params
-from app.core.session import SessionDep, read_session
+from app.core.session import SessionDep
 from app.records.schemas import LookupIn, LookupOut
 from app.subjects import reappeared, service
 from app.subjects.schemas import ReappearedOut, ReviewIn
@@ -36,8 +37,8 @@ async def lookup_subject(
     # Reads only: its own read session, no dependency but the principal, and the answer
     # serialised once (a returned model would be validated again against the same model).
     indexer = request.app.state.indexer
-    async with read_session(request) as session:
-        found = await service.lookup(session, principal, indexer, body, limit, cursor)
+    async with ReadScope(request.app.state.db) as reads:
+        found = await service.lookup(reads, principal, indexer, body, limit, cursor)
     return Response(found.model_dump_json().encode(), media_type="application/json")
 
 

@@ -7,12 +7,11 @@ from collections import Counter
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
 from app.core.db import join_any_of_bound
 from app.core.errors import Unprocessable
-from app.core.hot_read import HotRead
+from app.core.hot_read import HotRead, ReadScope
 from app.core.identity import BlindIndexer, InvalidIdentity
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
 from app.records import queries as records
@@ -98,7 +97,7 @@ def _summary_sorted(groups: Any) -> list[LookupSummary]:
 
 
 async def lookup(
-    session: AsyncSession,
+    reads: ReadScope,
     principal: Principal,
     indexer: BlindIndexer,
     body: LookupIn,
@@ -116,11 +115,10 @@ async def lookup(
     digests = subject_digests(indexer, body, controller_id)
     # The identity index first, then the records by primary key: the same plan whether or not
     # the tables were ever analyzed (see records.ids_carrying).
-    ids = await records.ids_carrying(session, digests)
+    ids = await records.ids_carrying(reads, digests)
     if not ids:
         return LookupOut(summary=[], items=[], next_cursor=None)
-    connection = await session.connection()  # Core: no ORM execution layer for plain rows
-    shape = (connection.dialect.name, visibility.kind, controller_id is not None, bool(cursor))
+    shape = (reads.dialect, visibility.kind, controller_id is not None, bool(cursor))
     page, summary = _statements(shape)
     params: dict[str, Any] = {"ids": ids, "limit": limit + 1}
     if visibility.kind == "system":
@@ -129,7 +127,7 @@ async def lookup(
         params["controller_id"] = controller_id
     if cursor is not None:
         (params["after"],) = decode_cursor(cursor, cursor_uuid)
-    rows = await page.rows(connection, params)
+    rows = await reads.rows(page, params)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -139,7 +137,8 @@ async def lookup(
     else:
         del params["limit"]
         params.pop("after", None)
-        groups = ((tuple(row[:3]), row[3]) for row in await connection.execute(summary, params))
+        session = await reads.session()
+        groups = ((tuple(row[:3]), row[3]) for row in await session.execute(summary, params))
         counted = _summary_sorted(groups)
-    items = await records.records_out_of_rows(session, rows)
+    items = await records.records_out_of_rows(reads, rows)
     return LookupOut(summary=counted, items=items, next_cursor=next_cursor)

@@ -7,11 +7,12 @@ from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import error_responses
+from app.core.hot_read import ReadScope
 from app.core.idempotency import IdempotencyDep
 from app.core.identity import IndexerDep
 from app.core.pagination import Page, PageParams, page_params, paginate
 from app.core.schemas import DottedKey
-from app.core.session import SessionDep, read_session
+from app.core.session import SessionDep
 from app.suppressions import gpc, service
 from app.suppressions.models import Suppression
 from app.suppressions.schemas import (
@@ -108,6 +109,6 @@ async def check_suppression(
 ) -> Response:
     # Called before every marketing send: one dependency (the principal), its own read
     # session, and the answer serialised once (as the retention check does).
-    async with read_session(request) as session:
-        answer = await service.check(session, principal, request.app.state.indexer, body)
+    async with ReadScope(request.app.state.db) as reads:
+        answer = await service.check(reads, principal, request.app.state.indexer, body)
     return Response(answer.model_dump_json().encode(), media_type="application/json")

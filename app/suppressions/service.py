@@ -21,7 +21,7 @@ from app.controllers.models import Controller
 from app.controllers.service import platform_controller_id
 from app.core.db import utcnow
 from app.core.errors import Forbidden, Unprocessable
-from app.core.hot_read import HotRead
+from app.core.hot_read import HotRead, ReadScope
 from app.core.identity import (
     CURRENT_VERSION,
     BlindIndex,
@@ -321,7 +321,7 @@ _CHECK = HotRead(
 
 
 async def check(
-    session: AsyncSession,
+    reads: ReadScope,
     principal: Principal,
     indexer: BlindIndexer,
     body: SuppressionCheck,
@@ -337,7 +337,7 @@ async def check(
     if visibility.controller_id is not None:
         controller_id = controller_id or visibility.controller_id
     elif controller_id is None:
-        controller_id = await platform_controller_id(session)
+        controller_id = await platform_controller_id(await reads.session())
         if controller_id is None:
             raise Unprocessable(
                 "No platform controller exists yet (run `spix-dsr seed`); name controller_id",
@@ -357,8 +357,8 @@ async def check(
     if foreign:
         # Another customer's suppressions are invisible to this key, as if absent.
         return SuppressionCheckOut(suppressed=False, matches=[])
-    rows = await _CHECK.rows(
-        await session.connection(),
+    rows = await reads.rows(
+        _CHECK,
         {
             "digests": digests,
             "controller_id": controller_id,
@@ -367,7 +367,9 @@ async def check(
         },
     )
     if not rows:
-        await ensure_references(session, purpose=body.purpose, controller_id=controller_id)
+        await ensure_references(
+            await reads.session(), purpose=body.purpose, controller_id=controller_id
+        )
     matches = [
         SuppressionMatch.model_validate(row)
         for row in sorted((r for r in rows if r.id is not None), key=lambda r: r.created_at)

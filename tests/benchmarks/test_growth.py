@@ -23,6 +23,7 @@ only; asserts nothing about time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -113,6 +114,7 @@ async def measure(
     chooser = random.Random(seed)
     for _ in range(WARMUP):
         await probe(client, chooser)
+    await asyncio.sleep(0)
     statements.take()
     http, db = [], []
     plans: list[str] = []
@@ -120,6 +122,7 @@ async def measure(
         started = time.perf_counter()
         await probe(client, chooser)
         http.append((time.perf_counter() - started) * 1000)
+        await asyncio.sleep(0)  # asyncpg logs a statement soon after it, not during it
         ran = statements.take()
         # EXPLAIN ANALYZE runs each statement again: a quarter of the probes suffice.
         if n % 4 == 0:

@@ -16,6 +16,7 @@ import pytest
 
 from app.auth.service import Principal
 from app.core.db import Database, utcnow
+from app.core.hot_read import ReadScope
 from app.core.identity import Identity
 from app.core.ids import new_id
 from app.records.schemas import LookupIn
@@ -107,10 +108,10 @@ async def test_lookup_uses_the_identity_index_without_statistics(
         sent: list[tuple[str, Any]] = []
         async with (
             statements_sent(database, lambda sql, params: sent.append((sql, params))),
-            database.sessionmaker() as session,
+            ReadScope(database) as reads,
         ):
             found = await lookup(
-                session,
+                reads,
                 Principal(key_id=uuid.uuid4(), role="admin"),
                 _data.indexer(),
                 LookupIn(identities=[Identity(type="email", value="user777@example.com")]),
