@@ -57,4 +57,3 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 # For endpoints that only read, each statement on its own (no transaction to commit).
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
-

@@ -18,6 +18,8 @@ service's), ANALYZE. Then, timed:
   complete them (an export sends data, an erasure reports its count);
 - the worker delivers `task.created` webhooks to a receiver on loopback.
 
+SPIX_DSR_LOAD_SERVE_WORKERS runs the API as that many processes (`serve --workers`).
+
 It prints requests per second through the whole lifecycle (filing of the first to completion
 of the last), the time from the call that made a task (the verification, or the customer's
 approval) to an agent's claim returning it, commit-to-delivery of the webhooks, latencies per
@@ -325,7 +327,10 @@ def _start(
         if script.exists()
         else [sys.executable, "-c", "from app.cli import main; main()"]
     )
-    extra = ["--port", str(port)] if port is not None else []
+    extra = []
+    if port is not None:
+        # SPIX_DSR_LOAD_SERVE_WORKERS: API processes behind the one port (default 1).
+        extra = ["--port", str(port), "--workers", str(_env_int("SPIX_DSR_LOAD_SERVE_WORKERS", 1))]
     log = (folder / f"{command}.log").open("wb")
     return subprocess.Popen([*base, command, *extra], env=env, stdout=log, stderr=log)
 

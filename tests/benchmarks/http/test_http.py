@@ -51,7 +51,7 @@ UNLIMITED = json.dumps({"read": "100000000/minute", "write": "100000000/minute"}
 @dataclass(frozen=True)
 class Operation:
     name: str
-    server: str  # "service", or a reference: "bare", "middleware" or "raw"
+    server: str  # "service", or a reference: "bare", "middleware", "quiet" or "raw"
     path: str
     goal: str = ""
     script: str | None = None
@@ -133,6 +133,7 @@ def operations(data: dataset.Dataset, folder: Path) -> list[Operation]:
             [_lines(folder, "raw", [f"/records/{i}" for i in ids])],
         ),
         Operation("bare GET behind the service's middleware (reference)", "middleware", "/", ""),
+        Operation("the same without the access log (reference)", "quiet", "/", ""),
         Operation("GET /healthz", "service", "/healthz", ">= 0.9"),
         Operation(
             "GET /v1/records/{id}/retention",
@@ -254,6 +255,23 @@ def servers(data: dataset.Dataset, folder: Path) -> Iterator[dict[str, load.Serv
             base_env,
             port,
             folder / "middleware.log",
+        )
+        port = free_port()
+        started["quiet"] = load.start(
+            "quiet",
+            load.pinned(
+                [
+                    *uvicorn,
+                    "--factory",
+                    "--port",
+                    str(port),
+                    f"{REFERENCE_APPS}:middleware_without_access_log",
+                ],
+                core,
+            ),
+            base_env,
+            port,
+            folder / "quiet.log",
         )
         if data.backend == "postgresql":
             port = free_port()
