@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.auth.service import _cache, create_key, revoke_key
 from app.core.db import Database
-from app.core.logging import JsonFormatter
+from app.core.logging import (
+    JsonFormatter,
+    JsonLines,
+    _straight_to,
+    access_line,
+    configure_logging,
+    request_id_var,
+)
 from tests.databases import fresh_database
 
 
@@ -205,3 +213,50 @@ async def test_sqlite_reads_take_no_write_lock(tmp_path: Path) -> None:
             assert statements == ["SELECT v FROM t"] * 2
         finally:
             await database.dispose()
+
+
+async def test_the_access_line_written_straight_reads_as_the_logged_one(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """As the service configures logging, the access line skips the LogRecord and the
+    formatter; with any other handler on the way it is logged. Both lines are the same JSON."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    token = request_id_var.set("req-straight")
+    try:
+        configure_logging("INFO")
+        assert isinstance(_straight_to(), JsonLines)
+        capfd.readouterr()
+        access_line("GET", "/v1/records/{record_id}", 200, 1.25, "key-1")
+        straight = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+
+        logged = _Lines()
+        logging.getLogger("spix_dsr.access").addHandler(logged)
+        try:
+            assert _straight_to() is None
+            access_line("GET", "/v1/records/{record_id}", 200, 1.25, "key-1")
+        finally:
+            logging.getLogger("spix_dsr.access").removeHandler(logged)
+        root.handlers[0].flush()
+        capfd.readouterr()
+    finally:
+        request_id_var.reset(token)
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    (line,) = straight
+    (through_logging,) = logged.lines
+    assert datetime.fromisoformat(line.pop("ts")).tzinfo is not None
+    through_logging.pop("ts")
+    assert line == through_logging
+    assert list(line) == list(through_logging)  # the same keys, in the same order
+    assert line == {
+        "level": "info",
+        "logger": "spix_dsr.access",
+        "msg": "request",
+        "request_id": "req-straight",
+        "method": "GET",
+        "route": "/v1/records/{record_id}",
+        "status": 200,
+        "duration_ms": 1.25,
+        "key_id": "key-1",
+    }

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.docs import ASSETS_URL
 from app.core.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
-from app.core.logging import request_id_var
+from app.core.logging import access_line, request_id_var
 
 log = logging.getLogger("spix_dsr.access")
 
@@ -129,7 +129,7 @@ class RequestContextMiddleware:
             _observe(method, route, status, elapsed)
             if log.isEnabledFor(logging.INFO):
                 principal = scope["state"].get("principal")
-                _access_line(
+                access_line(
                     method,
                     route,
                     status,
@@ -137,22 +137,6 @@ class RequestContextMiddleware:
                     str(principal.key_id) if principal else None,
                 )
             request_id_var.reset(token)
-
-
-def _access_line(
-    method: str, route: str, status: int, duration_ms: float, key_id: str | None
-) -> None:
-    """The access log line, handed to the logger's handlers as log.info(extra=...) would,
-    without what log.info adds per call and no formatter reads: the caller's frame lookup
-    (findCaller walks the stack) and makeRecord's checks of the extra names."""
-    record = logging.LogRecord(log.name, logging.INFO, __file__, 0, "request", None, None)
-    fields = record.__dict__
-    fields["method"] = method
-    fields["route"] = route
-    fields["status"] = status
-    fields["duration_ms"] = duration_ms
-    fields["key_id"] = key_id
-    log.handle(record)
 
 
 class _BodyTooLarge(Exception):
