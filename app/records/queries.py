@@ -17,7 +17,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from app.auth.service import Principal
 from app.core.db import join_any_of_bound, utcnow
 from app.core.errors import NotFound
-from app.core.hot_read import ReadScope
+from app.core.hot_read import HotRead, ReadScope
 from app.core.identity import parse_label
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
 from app.records.models import Record, RecordIdentity, RecordProfile, visible
@@ -168,15 +168,31 @@ async def get_visible(
     return row[0], row[1]
 
 
+# A join on unnest(array) on PostgreSQL keeps its index plan as a generic plan (see core.db).
+_DISTINCT_IDS = select(RecordIdentity.record_id).distinct()
+_CARRYING = HotRead(
+    join_any_of_bound("postgresql", _DISTINCT_IDS, RecordIdentity.digest, "digests"),
+    other=join_any_of_bound("sqlite", _DISTINCT_IDS, RecordIdentity.digest, "digests"),
+)
+
+
+async def ids_carrying(reads: ReadScope, digests: Sequence[str]) -> list[uuid.UUID]:
+    """The records that carry any of these identity hashes, from the identity index alone.
+
+    A step of its own, so that the records are then read by primary key: as one statement
+    (`records.id IN (subquery) ORDER BY id LIMIT n`) PostgreSQL chose to walk the records'
+    primary key across the whole table and probe the identities on the way whenever the
+    tables had no statistics (1 s a lookup at 1M records, until ANALYZE ran)."""
+    rows = await reads.rows(_CARRYING, {"digests": list(digests)})
+    return [row.record_id for row in rows]
+
+
 def carrying(dialect: str) -> Any:
     """The records carrying the digests bound as `digests`, as a FROM item with a `record_id`
     column, for a statement built once that reads the records by primary key joined to it.
-    On PostgreSQL the identity index is read first, into an array (one value), and the
-    records are joined to its elements, an index probe each. Both simpler shapes planned
-    badly on tables without statistics: `records.id IN (subquery) ORDER BY id LIMIT n` walked
-    the records' primary key across the whole table probing the identities on the way (1 s a
-    lookup at 1M records, until ANALYZE ran), and a join to the subquery itself let the
-    planner hash the records table whole."""
+    On PostgreSQL the identity index is read first, into an array (ids_carrying's statement
+    as one value), and the records are joined to its elements: a join to the subquery itself
+    let a planner without statistics hash the records table whole."""
     ids = join_any_of_bound(
         dialect, select(RecordIdentity.record_id).distinct(), RecordIdentity.digest, "digests"
     )
