@@ -114,24 +114,21 @@ class ReadScope:
     `ReadScope.within(session)` reads through a session already open instead (a write
     transaction reading what it wrote), and leaves that session to its owner."""
 
-    def __init__(self, database: Database) -> None:
-        self._database: Database | None = database
-        self._pooled_reads = database.pooled_reads
-        self.dialect: str = database.engine.dialect.name
+    def __init__(self, database: Database | None, session: AsyncSession | None = None) -> None:
+        self._database = database
+        self._session = session
+        self._owns_session = session is None
+        self._pooled_reads = session is None and database is not None and database.pooled_reads
+        if database is not None:
+            self.dialect: str = database.engine.dialect.name
+        else:
+            assert session is not None, "a database or a session"
+            self.dialect = session.get_bind().dialect.name
         self._pooled: PoolProxiedConnection | None = None
-        self._session: AsyncSession | None = None
-        self._owns_session = True
 
     @classmethod
     def within(cls, session: AsyncSession) -> ReadScope:
-        reads = cls.__new__(cls)
-        reads._database = None
-        reads._pooled_reads = False
-        reads.dialect = session.get_bind().dialect.name
-        reads._pooled = None
-        reads._session = session
-        reads._owns_session = False
-        return reads
+        return cls(None, session)
 
     async def __aenter__(self) -> ReadScope:
         return self
