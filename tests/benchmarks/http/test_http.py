@@ -237,54 +237,24 @@ def servers(data: dataset.Dataset, folder: Path) -> Iterator[dict[str, load.Serv
             port,
             folder / "service.log",
         )
-        port = free_port()
-        started["bare"] = load.start(
-            "bare",
-            load.pinned([*uvicorn, "--port", str(port), f"{REFERENCE_APPS}:bare"], core),
-            base_env,
-            port,
-            folder / "bare.log",
-        )
-        port = free_port()
-        started["middleware"] = load.start(
-            "middleware",
-            load.pinned(
-                [*uvicorn, "--factory", "--port", str(port), f"{REFERENCE_APPS}:middleware_only"],
-                core,
-            ),
-            base_env,
-            port,
-            folder / "middleware.log",
-        )
-        port = free_port()
-        started["quiet"] = load.start(
-            "quiet",
-            load.pinned(
-                [
-                    *uvicorn,
-                    "--factory",
-                    "--port",
-                    str(port),
-                    f"{REFERENCE_APPS}:middleware_without_access_log",
-                ],
-                core,
-            ),
-            base_env,
-            port,
-            folder / "quiet.log",
-        )
-        if data.backend == "postgresql":
+
+        def reference(name: str, app: str, env: dict[str, str], factory: bool = False) -> None:
             port = free_port()
-            started["raw"] = load.start(
-                "raw",
-                load.pinned(
-                    [*uvicorn, "--port", str(port), f"{REFERENCE_APPS}:raw_read"],
-                    core,
-                ),
-                {**base_env, "SPIX_DSR_BENCH_ASYNCPG_DSN": dataset.asyncpg_dsn(data.url)},
+            command = [*uvicorn, *(["--factory"] if factory else []), "--port", str(port)]
+            started[name] = load.start(
+                name,
+                load.pinned([*command, f"{REFERENCE_APPS}:{app}"], core),
+                env,
                 port,
-                folder / "raw.log",
+                folder / f"{name}.log",
             )
+
+        reference("bare", "bare", base_env)
+        reference("middleware", "middleware_only", base_env, factory=True)
+        reference("quiet", "middleware_without_access_log", base_env, factory=True)
+        if data.backend == "postgresql":
+            raw_env = {**base_env, "SPIX_DSR_BENCH_ASYNCPG_DSN": dataset.asyncpg_dsn(data.url)}
+            reference("raw", "raw_read", raw_env)
         yield started
     finally:
         for server in started.values():
