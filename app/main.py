@@ -17,6 +17,7 @@ from app.core.crypto import SecretBox
 from app.core.db import Database
 from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
+from app.core.fast_path import install_fast_paths
 from app.core.idempotency import IdempotentReplay
 from app.core.identity import BlindIndexer
 from app.core.logging import configure_logging
@@ -175,6 +176,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     application.router.routes[:] = hot + [
         route for route in application.router.routes if id(route) not in tried_first
     ]
+    # The hot checks' direct way in, past FastAPI's per-request machinery (core/fast_path.py).
+    install_fast_paths(application.router.routes)
     install_docs(application)
 
     # Innermost: it re-runs the routed request (a lost deadlock) or answers 503 (no database).

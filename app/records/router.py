@@ -7,6 +7,7 @@ from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import Unprocessable, error_responses
+from app.core.fast_path import fast_path
 from app.core.hot_read import ReadScope
 from app.core.identity import IndexerDep
 from app.core.pagination import PageParams, page_params
@@ -118,6 +119,7 @@ async def get_record(record_id: uuid.UUID, session: SessionDep, principal: AnyKe
     response_model=RetentionDecision,
     responses=error_responses(401, 404, 422),
 )
+@fast_path
 async def get_record_retention(
     request: Request, record_id: uuid.UUID, principal: AnyKey
 ) -> Response:

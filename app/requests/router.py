@@ -8,6 +8,7 @@ from app.auth.dependencies import require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import Conflict, error_responses, problem_response
+from app.core.fast_path import fast_path
 from app.core.hot_read import ReadScope
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import Page, PageParams, page_params
@@ -144,6 +145,7 @@ async def list_requests(
     response_model=RequestOut,
     responses=error_responses(401, 403, 404, 422),
 )
+@fast_path
 async def get_request(request: Request, request_id: uuid.UUID, principal: Reader) -> Response:
     # A hot read: its own read session (one statement, no transaction), the answer
     # serialised once.

@@ -7,6 +7,7 @@ from app.auth.dependencies import require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import error_responses
+from app.core.fast_path import fast_path
 from app.core.hot_read import ReadScope
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageParams, page_params
 from app.core.session import SessionDep
@@ -27,6 +28,7 @@ ReviewKey = Annotated[Principal, require_roles("admin", "controller")]
     summary="Find a subject's records by identities (sent in the body, never in a URL)",
     responses=error_responses(400, 401, 403, 413, 422),
 )
+@fast_path
 async def lookup_subject(
     request: Request,
     body: LookupIn,

@@ -7,6 +7,7 @@ from app.auth.dependencies import AnyKey, require_roles
 from app.auth.service import Principal
 from app.auth.visibility import CONTROLLER_FILTER
 from app.core.errors import error_responses
+from app.core.fast_path import fast_path
 from app.core.hot_read import ReadScope
 from app.core.idempotency import IdempotencyDep
 from app.core.identity import IndexerDep
@@ -104,6 +105,7 @@ async def list_suppressions(
     summary="Ask whether any of a subject's identities opted out of a channel",
     responses=error_responses(400, 401, 403, 413, 422),
 )
+@fast_path
 async def check_suppression(
     request: Request, body: SuppressionCheck, principal: AnyKey
 ) -> Response:
