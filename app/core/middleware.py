@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.docs import ASSETS_URL
 from app.core.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 from app.core.logging import access_line, request_id_var
+from app.core.resilience import RESPONSE_START, ResponseStart
 
 log = logging.getLogger("spix_dsr.access")
 
@@ -93,14 +94,14 @@ class RequestContextMiddleware:
         status = 500
         started = time.perf_counter()
         answered = 0.0
-        response_started = False
+        response = scope[RESPONSE_START] = ResponseStart()
         request_id_header = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started, answered
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
-                response_started = True
+                response.started = True
                 message.setdefault("headers", []).append(request_id_header)
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
@@ -111,7 +112,7 @@ class RequestContextMiddleware:
         except Exception as exc:
             # Handled here rather than re-raised to the server, which would log it again.
             log.error("unhandled error", exc_info=exc, extra={"error_type": type(exc).__name__})
-            if not response_started:
+            if not response.started:
                 await send_problem(
                     send_with_id,
                     500,
@@ -143,6 +144,17 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _framed_within_limit(scope: Scope, declared: bytes | None) -> bool:
+    """An HTTP/1 body without Transfer-Encoding is as long as its Content-Length (already
+    checked against the limit), or empty without one: the server hands on no more, so
+    there is nothing to count."""
+    return (
+        (declared is None or declared.isdigit())
+        and scope.get("http_version", "1.1").startswith("1")
+        and _header(scope, b"transfer-encoding") is None
+    )
+
+
 class BodyLimitMiddleware:
     """413 for bodies over the limit, whether announced by Content-Length or streamed."""
 
@@ -157,6 +169,9 @@ class BodyLimitMiddleware:
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._send_413(scope, send)
+            return
+        if _framed_within_limit(scope, declared):
+            await self.app(scope, receive, send)
             return
         received = 0
         too_large = False

@@ -107,6 +107,28 @@ class _Body:
         return receive
 
 
+class ResponseStart:
+    """Whether a request's response has started. The outermost middleware (RequestContext)
+    watches every message sent and leaves one in the scope under RESPONSE_START, so the
+    middleware within need not wrap `send` again to know it (a layer per message)."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def watching(self, send: Send) -> Send:
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.started = True
+            await send(message)
+
+        return watched
+
+
+RESPONSE_START = "spix.response_start"
+
+
 class DatabaseFaultMiddleware:
     """Re-runs a request whose transaction failed on a deadlock or serialization conflict
     (at most `retries` times, after a short random pause), and answers 503 with Retry-After
@@ -122,21 +144,17 @@ class DatabaseFaultMiddleware:
             await self.app(scope, receive, send)
             return
         body = _Body(receive)
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        response = scope.get(RESPONSE_START)
+        if response is None:  # not behind RequestContextMiddleware: watched here
+            response = ResponseStart()
+            send = response.watching(send)
         attempt = 0
         while True:
             try:
-                await self.app(scope, body.reader(), tracking_send)
+                await self.app(scope, body.reader(), send)
                 return
             except Exception as error:
-                fault = None if started else classify(error)
+                fault = None if response.started else classify(error)
                 if fault is None:
                     raise
                 if fault is Fault.CONFLICT and attempt < self.retries:
