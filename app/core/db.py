@@ -290,7 +290,8 @@ def join_any_of_bound(
     than the generic one (ten assumed), and PostgreSQL planned the statement afresh at every
     execution (0.27 ms of planning for the lookup's page, twice its run). Not for a column
     without a unique index: without statistics, the generic plan of such a join hashes the
-    whole table (tests/records/test_unanalyzed_plans.py), and only custom plans avoid it."""
+    whole table (tests/records/test_unanalyzed_plans.py); records.carrying shows the shape
+    that keeps an index probe per value in every plan."""
     if dialect == "postgresql":
         item_type = String() if isinstance(column.type, String) else column.type
         array: Any = bindparam(name, type_=ARRAY(item_type))

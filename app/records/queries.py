@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, Text, func, select
+from sqlalchemy import ARRAY, Select, String, Text, bindparam, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -17,7 +17,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from app.auth.service import Principal
 from app.core.db import join_any_of_bound, utcnow
 from app.core.errors import NotFound
-from app.core.hot_read import HotRead, ReadScope
+from app.core.hot_read import ReadScope
 from app.core.identity import parse_label
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
 from app.records.models import Record, RecordIdentity, RecordProfile, visible
@@ -168,36 +168,34 @@ async def get_visible(
     return row[0], row[1]
 
 
-# A join on unnest(array) on PostgreSQL keeps its index plan as a generic plan (see core.db).
-_DISTINCT_IDS = select(RecordIdentity.record_id).distinct()
-_CARRYING = HotRead(
-    join_any_of_bound("postgresql", _DISTINCT_IDS, RecordIdentity.digest, "digests"),
-    other=join_any_of_bound("sqlite", _DISTINCT_IDS, RecordIdentity.digest, "digests"),
-)
-
-
-async def ids_carrying(reads: ReadScope, digests: Sequence[str]) -> list[uuid.UUID]:
-    """The records that carry any of these identity hashes, from the identity index alone.
-
-    A step of its own, so that the records are then read by primary key: as one statement
-    (`records.id IN (subquery) ORDER BY id LIMIT n`) PostgreSQL chose to walk the records'
-    primary key across the whole table and probe the identities on the way whenever the
-    tables had no statistics (1 s a lookup at 1M records, until ANALYZE ran)."""
-    rows = await reads.rows(_CARRYING, {"digests": list(digests)})
-    return [row.record_id for row in rows]
-
-
 def carrying(dialect: str) -> Any:
     """The records carrying the digests bound as `digests`, as a FROM item with a `record_id`
     column, for a statement built once that reads the records by primary key joined to it.
-    On PostgreSQL the identity index is read first, into an array (ids_carrying's statement
-    as one value), and the records are joined to its elements: a join to the subquery itself
-    let a planner without statistics hash the records table whole."""
-    ids = join_any_of_bound(
-        dialect, select(RecordIdentity.record_id).distinct(), RecordIdentity.digest, "digests"
-    )
+
+    On PostgreSQL every plan, custom or generic, statistics or none, probes the two indexes:
+    - each digest probes the identity index inside a LATERAL subquery that OFFSET 0 keeps
+      from being merged into the join, so it runs once per digest, by index. As a plain join
+      to unnest(array), the generic plan hashed the whole identity table when the tables had
+      never been analyzed (PostgreSQL then planned the statement afresh at each call to keep
+      the custom plan);
+    - the ids found go into an array (one value), and the records are joined to its
+      elements, a primary-key probe each. `records.id IN (subquery) ORDER BY id LIMIT n`
+      walked the records' primary key across the whole table without statistics (1 s a
+      lookup at 1M records), and a join to the subquery itself let the planner hash the
+      records table whole."""
     if dialect != "postgresql":
-        return ids.subquery()
+        return join_any_of_bound(
+            dialect, select(RecordIdentity.record_id).distinct(), RecordIdentity.digest, "digests"
+        ).subquery()
+    digests = bindparam("digests", type_=ARRAY(String()))
+    wanted = func.unnest(digests).table_valued("value").render_derived()
+    probe = (
+        select(RecordIdentity.record_id)
+        .where(RecordIdentity.digest == wanted.c.value)
+        .offset(0)
+        .lateral("probe")
+    )
+    ids = select(probe.c.record_id).select_from(wanted).join(probe, true()).distinct()
     found = select(func.array_agg(ids.subquery().c.record_id)).scalar_subquery()
     return func.unnest(found).table_valued("record_id").render_derived()
 

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select
 
 from app.auth.service import Principal
-from app.core.db import join_any_of_bound
 from app.core.errors import Unprocessable
 from app.core.hot_read import HotRead, ReadScope
 from app.core.identity import BlindIndexer, InvalidIdentity
@@ -38,7 +37,7 @@ def subject_record_ids(digests: list[str]) -> Select[uuid.UUID]:
 
 
 # The lookup's statements, built once per shape: constructing a select() per request costs
-# more than running it. A shape is the dialect (how a list of ids is bound), what the key
+# more than running it. A shape is the dialect (how the digests are bound), what the key
 # sees, whether a controller is named, and whether a page follows a cursor.
 _Shape = tuple[str, str, bool, bool]
 _STATEMENTS: dict[_Shape, tuple[HotRead, Select[*tuple[Any, ...]]]] = {}
@@ -55,28 +54,27 @@ def _statements(shape: _Shape) -> tuple[HotRead, Select[*tuple[Any, ...]]]:
         conditions.append(Record.system == bindparam("system_key"))
     if kind == "controller" or named:
         conditions.append(Record.controller_id == bindparam("controller_id"))
-    # A join on unnest(array) on PostgreSQL: an index probe per id (see core.db).
-    page = join_any_of_bound(
-        dialect,
+    # The identity index first, then the records by primary key, in one statement: the same
+    # plan whether or not the tables were ever analyzed (see records.carrying).
+    found = records.carrying(dialect)
+    page = (
         records.RECORD_COLUMNS.add_columns(
             ranked_rule_names(RecordProfile.ranked_rules).label("rule_names")
-        ),
-        Record.id,
-        "ids",
-        unique=True,
-    ).where(*conditions)
+        )
+        .join(found, found.c.record_id == Record.id)
+        .where(*conditions)
+    )
     if paged:
         page = page.where(Record.id > bindparam("after"))
     page = page.order_by(Record.id).limit(bindparam("limit"))
-    summary = join_any_of_bound(
-        dialect,
+    counted = records.carrying(dialect)
+    summary = (
         select(Record.controller_id, Record.system, RecordProfileCategory.category, func.count())
         .select_from(Record)
-        .join(RecordProfileCategory, RecordProfileCategory.profile_id == Record.profile_id),
-        Record.id,
-        "ids",
-        unique=True,
-    ).where(*conditions)
+        .join(counted, counted.c.record_id == Record.id)
+        .join(RecordProfileCategory, RecordProfileCategory.profile_id == Record.profile_id)
+        .where(*conditions)
+    )
     summary = summary.group_by(Record.controller_id, Record.system, RecordProfileCategory.category)
     _STATEMENTS[shape] = HotRead(page), summary
     return _STATEMENTS[shape]
@@ -106,23 +104,18 @@ async def lookup(
     limit: int,
     cursor: str | None,
 ) -> LookupOut:
-    """Two indexed reads: the record ids from the identity index, then the page of records by
-    primary key with their profiles, identities and rules' names. A third counts the summary
-    only when the records found do not fit in one page."""
+    """One statement: the record ids from the identity index, then the page of those records
+    by primary key with their profiles, identities and rules' names. A second counts the
+    summary only when the records found do not fit in one page."""
     visibility = principal.visibility
     if visibility.nothing or visibility.names_other_controller(body.controller_id):
         # Another customer's records are invisible, as if absent.
         return LookupOut(summary=[], items=[], next_cursor=None)
     controller_id = body.controller_id or visibility.controller_id
     digests = subject_digests(indexer, body, controller_id)
-    # The identity index first, then the records by primary key: the same plan whether or not
-    # the tables were ever analyzed (see records.ids_carrying).
-    ids = await records.ids_carrying(reads, digests)
-    if not ids:
-        return LookupOut(summary=[], items=[], next_cursor=None)
     shape = (reads.dialect, visibility.kind, controller_id is not None, bool(cursor))
     page, summary = _statements(shape)
-    params: dict[str, Any] = {"ids": ids, "limit": limit + 1}
+    params: dict[str, Any] = {"digests": digests, "limit": limit + 1}
     if visibility.kind == "system":
         params["system_key"] = visibility.system_key
     if controller_id is not None:
