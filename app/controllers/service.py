@@ -16,6 +16,7 @@ from app.controllers.models import Controller
 from app.controllers.schemas import ControllerCreate, ControllerOut, ControllerUpdate, DsrRouting
 from app.core.crypto import SecretBox
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.hot_read import ReadScope
 from app.core.ids import new_id
 from app.retention.recompute import Scope, recompute
 from app.webhooks.signing import new_secret
@@ -70,6 +71,19 @@ async def platform_controller_id(session: AsyncSession) -> uuid.UUID | None:
         found = await session.scalar(select(Controller.id).where(Controller.kind == "platform"))
         if found is not None:
             _platform_ids[bind] = found
+    return found
+
+
+async def platform_controller_of(reads: ReadScope) -> uuid.UUID | None:
+    """platform_controller_id for a hot read, which opens no session for it once the id is
+    known: kept per database when the reads take pooled connections (creating a session
+    costs a twentieth of a suppression check)."""
+    database = reads.pooled_database
+    found = _platform_ids.get(database) if database is not None else None
+    if found is None:
+        found = await platform_controller_id(await reads.session())
+        if found is not None and database is not None:
+            _platform_ids[database] = found
     return found
 
 

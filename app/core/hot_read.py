@@ -126,6 +126,12 @@ class ReadScope:
             self.dialect = session.get_bind().dialect.name
         self._pooled: PoolProxiedConnection | None = None
 
+    @property
+    def pooled_database(self) -> Database | None:
+        """The database whose pool these reads take connections from; None when they read
+        through a session, whose bind may be something else (a test's transaction)."""
+        return self._database if self._pooled_reads else None
+
     @classmethod
     def within(cls, session: AsyncSession) -> ReadScope:
         return cls(None, session)

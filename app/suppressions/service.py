@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.service import Operator, record
 from app.auth.service import Principal
 from app.controllers.models import Controller
-from app.controllers.service import platform_controller_id
+from app.controllers.service import platform_controller_of
 from app.core.db import utcnow
 from app.core.errors import Forbidden, Unprocessable
 from app.core.hot_read import HotRead, ReadScope
@@ -337,7 +337,7 @@ async def check(
     if visibility.controller_id is not None:
         controller_id = controller_id or visibility.controller_id
     elif controller_id is None:
-        controller_id = await platform_controller_id(await reads.session())
+        controller_id = await platform_controller_of(reads)
         if controller_id is None:
             raise Unprocessable(
                 "No platform controller exists yet (run `spix-dsr seed`); name controller_id",
