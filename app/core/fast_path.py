@@ -2,7 +2,7 @@
 
 FastAPI builds each request's answer through a general path: two exit stacks, the endpoint's
 context for error messages, the content type parsed as a MIME message, the dependency tree
-solved, telemetry hooks. For the checks other services call before every send or deletion
+solved, telemetry hooks. For the checks other services call before every send or deletion,
 that costs more than the route's own work. A route marked `@fast_path` keeps its FastAPI
 declaration (the OpenAPI document, the validation errors) and gets a second, direct way in:
 
