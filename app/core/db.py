@@ -18,7 +18,6 @@ from sqlalchemy import (
     bindparam,
     event,
     func,
-    select,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -276,30 +275,6 @@ def any_of(session: AsyncSession, column: Any, values: Iterable[Any]) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(_array(column, values))
     return column.in_(values)
-
-
-def join_any_of_bound(
-    dialect: str, statement: Select[*_Ts], column: Any, name: str, *, unique: bool = False
-) -> Select[*_Ts]:
-    """join_any_of for a statement built once per dialect (its name) and run many times: the
-    values are bound by `name` when it runs (a list).
-
-    `unique`: `column` is a primary key, so every plan probes its index once per value. The
-    array then goes through a scalar subquery, `unnest((SELECT $1))`, which hides its length
-    from custom plans too: with it visible, a custom plan (two values) always looked cheaper
-    than the generic one (ten assumed), and PostgreSQL planned the statement afresh at every
-    execution (0.27 ms of planning for the lookup's page, twice its run). Not for a column
-    without a unique index: without statistics, the generic plan of such a join hashes the
-    whole table (tests/records/test_unanalyzed_plans.py); records.carrying shows the shape
-    that keeps an index probe per value in every plan."""
-    if dialect == "postgresql":
-        item_type = String() if isinstance(column.type, String) else column.type
-        array: Any = bindparam(name, type_=ARRAY(item_type))
-        if unique:
-            array = select(array).scalar_subquery()
-        wanted = func.unnest(array).table_valued("value").render_derived()
-        return statement.join(wanted, column == wanted.c.value)
-    return statement.where(column.in_(bindparam(name, expanding=True)))
 
 
 def join_any_of(

@@ -15,7 +15,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from app.auth.service import Principal
-from app.core.db import join_any_of_bound, utcnow
+from app.core.db import utcnow
 from app.core.errors import NotFound
 from app.core.hot_read import ReadScope
 from app.core.identity import parse_label
@@ -184,9 +184,8 @@ def carrying(dialect: str) -> Any:
       lookup at 1M records), and a join to the subquery itself let the planner hash the
       records table whole."""
     if dialect != "postgresql":
-        return join_any_of_bound(
-            dialect, select(RecordIdentity.record_id).distinct(), RecordIdentity.digest, "digests"
-        ).subquery()
+        carried = RecordIdentity.digest.in_(bindparam("digests", expanding=True))
+        return select(RecordIdentity.record_id).distinct().where(carried).subquery()
     digests = bindparam("digests", type_=ARRAY(String()))
     wanted = func.unnest(digests).table_valued("value").render_derived()
     probe = (
