@@ -65,6 +65,9 @@ class _Item:
     revived: bool = False  # the record was a tombstone (erased) before this write
     profile_id: uuid.UUID | None = None
     decision: policy.Decision | None = None
+    # Whether the decision keeps the rules' outcomes (why): only an answer showing the record
+    # needs them, and a batch answers ids.
+    reasons: bool = True
 
     @property
     def facts(self) -> engine.ProfileFacts:
@@ -89,7 +92,7 @@ class Registered:
     def record(self) -> RecordOut:
         """The full record; built only when asked (a batch answers ids only)."""
         if self.out is None:
-            assert self.item is not None and self.at is not None
+            assert self.item is not None and self.at is not None and self.item.reasons
             self.out = _out(self.item, self.at)
         return self.out
 
@@ -148,8 +151,12 @@ async def register(
     principal: Principal,
     indexer: BlindIndexer,
     raw_items: Sequence[dict[str, Any] | RecordIn],
+    *,
+    reasons: bool = True,
 ) -> list[Registered]:
-    """Validate and upsert records on (system, record_ref); each item succeeds or fails alone."""
+    """Validate and upsert records on (system, record_ref); each item succeeds or fails alone.
+    Without `reasons`, the outcomes' decisions carry their dates only (`Registered.record`
+    is then not available)."""
     now = utcnow()
     outcomes: dict[int, Registered] = {}
     items: list[_Item] = []
@@ -217,6 +224,7 @@ async def register(
                 # The first of equal hashes stays: an identity's current one before companions.
                 digests=list(dict(reversed([(d.digest, d) for d in digests])).values()),
                 fingerprint=found_fingerprint,
+                reasons=reasons,
             )
         )
 
@@ -283,7 +291,8 @@ async def register_batch(
     """A batch, each item alone, audited once when any item was written: as the caller's
     `records.registered`, or, for a command-line import (`import_file`, the file's name), as
     the operator's `records.imported`."""
-    outcomes = await register(session, principal, indexer, raw_items)
+    # A batch answers ids and statuses: its decisions keep their dates, not their reasons.
+    outcomes = await register(session, principal, indexer, raw_items, reasons=False)
     written = [o for o in outcomes if o.record_id is not None]
     if not written:
         return outcomes
@@ -394,7 +403,7 @@ def _decide(
         restricted=item.restricted,
         digests=frozenset(d.digest for d in item.digests),
     )
-    item.decision = engine.decide(rules, holds, facts, dates, now)
+    item.decision = engine.decide(rules, holds, facts, dates, now, reasons=item.reasons)
 
 
 def _row(item: _Item, now: datetime, *, created: bool) -> dict[str, Any]:

@@ -314,6 +314,8 @@ def decide(
     profile: ProfileFacts,
     record: RecordDates,
     now: datetime,
+    *,
+    reasons: bool = True,
 ) -> policy.Decision:
     facts = policy.RecordFacts(
         categories=profile.categories,
@@ -326,7 +328,9 @@ def decide(
         events=record.events,
         restricted=record.restricted,
     )
-    return policy.resolve(rules.ranked(profile), facts, holds.covering(profile, record), now)
+    return policy.resolve(
+        rules.ranked(profile), facts, holds.covering(profile, record), now, reasons=reasons
+    )
 
 
 def explain(

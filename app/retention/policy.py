@@ -96,14 +96,29 @@ def add_period(start: datetime, period: Period) -> datetime:
     if year > end_of_time.year:
         return end_of_time
     month = month_index % 12 + 1
-    day = min(start.day, calendar.monthrange(year, month)[1])
+    day = start.day
+    if day > 28:  # only the last days of a month may not exist in the target month
+        day = min(day, _days_in_month(year, month))
     shifted = start.replace(year=year, month=month, day=day)
+    if not (period.weeks or period.days):
+        return min(shifted, end_of_time)
     # timedelta keeps tzinfo and wall-clock time of day.
     try:
         end = shifted + timedelta(weeks=period.weeks, days=period.days)
     except OverflowError:
         return end_of_time
     return min(end, end_of_time)
+
+
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    # calendar.monthrange also works out the month's first weekday: a decision computes
+    # this for every rule of every record.
+    if month == 2 and calendar.isleap(year):
+        return 29
+    return _DAYS_IN_MONTH[month - 1]
 
 
 def validate_anchor(anchor: str) -> str:
@@ -321,10 +336,14 @@ def resolve(
     facts: RecordFacts,
     holds: Iterable[Hold],
     now: datetime,
+    *,
+    reasons: bool = True,
 ) -> Decision:
     """The per-record half: dates from this record's anchors.
 
     `group` is `group_rules(...)` for the record's group, or the rules that apply to it.
+    Without `reasons` the decision's `rules` stay empty: for a caller that stores the dates
+    and never shows why (a batch's registration), which then builds no outcome per rule.
     """
     if not isinstance(group, GroupRules):
         group = rank_rules(group)
@@ -368,34 +387,36 @@ def resolve(
     ):
         action = "anonymize"
 
-    outcomes = [
-        RuleOutcome(
-            rule_id=rule.id,
-            kind=rule.kind,
-            ends_at=end,
-            decisive=(end is None) if keep_indefinitely else (end == keep_until),
-        )
-        for rule, end in min_ends
-    ]
-    outcomes += [
-        RuleOutcome(
-            rule_id=rule.id,
-            kind=rule.kind,
-            ends_at=end,
-            decisive=delete_by is not None and end == earliest,
-        )
-        for rule, end in max_ends
-    ]
-    outcomes += [
-        RuleOutcome(
-            rule_id=rule.id,
-            kind=rule.kind,
-            ends_at=rule_end(rule, facts),
-            decisive=False,
-            outranked=True,
-        )
-        for rule in group.outranked
-    ]
+    outcomes: list[RuleOutcome] = []
+    if reasons:
+        outcomes = [
+            RuleOutcome(
+                rule_id=rule.id,
+                kind=rule.kind,
+                ends_at=end,
+                decisive=(end is None) if keep_indefinitely else (end == keep_until),
+            )
+            for rule, end in min_ends
+        ]
+        outcomes += [
+            RuleOutcome(
+                rule_id=rule.id,
+                kind=rule.kind,
+                ends_at=end,
+                decisive=delete_by is not None and end == earliest,
+            )
+            for rule, end in max_ends
+        ]
+        outcomes += [
+            RuleOutcome(
+                rule_id=rule.id,
+                kind=rule.kind,
+                ends_at=rule_end(rule, facts),
+                decisive=False,
+                outranked=True,
+            )
+            for rule in group.outranked
+        ]
 
     return Decision(
         status=status_at(held, keep_until, keep_indefinitely, delete_by, now),

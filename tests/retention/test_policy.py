@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -807,6 +808,19 @@ class TestResolve:
             action,
         )
         assert decisive_ids(decision) == decisive
+
+    @pytest.mark.parametrize("case", RESOLUTION_CASES, ids=[case[0] for case in RESOLUTION_CASES])
+    def test_without_reasons_the_same_dates(self, case: tuple[Any, ...]) -> None:
+        # A batch stores a decision's dates and never shows why: the same decision, no outcomes.
+        rules, facts_changes = case[1], case[2]
+        facts = make_facts(**facts_changes)
+        group = rank_rules(applicable_rules(rules, facts))
+        held = [Hold("h1")]
+        for holds in ([], held):
+            full = resolve(group, facts, holds, NOW)
+            bare = resolve(group, facts, holds, NOW, reasons=False)
+            assert bare.rules == []
+            assert bare == dataclasses.replace(full, rules=[])
 
     def test_rule_outcomes_report_every_applicable_rule(self) -> None:
         rules = [
