@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import Table, event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ from app.core.session import AFTER_COMMIT, AUDIT_KEY_INFO
 __all__ = ["GENESIS_HASH", "audit_key", "event_hash", "unkeyed_hash", "use_audit_key"]
 
 _PENDING = "audit_pending"
+_EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,11 @@ def _append_pending(session: Session) -> None:
         last = session.execute(select(func.coalesce(func.max(AuditEvent.entry), 0))).scalar_one()
         for entry, row in enumerate(pending, start=last + 1):
             row["entry"] = entry
-    session.execute(insert(AuditEvent), pending)
+    # Core on the session's connection: the ORM's bulk insert would rebuild every row. The
+    # flush first writes what the events may name (a request added in this transaction),
+    # as the ORM statement's autoflush did.
+    session.flush()
+    session.connection().execute(insert(_EVENTS), pending)
     session.info.setdefault(AFTER_COMMIT, {})["audit"] = link_after_commit(key)
 
 
