@@ -35,9 +35,8 @@ async def _pool(app: FastAPI) -> AsyncIterator[None]:
 raw_read = FastAPI(lifespan=_pool)
 
 
-@raw_read.get("/records/{record_id}")
-async def raw_read_record(record_id: uuid.UUID) -> dict[str, Any]:
-    row = await raw_read.state.pool.fetchrow(
+async def _read_record(app: FastAPI, record_id: uuid.UUID) -> dict[str, Any]:
+    row = await app.state.pool.fetchrow(
         "SELECT id, system, record_ref, delete_by, action FROM records WHERE id = $1", record_id
     )
     if row is None:
@@ -45,7 +44,12 @@ async def raw_read_record(record_id: uuid.UUID) -> dict[str, Any]:
     return dict(row)
 
 
-def middleware_only() -> FastAPI:
+@raw_read.get("/records/{record_id}")
+async def raw_read_record(record_id: uuid.UUID) -> dict[str, Any]:
+    return await _read_record(raw_read, record_id)
+
+
+def middleware_only(lifespan: Any = None) -> FastAPI:
     """The bare GET behind the service's own middleware and JSON access log (request ids,
     metrics, body limit, NUL guard, Allow, database faults): what any route of the service
     pays before its handler runs, and so the ceiling of `GET /healthz`."""
@@ -59,7 +63,7 @@ def middleware_only() -> FastAPI:
     from app.core.resilience import DatabaseFaultMiddleware
 
     configure_logging("INFO")
-    app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False}, lifespan=lifespan)
 
     @app.get("/")
     async def bare_behind_middleware() -> dict[str, Any]:
@@ -78,4 +82,18 @@ def middleware_without_access_log() -> FastAPI:
     request, beside what the rest of the middleware does."""
     app = middleware_only()
     logging.getLogger("spix_dsr.access").setLevel(logging.WARNING)
+    return app
+
+
+def raw_read_behind_middleware() -> FastAPI:
+    """The raw asyncpg read behind the service's middleware and access log: what a check must
+    at least do (the service's request ids, access log, metrics and body limit, then one
+    indexed read), before authenticating its caller or explaining an answer. The ceiling of
+    the retention and suppression checks on this stack."""
+    app = middleware_only(lifespan=_pool)
+
+    @app.get("/records/{record_id}")
+    async def read_behind_middleware(record_id: uuid.UUID) -> dict[str, Any]:
+        return await _read_record(app, record_id)
+
     return app

@@ -51,7 +51,8 @@ UNLIMITED = json.dumps({"read": "100000000/minute", "write": "100000000/minute"}
 @dataclass(frozen=True)
 class Operation:
     name: str
-    server: str  # "service", or a reference: "bare", "middleware", "quiet" or "raw"
+    # "service", or a reference: "bare", "middleware", "quiet", "raw" or "raw_middleware"
+    server: str
     path: str
     goal: str = ""
     script: str | None = None
@@ -133,6 +134,14 @@ def operations(data: dataset.Dataset, folder: Path) -> list[Operation]:
             [_lines(folder, "raw", [f"/records/{i}" for i in ids])],
         ),
         Operation("bare GET behind the service's middleware (reference)", "middleware", "/", ""),
+        Operation(
+            "raw asyncpg read behind the service's middleware (ceiling of a check)",
+            "raw_middleware",
+            "/",
+            "",
+            "paths.lua",
+            [_lines(folder, "raw_middleware", [f"/records/{i}" for i in ids])],
+        ),
         Operation("the same without the access log (reference)", "quiet", "/", ""),
         Operation("GET /healthz", "service", "/healthz", ">= 0.9"),
         Operation(
@@ -205,7 +214,7 @@ def operations(data: dataset.Dataset, folder: Path) -> list[Operation]:
         ),
     ]
     if data.backend != "postgresql":
-        ops = [op for op in ops if op.server != "raw"]
+        ops = [op for op in ops if not op.server.startswith("raw")]
     for op in ops:
         if op.script == template:
             op.args.append(subjects)
@@ -255,6 +264,7 @@ def servers(data: dataset.Dataset, folder: Path) -> Iterator[dict[str, load.Serv
         if data.backend == "postgresql":
             raw_env = {**base_env, "SPIX_DSR_BENCH_ASYNCPG_DSN": dataset.asyncpg_dsn(data.url)}
             reference("raw", "raw_read", raw_env)
+            reference("raw_middleware", "raw_read_behind_middleware", raw_env, factory=True)
         yield started
     finally:
         for server in started.values():
