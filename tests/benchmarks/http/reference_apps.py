@@ -1,6 +1,8 @@
-"""The references every figure of the HTTP suite is divided by, served by the same uvicorn as
-the service: a bare FastAPI GET returning a dict, and one indexed PostgreSQL read through a raw
-asyncpg pool (the stack's ceiling for a route that reads one row)."""
+"""The references of the HTTP suite, served by the same uvicorn as the service: a bare FastAPI
+GET returning a dict (every figure is divided by it), one indexed PostgreSQL read through a
+raw asyncpg pool (the stack's ceiling for a route that reads one row), the bare GET behind the
+service's middleware with and without its access log, and the raw read behind that middleware
+(the ceiling of a check)."""
 
 from __future__ import annotations
 
