@@ -66,6 +66,7 @@ async def _one(session: Any, principal: Principal, request_id: uuid.UUID) -> Req
     summary="File a data subject request",
     responses=error_responses(400, 401, 403, 409, 413, 422),
 )
+@fast_path
 async def file_request(
     body: RequestCreate,
     session: SessionDep,
