@@ -79,15 +79,50 @@ def record(
     )
 
 
-@event.listens_for(Session, "before_commit")
-def _append_pending(session: Session) -> None:
-    """Write the transaction's events, sealed and unlinked: no lock beyond the rows' own."""
+# The columns of an event a transaction writes (the entry is the database's, the link the
+# chain's): what `take_sealed` hands a statement to write.
+WRITTEN_COLUMNS = (
+    "id",
+    "occurred_at",
+    "event_type",
+    "actor_key_id",
+    "actor_role",
+    "entity_type",
+    "entity_id",
+    "subject_request_id",
+    "details",
+    "seal",
+)
+
+
+def _sealed_pending(session: Session) -> list[dict[str, Any]]:
+    """The events queued so far, taken from the queue and sealed; the commit links them."""
     pending: list[dict[str, Any]] = session.info.pop(_PENDING, [])
     if not pending:
-        return
+        return pending
     key = session.info.get(AUDIT_KEY_INFO) or audit_key()
     for row in pending:
         row["seal"] = event_seal(key, row)
+    session.info.setdefault(AFTER_COMMIT, {})["audit"] = link_after_commit(key)
+    return pending
+
+
+def take_sealed(session: AsyncSession) -> list[dict[str, Any]]:
+    """On PostgreSQL, the events queued so far in this transaction, sealed, for a statement of
+    the caller's to write with its own rows (their entries come from the sequence): a round
+    trip less than writing them at commit. The commit writes any queued after, and links all
+    of them. Elsewhere nothing: SQLite numbers events under its write lock, at commit."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    return _sealed_pending(session.sync_session)
+
+
+@event.listens_for(Session, "before_commit")
+def _append_pending(session: Session) -> None:
+    """Write the transaction's events, sealed and unlinked: no lock beyond the rows' own."""
+    pending = _sealed_pending(session)
+    if not pending:
+        return
     if session.get_bind().dialect.name == "sqlite":
         # No sequences here; the transaction holds the database's write lock (BEGIN
         # IMMEDIATE), so the next numbers are this transaction's. PostgreSQL: a sequence.
@@ -99,7 +134,6 @@ def _append_pending(session: Session) -> None:
     # as the ORM statement's autoflush did.
     session.flush()
     session.connection().execute(insert(_EVENTS), pending)
-    session.info.setdefault(AFTER_COMMIT, {})["audit"] = link_after_commit(key)
 
 
 @event.listens_for(Session, "after_soft_rollback")

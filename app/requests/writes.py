@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.models import AuditEvent
+from app.audit.service import WRITTEN_COLUMNS, take_sealed
 from app.core.db import keep_written, new_row
 from app.core.identity import BlindIndex
 from app.requests.fresh import note_fresh
@@ -41,6 +43,7 @@ _SCOPES: Table = RequestScope.__table__  # type: ignore[assignment]
 _SCOPE_RECORDS: Table = ScopeRecord.__table__  # type: ignore[assignment]
 _TASKS: Table = Task.__table__  # type: ignore[assignment]
 _TASK_RECORDS: Table = TaskRecord.__table__  # type: ignore[assignment]
+_EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
 
 
 def _values(table: Table, prefix: str = "") -> Insert:
@@ -58,11 +61,13 @@ def _values(table: Table, prefix: str = "") -> Insert:
     )
 
 
-def _unnested(table: Table, prefix: str) -> Insert:
-    """INSERT INTO table SELECT * FROM unnest(one array a column)."""
+def _unnested(table: Table, prefix: str, columns: tuple[str, ...] | None = None) -> Insert:
+    """INSERT INTO table SELECT * FROM unnest(one array a column): every column, or those
+    named (the others take their defaults)."""
     arrays = {
         column.key: bindparam(f"{prefix}_{column.key}", type_=ARRAY(_item_type(column)))
         for column in table.columns
+        if columns is None or column.key in columns
     }
     unnested = func.unnest(*arrays.values()).table_valued(*arrays).render_derived()
     return insert(table).from_select(
@@ -86,9 +91,13 @@ def _item_type(column: Any) -> Any:
     return column.type
 
 
-def _arrays(table: Table, prefix: str, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def _arrays(
+    table: Table, prefix: str, rows: list[dict[str, Any]], columns: tuple[str, ...] | None = None
+) -> dict[str, list[Any]]:
     arrays = {}
     for column in table.columns:
+        if columns is not None and column.key not in columns:
+            continue
         values = [row.get(column.key) for row in rows]
         if isinstance(column.type, JSON):
             # As the engine's JSON serializer writes them (orjson); None stays SQL NULL.
@@ -97,16 +106,26 @@ def _arrays(table: Table, prefix: str, rows: list[dict[str, Any]]) -> dict[str, 
     return arrays
 
 
+# PostgreSQL: each statement also writes the audit events the transaction queued so far
+# (audit.take_sealed), a round trip less than writing them at commit.
+_EVENTS_WRITTEN = _unnested(_EVENTS, "ae", WRITTEN_COLUMNS).cte("events_written")
 # PostgreSQL: the request and its identities in one statement.
 _REQUEST_AND_IDENTITIES = _unnested(_IDENTITIES, "i").add_cte(
-    _values(_REQUESTS, "r_").cte("request_written")
+    _values(_REQUESTS, "r_").cte("request_written"), _EVENTS_WRITTEN
 )
 # PostgreSQL: the opened scopes, their records, the tasks and the tasks' records.
 _WORK = _unnested(_TASK_RECORDS, "tr").add_cte(
     _unnested(_SCOPES, "s").cte("scopes_written"),
     _unnested(_SCOPE_RECORDS, "sr").cte("scope_records_written"),
     _unnested(_TASKS, "t").cte("tasks_written"),
+    _EVENTS_WRITTEN,
 )
+
+
+def _events(session: AsyncSession) -> dict[str, list[Any]]:
+    return _arrays(_EVENTS, "ae", take_sealed(session), WRITTEN_COLUMNS)
+
+
 _ONE_ROW = {table.name: _values(table) for table in (_REQUESTS, _SCOPES)}
 
 
@@ -130,9 +149,8 @@ async def write_request(
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         params = {f"r_{key}": value for key, value in row.items()}
-        await connection.execute(
-            _REQUEST_AND_IDENTITIES, params | _arrays(_IDENTITIES, "i", identities)
-        )
+        params |= _arrays(_IDENTITIES, "i", identities)
+        await connection.execute(_REQUEST_AND_IDENTITIES, params | _events(session))
     else:
         await connection.execute(_ONE_ROW[_REQUESTS.name], row)
         await connection.execute(insert(_IDENTITIES), identities)
@@ -223,7 +241,7 @@ class NewWork:
                 params: dict[str, list[Any]] = {}
                 for table, prefix, rows in tables:
                     params |= _arrays(table, prefix, rows)
-                await connection.execute(_WORK, params)
+                await connection.execute(_WORK, params | _events(session))
             else:
                 for table, _prefix, rows in tables:
                     if rows:
