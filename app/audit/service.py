@@ -79,9 +79,8 @@ def record(
     )
 
 
-# The columns of an event a transaction writes (the entry is the database's, the link the
-# chain's): what `take_sealed` hands a statement to write.
-WRITTEN_COLUMNS = (
+# What an event holds: its content (what the seal and the link cover) and its position.
+_CONTENT = (
     "id",
     "occurred_at",
     "event_type",
@@ -91,8 +90,11 @@ WRITTEN_COLUMNS = (
     "entity_id",
     "subject_request_id",
     "details",
-    "seal",
 )
+_FIELDS = ("seq", *_CONTENT)
+# The columns of an event a transaction writes (the entry is the database's, the link the
+# chain's): what `take_sealed` hands a statement to write.
+WRITTEN_COLUMNS = (*_CONTENT, "seal")
 
 
 def _sealed_pending(session: Session) -> list[dict[str, Any]]:
@@ -178,20 +180,6 @@ async def _events_in_order(
             yield row
         last_seq = rows[-1].seq or last
         session.expunge_all()
-
-
-_FIELDS = (
-    "seq",
-    "id",
-    "occurred_at",
-    "event_type",
-    "actor_key_id",
-    "actor_role",
-    "entity_type",
-    "entity_id",
-    "subject_request_id",
-    "details",
-)
 
 
 @dataclass(frozen=True, slots=True)
