@@ -1,8 +1,9 @@
 """The references of the HTTP suite, served by the same uvicorn as the service: a bare FastAPI
 GET returning a dict (every figure is divided by it), one indexed PostgreSQL read through a
 raw asyncpg pool (the stack's ceiling for a route that reads one row), the bare GET behind the
-service's middleware with and without its access log, and the raw read behind that middleware
-(the ceiling of a check)."""
+service's middleware with and without its access log, the raw read behind that middleware
+(the ceiling of a check), and the lookup's own statement run the same way (the ceiling of a
+lookup)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from fastapi import FastAPI, HTTPException
+
+# At module level: the endpoint's annotation names it (the annotations are strings here).
+from app.records.schemas import LookupIn
 
 bare = FastAPI()
 
@@ -97,5 +101,41 @@ def raw_read_behind_middleware() -> FastAPI:
     @app.get("/records/{record_id}")
     async def read_behind_middleware(record_id: uuid.UUID) -> dict[str, Any]:
         return await _read_record(app, record_id)
+
+    return app
+
+
+def raw_lookup_behind_middleware() -> FastAPI:
+    """The subject lookup at its least, behind the service's middleware and access log: the
+    body validated as the service's own model, the identity hashed under every normalisation
+    version in use, then the service's own lookup statement (the identity index probed, the
+    page of records read with their profiles, identities and rules) run through a raw asyncpg
+    pool, and its rows answered as they come. It authenticates nobody, counts no rate limit,
+    and neither summarises nor explains the records found: the ceiling of the lookup."""
+    from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+
+    from app.core.config import Settings
+    from app.core.identity import BlindIndexer
+    from app.subjects.service import _statements, subject_digests
+
+    settings = Settings()
+    indexer = BlindIndexer(
+        settings.resolve_subject_key(),
+        settings.subject_key_id,
+        settings.default_phone_region,
+        settings.identity_legacy_versions,
+    )
+    # The page statement of a lookup by an admin key, naming no controller, with no cursor:
+    # the service's text for PostgreSQL, its parameters in the driver's order.
+    page, _summary = _statements(("postgresql", "everything", False, False))
+    compiled = page.statement.compile(dialect=asyncpg_dialect())
+    sql, names, fixed = str(compiled), list(compiled.positiontup or []), compiled.params
+    app = middleware_only(lifespan=_pool)
+
+    @app.post("/v1/subjects/lookup")
+    async def lookup_behind_middleware(body: LookupIn) -> list[dict[str, Any]]:
+        params = {"digests": subject_digests(indexer, body, None), "limit": 51}
+        rows = await app.state.pool.fetch(sql, *[params.get(n, fixed.get(n)) for n in names])
+        return [dict(row) for row in rows]
 
     return app

@@ -51,7 +51,8 @@ UNLIMITED = json.dumps({"read": "100000000/minute", "write": "100000000/minute"}
 @dataclass(frozen=True)
 class Operation:
     name: str
-    # "service", or a reference: "bare", "middleware", "quiet", "raw" or "raw_middleware"
+    # "service", or a reference: "bare", "middleware", "quiet", "raw", "raw_middleware" or
+    # "raw_lookup"
     server: str
     path: str
     goal: str = ""
@@ -179,6 +180,14 @@ def operations(data: dataset.Dataset, folder: Path) -> list[Operation]:
             [_template(folder, "lookup", {"identities": _email("{n}")})],
         ),
         Operation(
+            "the lookup's statement behind the service's middleware (ceiling of a lookup)",
+            "raw_lookup",
+            "/v1/subjects/lookup",
+            "",
+            template,
+            [_template(folder, "raw_lookup", {"identities": _email("{n}")})],
+        ),
+        Operation(
             "GET /v1/requests/{id}",
             "service",
             "/",
@@ -265,6 +274,13 @@ def servers(data: dataset.Dataset, folder: Path) -> Iterator[dict[str, load.Serv
             raw_env = {**base_env, "SPIX_DSR_BENCH_ASYNCPG_DSN": dataset.asyncpg_dsn(data.url)}
             reference("raw", "raw_read", raw_env)
             reference("raw_middleware", "raw_read_behind_middleware", raw_env, factory=True)
+            # The lookup's ceiling hashes identities as the service does: its subject key.
+            lookup_env = {
+                **raw_env,
+                "SPIX_DSR_SUBJECT_KEY": TEST_SUBJECT_KEY,
+                "SPIX_DSR_DATA_DIR": str(folder),
+            }
+            reference("raw_lookup", "raw_lookup_behind_middleware", lookup_env, factory=True)
         yield started
     finally:
         for server in started.values():
@@ -294,19 +310,26 @@ def _seed_over_http(service: load.Server, data: dataset.Dataset) -> list[str]:
     return ids
 
 
-def _smoke(service: load.Server, data: dataset.Dataset, ops: list[Operation]) -> None:
-    """Every POST template answers a success once (wrk counts statuses, not item errors)."""
-    with httpx.Client(base_url=service.base_url, headers=data.admin, timeout=60) as client:
-        for op in ops:
-            if op.server != "service" or op.script != "post_template.lua":
-                continue
-            body = Path(op.args[0]).read_text().replace("{n}", "2").replace("{seq}", "smoke")
-            answer = client.post(op.path, content=body, headers=JSON)
-            assert answer.status_code in (200, 201), f"{op.name}: {answer.text[:500]}"
+def _smoke(running: dict[str, load.Server], data: dataset.Dataset, ops: list[Operation]) -> None:
+    """Every POST template answers a success once (wrk counts statuses, not item errors), and
+    the lookup's ceiling finds what the service's lookup finds."""
+    found: dict[str, int] = {}
+    for op in ops:
+        if op.server not in ("service", "raw_lookup") or op.script != "post_template.lua":
+            continue
+        body = Path(op.args[0]).read_text().replace("{n}", "2").replace("{seq}", "smoke")
+        url = running[op.server].base_url + op.path
+        answer = httpx.post(url, content=body, headers={**JSON, **data.admin}, timeout=60)
+        assert answer.status_code in (200, 201), f"{op.name}: {answer.text[:500]}"
+        if op.path == "/v1/subjects/lookup":
+            rows = answer.json() if op.server == "raw_lookup" else answer.json()["items"]
+            found[op.server] = len(rows)
             if op.per_request > 1:
                 results = answer.json()["results"]
                 failed = [r for r in results if r["status"] != "created"]
                 assert not failed, f"{op.name}: {failed[:2]}"
+    if "raw_lookup" in found:
+        assert found["raw_lookup"] == found["service"] > 0, found
 
 
 def _run(
@@ -350,7 +373,7 @@ async def test_http_hot_paths(backend: str, tmp_path: Path) -> None:
             reads = next(op for op in ops if op.name == "GET /v1/requests/{id}")
             paths = [f"/v1/requests/{i}" for i in request_ids]
             reads.args.append(_lines(tmp_path, "requests", paths))
-            _smoke(running["service"], data, ops)
+            _smoke(running, data, ops)
             figures = {op.name: Figures() for op in ops}
             for op in ops:  # warm-up: first requests, caches, pool filled
                 _run(op, running[op.server], data, min(2.0, SECONDS), f"warm{id(op)}")
