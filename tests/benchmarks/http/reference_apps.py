@@ -116,28 +116,22 @@ def raw_lookup_behind_middleware() -> FastAPI:
     of the lookup."""
     from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
-    from app.core.config import Settings
-    from app.core.identity import BlindIndexer
     from app.subjects.service import _statements, subject_digests
+    from tests.benchmarks import _data
 
-    settings = Settings()
-    indexer = BlindIndexer(
-        settings.resolve_subject_key(),
-        settings.subject_key_id,
-        settings.default_phone_region,
-        settings.identity_legacy_versions,
-    )
+    # The key and versions the bench's records were hashed under, as the service has them.
+    indexer = _data.indexer()
     # The page statement of a lookup by an admin key, naming no controller, with no cursor:
-    # the service's text for PostgreSQL, its parameters in the driver's order.
+    # the text the service runs on the driver, its parameters in the driver's order.
     page, _summary = _statements(("postgresql", "everything", False, False))
-    compiled = page.statement.compile(dialect=asyncpg_dialect())
-    sql, names, fixed = str(compiled), list(compiled.positiontup or []), compiled.params
+    compiled = page._compiled(asyncpg_dialect())
     app = middleware_only(lifespan=_pool)
 
     @app.post("/v1/subjects/lookup")
     async def lookup_behind_middleware(body: LookupIn) -> Response:
         params = {"digests": subject_digests(indexer, body, None), "limit": 51}
-        rows = await app.state.pool.fetch(sql, *[params.get(n, fixed.get(n)) for n in names])
+        arguments = [params.get(n, compiled.defaults.get(n)) for n in compiled.names]
+        rows = await app.state.pool.fetch(compiled.sql, *arguments)
         # The cheapest answer of the rows: orjson writes datetimes itself, the driver's own
         # UUID type as its text.
         answer = orjson.dumps([dict(row) for row in rows], default=str)

@@ -274,13 +274,7 @@ def servers(data: dataset.Dataset, folder: Path) -> Iterator[dict[str, load.Serv
             raw_env = {**base_env, "SPIX_DSR_BENCH_ASYNCPG_DSN": dataset.asyncpg_dsn(data.url)}
             reference("raw", "raw_read", raw_env)
             reference("raw_middleware", "raw_read_behind_middleware", raw_env, factory=True)
-            # The lookup's ceiling hashes identities as the service does: its subject key.
-            lookup_env = {
-                **raw_env,
-                "SPIX_DSR_SUBJECT_KEY": TEST_SUBJECT_KEY,
-                "SPIX_DSR_DATA_DIR": str(folder),
-            }
-            reference("raw_lookup", "raw_lookup_behind_middleware", lookup_env, factory=True)
+            reference("raw_lookup", "raw_lookup_behind_middleware", raw_env, factory=True)
         yield started
     finally:
         for server in started.values():
