@@ -35,6 +35,23 @@ async def _admin_execute(statement: str) -> None:
         await engine.dispose()
 
 
+async def terminate_other_connections(url: str) -> int:
+    """Terminate every other session on this PostgreSQL database (a server restart, as the
+    pool sees it); returns how many there were."""
+    killer = create_async_engine(url)
+    try:
+        async with killer.connect() as connection:
+            terminated = await connection.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+    finally:
+        await killer.dispose()
+    return int(terminated or 0)
+
+
 @asynccontextmanager
 async def fresh_database(backend: str, folder: Path, *, migrate: bool = True) -> AsyncIterator[str]:
     """Yield the URL of an empty database of this backend; drop it afterwards."""

@@ -5,12 +5,17 @@ PostgreSQL.
 SQLAlchemy compiles the statement once per dialect; on PostgreSQL the SQL text then runs
 straight on the pooled connection's asyncpg driver (prepared once per connection by asyncpg's
 statement cache), and the rows come back as named tuples, each value processed as a Core
-result processes it. That halves what a one-row read costs in Python (about 340 µs through
-a session's Core execute against 180 µs here, measured on the retention check's statement).
-SQLite runs the same statement through Core.
+result processes it; bound values go through SQLAlchemy's bind processing. That halves
+what a one-row read costs in Python (about 340 µs through a session's Core execute against
+180 µs here, measured on the retention check's statement). SQLite runs the same statement
+through Core.
 
-Driver errors are raised as SQLAlchemy's DBAPIError, with the connection invalidated when it
-broke, so the database-fault middleware answers them as it answers any other read.
+Driver errors are raised as Core raises them (translated by SQLAlchemy's driver adapter: a
+unique violation is an IntegrityError), with the connection invalidated when it broke, so
+the database-fault middleware answers them as it answers any other statement.
+
+Hot writes (HotWrite) are the filing's INSERTs, run the same way inside the session's
+transaction, which they begin when they are its first statement.
 
 A request's hot reads run in a ReadScope: on PostgreSQL it checks a connection out of the
 engine's pool for them without a session (a session's connection, transaction and close cost
@@ -22,13 +27,16 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Select
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import await_only as await_
 from sqlalchemy.util import greenlet_spawn
 
 from app.core.db import Database
@@ -61,6 +69,17 @@ class HotRead:
             await connection.invalidate(broken.error)
             raise broken.raised from broken.error
 
+    def rows_from_sync(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """The same from SQLAlchemy's sync side (a session event's hook, which runs in
+        SQLAlchemy's greenlet): the driver's coroutine is awaited there."""
+        if connection.dialect.name != "postgresql":
+            return list(connection.execute(self.other, dict(params)))
+        try:
+            return await_(self._fetch(connection.dialect, connection.connection, params))
+        except _Broken as broken:
+            connection.invalidate(broken.error)
+            raise broken.raised from broken.error
+
     def _compiled(self, dialect: Any) -> _Compiled:
         compiled = self._postgresql
         if compiled is None:
@@ -73,23 +92,79 @@ class HotRead:
         compiled = self._compiled(dialect)
         driver = raw.driver_connection  # type: ignore[attr-defined]
         assert driver is not None
-        arguments = [params.get(name, compiled.defaults.get(name)) for name in compiled.names]
+        arguments = compiled.arguments(params)
         try:
             records = await driver.fetch(compiled.sql, *arguments)
         except Exception as error:
-            broken = driver.is_closed() or not isinstance(error, _postgres_error())
-            raised = sa_exc.DBAPIError.instance(
-                compiled.sql,
-                None,
-                error,
-                Exception,
-                hide_parameters=True,
-                connection_invalidated=broken,
-            )
-            if broken:
-                raise _Broken(error, raised) from error
-            raise raised from error
+            _raise_as_sqlalchemy(compiled, raw, error)
         return [compiled.row(record) for record in records]
+
+
+class HotWrite:
+    """An INSERT built once, run inside a session's transaction. On PostgreSQL its text runs
+    straight on the driver, each value bound as SQLAlchemy binds it (JSON as text, its types'
+    own processing), without Core's execution context, cursor and result around it. The
+    session's transaction is begun first when nothing has run in it yet, as Core's execute
+    would, so the row commits or rolls back with the rest.
+
+    The statement binds every column it writes: a default computed in Python at execution
+    (a `default=` callable or value) would not be, so such a statement is refused here."""
+
+    def __init__(self, statement: Any) -> None:
+        left = statement.compile(dialect=postgresql.dialect()).insert_prefetch  # type: ignore[no-untyped-call]
+        if left:
+            names = ", ".join(sorted(column.key for column in left))
+            raise ValueError(f"a hot write binds every column it writes; not bound: {names}")
+        self.statement = statement
+        self._postgresql: _Compiled | None = None
+
+    async def execute(self, connection: AsyncConnection, params: Mapping[str, Any]) -> None:
+        if connection.dialect.name != "postgresql":
+            await connection.execute(self.statement, dict(params))
+            return
+        compiled = self._postgresql
+        if compiled is None:
+            compiled = self._postgresql = _Compiled(self.statement, connection.dialect)
+        sync = connection.sync_connection
+        assert sync is not None
+        raw = sync.connection if not sync.invalidated else await connection.get_raw_connection()
+        adapted = raw.dbapi_connection
+        driver = raw.driver_connection
+        assert adapted is not None and driver is not None
+        arguments = compiled.arguments(params)
+        try:
+            if adapted._transaction is None:  # what the adapter's cursor does before a statement
+                await adapted._start_transaction()
+            await driver.execute(compiled.sql, *arguments)
+        except Exception as error:
+            try:
+                _raise_as_sqlalchemy(compiled, raw, error)
+            except _Broken as broken:
+                await connection.invalidate(broken.error)
+                raise broken.raised from broken.error
+
+
+def _raise_as_sqlalchemy(compiled: _Compiled, raw: Any, error: Exception) -> NoReturn:
+    """A driver error raised as Core's execute raises it: translated by SQLAlchemy's driver
+    adapter (a unique violation is an IntegrityError), the database's own error under it; as
+    _Broken when it broke the connection."""
+    broken = raw.driver_connection.is_closed() or not isinstance(error, _postgres_error())
+    try:
+        raw.dbapi_connection._handle_exception(error)
+    except Exception as translated:
+        raised = sa_exc.DBAPIError.instance(
+            compiled.sql,
+            None,
+            translated,
+            Exception,
+            hide_parameters=True,
+            connection_invalidated=broken,
+        )
+    else:  # pragma: no cover - the adapter always raises
+        raise AssertionError("the driver adapter did not raise") from error
+    if broken:
+        raise _Broken(error, raised) from error
+    raise raised from error
 
 
 class _Broken(Exception):
@@ -184,19 +259,28 @@ def _postgres_error() -> type[Exception]:
 
 
 class _Compiled:
-    """The statement's PostgreSQL text, its parameters in order, its row type and each
-    column's result processing (SQLAlchemy's own: JSON decoded, UTC datetimes, UUIDs)."""
+    """The statement's PostgreSQL text, its parameters in order with their bind processing,
+    its row type and each column's result processing (SQLAlchemy's own: JSON decoded, UTC
+    datetimes, UUIDs)."""
 
-    def __init__(self, statement: Select[*tuple[Any, ...]], dialect: Any) -> None:
+    def __init__(self, statement: Any, dialect: Any) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
         self.names: list[str] = list(compiled.positiontup or [])
         # The values the statement carries itself (`state != 'erased'`), bound as they are.
         self.defaults = compiled.params
-        columns = list(statement.selected_columns)
+        processors = compiled._bind_processors
+        self.binds = [(i, processors[n]) for i, n in enumerate(self.names) if n in processors]
+        columns = list(getattr(statement, "selected_columns", ()))
         self.type = namedtuple("Row", [c.key for c in columns])  # type: ignore[misc]
         processors = [c.type._cached_result_processor(dialect, None) for c in columns]
         self.processed = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        values = [params.get(name, self.defaults.get(name)) for name in self.names]
+        for index, process in self.binds:
+            values[index] = process(values[index])
+        return values
 
     def row(self, record: Any) -> Any:
         if not self.processed:

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     String,
     Table,
+    any_,
     bindparam,
     case,
     cast,
@@ -28,12 +29,14 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.base import NO_VALUE
 
 from app.controllers.models import Controller
 from app.core.db import utcnow
+from app.core.hot_read import HotRead
 from app.core.ids import new_id
 from app.outbox.models import OutboxEvent
 from app.requests.models import SubjectRequest
@@ -67,39 +70,49 @@ _CONTROLLERS: Table = Controller.__table__  # type: ignore[assignment]
 _OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
 
 
-def _receivers_statement(systems: bool, platform: bool, controllers: bool) -> Any:
+def _receivers_statement(systems: bool, platform: bool, controllers: bool, dialect: str) -> Any:
     """(kind, target) rows: the systems named that take webhooks; the platform's id, and
-    whether it takes them; the controllers named that take them. Built once per shape."""
+    whether it takes them; the controllers named that take them. Built once per shape; the
+    lists bind as arrays on PostgreSQL (one text whatever their length), expanded elsewhere."""
     c = _CONTROLLERS.c
     hooked = (c.dsr_routing_mode == "webhook") & c.webhook_url.is_not(None)
+
+    def among(column: Any, name: str) -> Any:
+        if dialect == "postgresql":
+            return column == any_(bindparam(name, type_=ARRAY(column.type)))
+        return column.in_(bindparam(name, expanding=True))
+
     parts: list[Any] = []
     if systems:
         parts.append(
-            select(literal("system"), _SYSTEMS.c.key).where(
-                _SYSTEMS.c.key.in_(bindparam("systems", expanding=True)),
-                _SYSTEMS.c.webhook_url.is_not(None),
+            select(literal("system").label("kind"), _SYSTEMS.c.key.label("target")).where(
+                among(_SYSTEMS.c.key, "systems"), _SYSTEMS.c.webhook_url.is_not(None)
             )
         )
     if platform:
         parts.append(
             select(
-                case((hooked, literal("platform_hooked")), else_=literal("platform")),
-                cast(c.id, String),
+                case((hooked, literal("platform_hooked")), else_=literal("platform")).label("kind"),
+                cast(c.id, String).label("target"),
             ).where(c.kind == "platform")
         )
     if controllers:
         parts.append(
-            select(literal("controller"), cast(c.id, String)).where(
-                c.id.in_(bindparam("ids", expanding=True)), hooked
+            select(literal("controller").label("kind"), cast(c.id, String).label("target")).where(
+                among(c.id, "ids"), hooked
             )
         )
     return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
+# Run at every commit that emitted an event: straight on the driver on PostgreSQL.
 _RECEIVERS = {
-    shape: _receivers_statement(*shape)
-    for shape in itertools.product((False, True), repeat=3)
-    if any(shape)
+    (systems, platform, controllers): HotRead(
+        _receivers_statement(systems, platform, controllers, "postgresql"),
+        other=_receivers_statement(systems, platform, controllers, "other"),
+    )
+    for systems, platform, controllers in itertools.product((False, True), repeat=3)
+    if systems or platform or controllers
 }
 
 
@@ -116,7 +129,7 @@ def _receivers(session: Session, pending: list[dict[str, Any]]) -> tuple[set[str
     if not any(shape):
         return with_system_hook, with_controller_hook, platform
     params = {"systems": sorted(systems), "ids": sorted(ids)}
-    for kind, target in session.connection().execute(_RECEIVERS[shape], params):
+    for kind, target in _RECEIVERS[shape].rows_from_sync(session.connection(), params):
         if kind == "system":
             with_system_hook.add(target)
             continue

@@ -3,7 +3,6 @@ scope each; a scope runs at once or waits for its controller's decision."""
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -17,6 +16,7 @@ from app.controllers.models import Controller
 from app.controllers.service import platform_controller_id
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.hot_read import HotRead
 from app.core.identity import BlindIndex
 from app.core.ids import new_id
 from app.outbox import service as outbox
@@ -154,20 +154,17 @@ async def records_by_controller(
     and what decides how each controller's scope runs."""
     by_controller: dict[uuid.UUID, list[Any]] = defaultdict(list)
     controllers: dict[uuid.UUID, Any] = {}
-    connection = await session.connection()  # Core: rows of columns, nothing to flush first
+    connection = await session.connection()  # rows of columns, nothing to flush first
     filed_by = request.filed_by_controller_id
-    statement = _records_statement(connection.dialect.name, filed_by is not None)
     params = {"digests": [d.digest for d in digests], "filed_by": filed_by}
-    for row in await connection.execute(statement, params):
+    for row in await _RECORDS[filed_by is not None].rows(connection, params):
         by_controller[row.controller_id].append(row)
         controllers.setdefault(row.controller_id, row)
     return by_controller, controllers
 
 
-@functools.cache
 def _records_statement(dialect: str, filed: bool) -> Any:
-    """Built once per dialect and filter (a statement built anew costs more than its run):
-    the identity index first, then the records by primary key (see records.carrying)."""
+    """The identity index first, then the records by primary key (see records.carrying)."""
     ids = carrying(dialect)
     statement = (
         select(
@@ -176,7 +173,7 @@ def _records_statement(dialect: str, filed: bool) -> Any:
             Record.system,
             Record.record_ref,
             Record.state,
-            *_CONTROLLER_FACTS,
+            *_CONTROLLER_FACTS[1:],  # the controller's id is the record's controller_id
         )
         .join(ids, ids.c.record_id == Record.id)
         .join(Controller, Controller.id == Record.controller_id)
@@ -185,6 +182,16 @@ def _records_statement(dialect: str, filed: bool) -> Any:
     if filed:
         statement = statement.where(Record.controller_id == bindparam("filed_by"))
     return statement.order_by(Record.id)
+
+
+# Built once per filter (a statement built anew costs more than its run); on PostgreSQL run
+# straight on the driver inside the session's transaction.
+_RECORDS = {
+    filed: HotRead(
+        _records_statement("postgresql", filed), other=_records_statement("sqlite", filed)
+    )
+    for filed in (False, True)
+}
 
 
 def tell_customer(

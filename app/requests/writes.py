@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.models import AuditEvent
 from app.audit.service import WRITTEN_COLUMNS, take_sealed
 from app.core.db import keep_written, new_row
+from app.core.hot_read import HotWrite
 from app.core.identity import BlindIndex
 from app.requests.fresh import note_fresh
 from app.requests.models import RequestIdentity, RequestScope, ScopeRecord, SubjectRequest
@@ -107,18 +108,23 @@ def _arrays(
 
 
 # PostgreSQL: each statement also writes the audit events the transaction queued so far
-# (audit.take_sealed), a round trip less than writing them at commit.
+# (audit.take_sealed), a round trip less than writing them at commit. Both run straight on
+# the driver (core.hot_read.HotWrite).
 _EVENTS_WRITTEN = _unnested(_EVENTS, "ae", WRITTEN_COLUMNS).cte("events_written")
 # PostgreSQL: the request and its identities in one statement.
-_REQUEST_AND_IDENTITIES = _unnested(_IDENTITIES, "i").add_cte(
-    _values(_REQUESTS, "r_").cte("request_written"), _EVENTS_WRITTEN
+_REQUEST_AND_IDENTITIES = HotWrite(
+    _unnested(_IDENTITIES, "i").add_cte(
+        _values(_REQUESTS, "r_").cte("request_written"), _EVENTS_WRITTEN
+    )
 )
 # PostgreSQL: the opened scopes, their records, the tasks and the tasks' records.
-_WORK = _unnested(_TASK_RECORDS, "tr").add_cte(
-    _unnested(_SCOPES, "s").cte("scopes_written"),
-    _unnested(_SCOPE_RECORDS, "sr").cte("scope_records_written"),
-    _unnested(_TASKS, "t").cte("tasks_written"),
-    _EVENTS_WRITTEN,
+_WORK = HotWrite(
+    _unnested(_TASK_RECORDS, "tr").add_cte(
+        _unnested(_SCOPES, "s").cte("scopes_written"),
+        _unnested(_SCOPE_RECORDS, "sr").cte("scope_records_written"),
+        _unnested(_TASKS, "t").cte("tasks_written"),
+        _EVENTS_WRITTEN,
+    )
 )
 
 
@@ -150,7 +156,7 @@ async def write_request(
     if connection.dialect.name == "postgresql":
         params = {f"r_{key}": value for key, value in row.items()}
         params |= _arrays(_IDENTITIES, "i", identities)
-        await connection.execute(_REQUEST_AND_IDENTITIES, params | _events(session))
+        await _REQUEST_AND_IDENTITIES.execute(connection, params | _events(session))
     else:
         await connection.execute(_ONE_ROW[_REQUESTS.name], row)
         await connection.execute(insert(_IDENTITIES), identities)
@@ -241,7 +247,7 @@ class NewWork:
                 params: dict[str, list[Any]] = {}
                 for table, prefix, rows in tables:
                     params |= _arrays(table, prefix, rows)
-                await connection.execute(_WORK, params | _events(session))
+                await _WORK.execute(connection, params | _events(session))
             else:
                 for table, _prefix, rows in tables:
                     if rows:

@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from httpx import ASGITransport
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.core.config import Settings
 from app.core.db import Database, create_engine
@@ -27,7 +26,7 @@ from tests.builders import (
     make_system,
 )
 from tests.conftest import bearer
-from tests.databases import fresh_database
+from tests.databases import fresh_database, terminate_other_connections
 
 
 async def _world(database: Database) -> tuple[str, dict[str, str]]:
@@ -62,9 +61,12 @@ async def test_a_hot_read_gives_the_rows_core_gives(backend: str, tmp_path: Path
     assert isinstance(fast.events, dict) and "account_closed" in fast.events  # JSON decoded
 
 
-async def test_a_connection_broken_under_a_hot_read_answers_503_then_recovers(
-    backend: str, tmp_path: Path
+@pytest.mark.parametrize("statement", ["hot read", "hot write"])
+async def test_a_connection_broken_under_a_hot_statement_answers_503_then_recovers(
+    backend: str, tmp_path: Path, statement: str
 ) -> None:
+    """A retention check (a hot read) or a filing (a hot write, its transaction's first
+    statement) on a pooled connection the server has dropped."""
     if backend != "postgresql":
         pytest.skip("an embedded SQLite database has no server connection to terminate")
     async with fresh_database(backend, tmp_path) as url:
@@ -74,27 +76,24 @@ async def test_a_connection_broken_under_a_hot_read_answers_503_then_recovers(
             database=database,
         )
         record_id, admin = await _world(database)
-        killer = create_async_engine(url)
-        path = f"/v1/records/{record_id}/retention"
+        filing = {"type": "access", "regime": "gdpr", "identities": ALICE, "verified": True}
         async with httpx.AsyncClient(
             transport=ASGITransport(app=app), base_url="http://t", headers=admin
         ) as client:
-            assert (await client.get(path)).status_code == 200  # the pool holds a connection
-            async with killer.connect() as connection:
-                terminated = await connection.scalar(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    )
-                )
-            assert terminated
-            broken = await client.get(path)
-            after = [(await client.get(path)).status_code for _ in range(3)]
-        await killer.dispose()
+
+            async def call() -> httpx.Response:
+                if statement == "hot read":
+                    return await client.get(f"/v1/records/{record_id}/retention")
+                return await client.post("/v1/requests", json=filing)
+
+            assert (await call()).is_success  # the pool holds a connection
+            assert await terminate_other_connections(url)
+            broken = await call()
+            after = [(await call()).status_code for _ in range(3)]
         await database.dispose()
     assert broken.status_code == 503, broken.text
     assert broken.headers["content-type"].startswith("application/problem+json")
-    assert after == [200, 200, 200]
+    assert after == ([200] * 3 if statement == "hot read" else [201] * 3)
 
 
 ALICE = [{"type": "email", "value": "alice@example.com"}]
