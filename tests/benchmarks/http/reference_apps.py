@@ -2,8 +2,8 @@
 GET returning a dict (every figure is divided by it), one indexed PostgreSQL read through a
 raw asyncpg pool (the stack's ceiling for a route that reads one row), the bare GET behind the
 service's middleware with and without its access log, the raw read behind that middleware
-(the ceiling of a check), and the lookup's own statement run the same way (the ceiling of a
-lookup)."""
+(the ceiling of a check), the lookup's own statement run the same way (the ceiling of a
+lookup), and the filing's own statements in one transaction (the ceiling of a filing)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from fastapi import FastAPI, HTTPException, Response
 
 # At module level: the endpoint's annotation names it (the annotations are strings here).
 from app.records.schemas import LookupIn
+from app.requests.schemas import RequestCreate
 
 bare = FastAPI()
 
@@ -136,5 +137,137 @@ def raw_lookup_behind_middleware() -> FastAPI:
         # UUID type as its text.
         answer = orjson.dumps([dict(row) for row in rows], default=str)
         return Response(answer, media_type="application/json")
+
+    return app
+
+
+def raw_filing_behind_middleware() -> FastAPI:
+    """Filing at its least, behind the service's middleware and access log: the body validated
+    as the service's own model and its identities hashed as the service hashes them, then the
+    service's own statements, as their PostgreSQL text, on a raw asyncpg pool in one
+    transaction. With a code: the request with its identities. Verified: that, the subject's
+    records with their controllers, one in-progress scope a controller with its records and an
+    export task a system, and the outbox's question about webhook receivers. It writes no audit
+    event (so none to link after the answer), authenticates nobody, computes no deadline,
+    seals nothing and answers only the ids: the ceiling of a filing on this stack."""
+    from datetime import timedelta
+
+    from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+
+    from app.audit.service import WRITTEN_COLUMNS
+    from app.core.db import new_row, utcnow
+    from app.core.hot_read import _Compiled
+    from app.core.ids import new_id
+    from app.outbox.service import _RECEIVERS
+    from app.requests.intake import _digests
+    from app.requests.models import RequestScope, SubjectRequest
+    from app.requests.scopes import _RECORDS
+    from app.requests.writes import (
+        _EVENTS,
+        _IDENTITIES,
+        _REQUEST_AND_IDENTITIES,
+        _SCOPE_RECORDS,
+        _SCOPES,
+        _TASK_RECORDS,
+        _TASKS,
+        _WORK,
+    )
+    from app.requests.writes import _arrays as arrays_of
+    from tests.benchmarks import _data
+
+    dialect = asyncpg_dialect()
+    request_sql, records_sql, work_sql, receivers_sql = (
+        _Compiled(statement, dialect)
+        for statement in (
+            _REQUEST_AND_IDENTITIES.statement,
+            _RECORDS[False].statement,
+            _WORK.statement,
+            _RECEIVERS[(False, True, False)].statement,
+        )
+    )
+    no_events = arrays_of(_EVENTS, "ae", [], WRITTEN_COLUMNS)
+    indexer = _data.indexer()
+    app = middleware_only(lifespan=_pool)
+
+    @app.post("/v1/requests", status_code=201)
+    async def file_behind_middleware(body: RequestCreate) -> Response:
+        now = utcnow()
+        digests = _digests(body, indexer, None)
+        verified = body.verified
+        row = new_row(
+            SubjectRequest(
+                id=new_id(),
+                type=body.type,
+                regime=body.regime,
+                status="in_progress" if verified else "pending_verification",
+                channel=body.channel,
+                requester_kind=body.requester.kind,
+                received_at=now,
+                acknowledge_by=now + timedelta(days=10),
+                due_at=now + timedelta(days=30),
+                details={},
+                contact_sealed="",
+            )
+        )
+        identities = [
+            {
+                "request_id": row["id"],
+                "identity_type": str(d.type),
+                "digest": d.digest,
+                "key_id": d.key_id,
+            }
+            for d in digests
+        ]
+        params = {f"r_{key}": value for key, value in row.items()}
+        params |= arrays_of(_IDENTITIES, "i", identities) | no_events
+        answer: dict[str, Any] = {"id": str(row["id"]), "scopes": []}
+        async with app.state.pool.acquire() as connection, connection.transaction():
+            await connection.execute(request_sql.sql, *request_sql.arguments(params))
+            if verified:
+                found = await connection.fetch(
+                    records_sql.sql,
+                    *records_sql.arguments({"digests": [d.digest for d in digests]}),
+                )
+                scopes: dict[Any, dict[str, Any]] = {}
+                tasks: dict[tuple[Any, str], dict[str, Any]] = {}
+                scope_records, task_records = [], []
+                for record in found:
+                    scope = scopes.get(record["controller_id"])
+                    if scope is None:
+                        scope = scopes[record["controller_id"]] = new_row(
+                            RequestScope(
+                                id=new_id(),
+                                request_id=row["id"],
+                                controller_id=record["controller_id"],
+                                status="in_progress",
+                            )
+                        )
+                    scope_records.append({"scope_id": scope["id"], "record_id": record["id"]})
+                    task = tasks.get((scope["id"], record["system"]))
+                    if task is None:
+                        task = tasks[scope["id"], record["system"]] = {
+                            "id": new_id(),
+                            "request_id": row["id"],
+                            "scope_id": scope["id"],
+                            "system": record["system"],
+                            "action": "export",
+                            "status": "pending",
+                            "record_ids": [],
+                            "record_refs": [],
+                            "details": {},
+                            "attempts": 0,
+                            "created_at": now,
+                        }
+                    task["record_ids"].append(str(record["id"]))
+                    task["record_refs"].append(record["record_ref"])
+                    task_records.append({"task_id": task["id"], "record_id": record["id"]})
+                work = no_events | arrays_of(_SCOPES, "s", list(scopes.values()))
+                work |= arrays_of(_SCOPE_RECORDS, "sr", scope_records)
+                work |= arrays_of(_TASKS, "t", list(tasks.values()))
+                work |= arrays_of(_TASK_RECORDS, "tr", task_records)
+                await connection.execute(work_sql.sql, *work_sql.arguments(work))
+                await connection.fetch(receivers_sql.sql, *receivers_sql.arguments({}))
+                answer["scopes"] = [str(scope["id"]) for scope in scopes.values()]
+        return Response(orjson.dumps(answer), status_code=201, media_type="application/json")
 
     return app

@@ -9,7 +9,9 @@ a success.
     SPIX_DSR_BENCH_HTTP_RECORDS=1000000 make bench-http   # the issue's size
 
 SPIX_DSR_BENCH_HTTP_SECONDS (5) sets each wrk run's length, SPIX_DSR_BENCH_HTTP_ROUNDS (3) the
-rounds. PostgreSQL needs SPIX_DSR_TEST_POSTGRES_URL; SQLite runs always, beside it."""
+rounds, SPIX_DSR_BENCH_HTTP_ONLY (comma-separated parts of operation names, "lookup,filing's")
+a subset of the operations, measured with the bare GET. PostgreSQL needs
+SPIX_DSR_TEST_POSTGRES_URL; SQLite runs always, beside it."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ pytestmark = pytest.mark.benchmark
 
 SECONDS = float(os.environ.get("SPIX_DSR_BENCH_HTTP_SECONDS", "5"))
 ROUNDS = int(os.environ.get("SPIX_DSR_BENCH_HTTP_ROUNDS", "3"))
+ONLY = [part for part in os.environ.get("SPIX_DSR_BENCH_HTTP_ONLY", "").split(",") if part]
 CONNECTIONS = 16
 BATCH_CONNECTIONS = 2
 BATCH = 1000
@@ -51,8 +54,8 @@ UNLIMITED = json.dumps({"read": "100000000/minute", "write": "100000000/minute"}
 @dataclass(frozen=True)
 class Operation:
     name: str
-    # "service", or a reference: "bare", "middleware", "quiet", "raw", "raw_middleware" or
-    # "raw_lookup"
+    # "service", or a reference: "bare", "middleware", "quiet", "raw", "raw_middleware",
+    # "raw_lookup" or "raw_filing"
     server: str
     path: str
     goal: str = ""
@@ -212,6 +215,22 @@ def operations(data: dataset.Dataset, folder: Path) -> list[Operation]:
             [_template(folder, "request_verified", _request_body(verified=True))],
         ),
         Operation(
+            "the filing's statements behind the service's middleware (ceiling, code issued)",
+            "raw_filing",
+            "/v1/requests",
+            "",
+            template,
+            [_template(folder, "raw_request", _request_body(verified=False))],
+        ),
+        Operation(
+            "the filing's statements behind the service's middleware (ceiling, verified)",
+            "raw_filing",
+            "/v1/requests",
+            "",
+            template,
+            [_template(folder, "raw_request_verified", _request_body(verified=True))],
+        ),
+        Operation(
             f"POST /v1/records/batch ({BATCH} a request, records/s)",
             "service",
             "/v1/records/batch",
@@ -224,6 +243,8 @@ def operations(data: dataset.Dataset, folder: Path) -> list[Operation]:
     ]
     if data.backend != "postgresql":
         ops = [op for op in ops if not op.server.startswith("raw")]
+    if ONLY:  # the bare GET always: every figure is divided by it
+        ops = [op for op in ops if op.server == "bare" or any(part in op.name for part in ONLY)]
     for op in ops:
         if op.script == template:
             op.args.append(subjects)
@@ -275,6 +296,7 @@ def servers(data: dataset.Dataset, folder: Path) -> Iterator[dict[str, load.Serv
             reference("raw", "raw_read", raw_env)
             reference("raw_middleware", "raw_read_behind_middleware", raw_env, factory=True)
             reference("raw_lookup", "raw_lookup_behind_middleware", raw_env, factory=True)
+            reference("raw_filing", "raw_filing_behind_middleware", raw_env, factory=True)
         yield started
     finally:
         for server in started.values():
@@ -305,11 +327,14 @@ def _seed_over_http(service: load.Server, data: dataset.Dataset) -> list[str]:
 
 
 def _smoke(running: dict[str, load.Server], data: dataset.Dataset, ops: list[Operation]) -> None:
-    """Every POST template answers a success once (wrk counts statuses, not item errors), and
-    the lookup's ceiling finds what the service's lookup finds."""
-    found: dict[str, int] = {}
+    """Every POST template answers a success once (wrk counts statuses, not item errors), the
+    lookup's ceiling finds what the service's lookup finds, and the filing's ceiling opens as
+    many scopes as the service's filing."""
+    found: dict[tuple[str, str], int] = {}
     for op in ops:
-        if op.server not in ("service", "raw_lookup") or op.script != "post_template.lua":
+        if op.server not in ("service", "raw_lookup", "raw_filing"):
+            continue
+        if op.script != "post_template.lua":
             continue
         body = Path(op.args[0]).read_text().replace("{n}", "2").replace("{seq}", "smoke")
         url = running[op.server].base_url + op.path
@@ -317,13 +342,16 @@ def _smoke(running: dict[str, load.Server], data: dataset.Dataset, ops: list[Ope
         assert answer.status_code in (200, 201), f"{op.name}: {answer.text[:500]}"
         if op.path == "/v1/subjects/lookup":
             rows = answer.json() if op.server == "raw_lookup" else answer.json()["items"]
-            found[op.server] = len(rows)
-            if op.per_request > 1:
-                results = answer.json()["results"]
-                failed = [r for r in results if r["status"] != "created"]
-                assert not failed, f"{op.name}: {failed[:2]}"
-    if "raw_lookup" in found:
-        assert found["raw_lookup"] == found["service"] > 0, found
+            found["lookup", op.server] = len(rows)
+        if op.path == "/v1/requests" and json.loads(body)["verified"]:
+            found["filing", op.server] = len(answer.json()["scopes"])
+        if op.per_request > 1:
+            results = answer.json()["results"]
+            failed = [r for r in results if r["status"] != "created"]
+            assert not failed, f"{op.name}: {failed[:2]}"
+    for what, ceiling in (("lookup", "raw_lookup"), ("filing", "raw_filing")):
+        if (what, ceiling) in found:
+            assert found[what, ceiling] == found[what, "service"] > 0, found
 
 
 def _run(
@@ -364,9 +392,9 @@ async def test_http_hot_paths(backend: str, tmp_path: Path) -> None:
         ops = operations(data, tmp_path)
         with servers(data, tmp_path) as running:
             request_ids = _seed_over_http(running["service"], data)
-            reads = next(op for op in ops if op.name == "GET /v1/requests/{id}")
-            paths = [f"/v1/requests/{i}" for i in request_ids]
-            reads.args.append(_lines(tmp_path, "requests", paths))
+            for reads in (op for op in ops if op.name == "GET /v1/requests/{id}"):
+                paths = [f"/v1/requests/{i}" for i in request_ids]
+                reads.args.append(_lines(tmp_path, "requests", paths))
             _smoke(running, data, ops)
             figures = {op.name: Figures() for op in ops}
             for op in ops:  # warm-up: first requests, caches, pool filled
