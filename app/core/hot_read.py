@@ -131,12 +131,25 @@ class HotWrite:
         adapted = raw.dbapi_connection
         driver = raw.driver_connection
         assert adapted is not None and driver is not None
+        missing = compiled.required - params.keys()
+        if missing:  # refused as Core's execute refuses it, rather than written as NULL
+            message = f"A value is required for bind parameter {min(missing)!r}"
+            refused = sa_exc.InvalidRequestError(message)
+            raise sa_exc.StatementError(message, compiled.sql, None, refused, True)
         arguments = compiled.arguments(params)
         try:
             if adapted._transaction is None:  # what the adapter's cursor does before a statement
                 await adapted._start_transaction()
             await driver.execute(compiled.sql, *arguments)
-        except Exception as error:
+        except BaseException as error:
+            if not isinstance(error, Exception):
+                # Cancelled (or interrupted) while the database had the statement: what the
+                # driver was left in is unknown (a BEGIN cut short leaves asyncpg's own
+                # transaction marker set, and the next BEGIN on the connection would open a
+                # savepoint that never commits). Core's execute drops such a connection, and
+                # so does this, without awaiting anything more.
+                sync.invalidate(error)  # type: ignore[arg-type]
+                raise
             try:
                 _raise_as_sqlalchemy(compiled, raw, error)
             except _Broken as broken:
@@ -271,6 +284,10 @@ class _Compiled:
         self.defaults = compiled.params
         processors = compiled._bind_processors
         self.binds = [(i, processors[n]) for i, n in enumerate(self.names) if n in processors]
+        # Parameters the statement has no value of its own for (a write must be given each).
+        self.required = frozenset(
+            bind.key for bind in compiled.binds.values() if bind.required and bind.key in self.names
+        )
         columns = list(getattr(statement, "selected_columns", ()))
         self.type = namedtuple("Row", [c.key for c in columns])  # type: ignore[misc]
         processors = [c.type._cached_result_processor(dialect, None) for c in columns]

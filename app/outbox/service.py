@@ -79,7 +79,9 @@ def _receivers_statement(systems: bool, platform: bool, controllers: bool, diale
 
     def among(column: Any, name: str) -> Any:
         if dialect == "postgresql":
-            return column == any_(bindparam(name, type_=ARRAY(column.type)))
+            # VARCHAR[], not VARCHAR(n)[]: a cast to the column's length would cut a longer value
+            item = String() if isinstance(column.type, String) else column.type
+            return column == any_(bindparam(name, type_=ARRAY(item)))
         return column.in_(bindparam(name, expanding=True))
 
     parts: list[Any] = []

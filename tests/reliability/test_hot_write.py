@@ -5,12 +5,14 @@ execute raises it, and a connection that broke under one must leave the pool."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, insert, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import Database, utcnow
@@ -90,6 +92,21 @@ async def test_a_hot_write_raises_what_cores_execute_raises(backend: str, tmp_pa
     assert "accounts" not in str(raised["hot"])  # bound values stay out of the message
 
 
+async def test_a_hot_write_missing_a_value_is_refused_as_core_refuses_it(
+    backend: str, tmp_path: Path
+) -> None:
+    async with fresh_database(backend, tmp_path) as url:
+        database = Database.from_url(url)
+        async with database.sessionmaker() as session:
+            row = _system("accounts")
+            del row["owner"]
+            with pytest.raises(StatementError) as refused:
+                await _ADD_SYSTEM.execute(await session.connection(), row)
+        assert isinstance(refused.value.orig, InvalidRequestError)
+        assert "'owner'" in str(refused.value)
+        await database.dispose()
+
+
 def test_a_hot_write_refuses_a_statement_that_leaves_a_python_default() -> None:
     statement = insert(_SYSTEMS).values(key=bindparam("key"), name=bindparam("name"))
     with pytest.raises(ValueError, match="created_at"):
@@ -120,4 +137,36 @@ async def test_a_connection_broken_under_a_hot_write_leaves_the_pool(
             await session.commit()
         async with database.sessionmaker() as session:
             assert await _keys(session) == {"written"}
+        await database.dispose()
+
+
+async def test_a_hot_write_cancelled_midway_leaves_no_connection_that_loses_commits(
+    backend: str, tmp_path: Path
+) -> None:
+    """A request cancelled while its hot write waits on the database (a client gone, a
+    shutdown): whatever the driver was left in (a BEGIN cut short leaves asyncpg's own
+    transaction marker set, and the next BEGIN would become a savepoint that never commits),
+    the next transaction on the pool commits."""
+    if backend != "postgresql":
+        pytest.skip("SQLite's writes are not awaited on a server")
+    async with fresh_database(backend, tmp_path) as url:
+        database = Database.from_url(url, pool_size=1)
+        observer = Database.from_url(url)
+        for yields in range(8):  # cancelled at each point its awaits reach
+            async with database.sessionmaker() as session:
+                connection = await session.connection()
+                task = asyncio.ensure_future(
+                    _ADD_SYSTEM.execute(connection, _system(f"cut-{yields}"))
+                )
+                for _ in range(yields):
+                    await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, DBAPIError):
+                    await task
+            async with database.sessionmaker() as session:
+                await session.execute(_ADD_SYSTEM.statement, _system(f"after-{yields}"))
+                await session.commit()
+            async with observer.sessionmaker() as session:
+                assert f"after-{yields}" in await _keys(session), yields
+        await observer.dispose()
         await database.dispose()
