@@ -185,7 +185,8 @@ def _records_statement(dialect: str, filed: bool) -> Any:
 
 
 # Built once per filter (a statement built anew costs more than its run); on PostgreSQL run
-# straight on the driver inside the session's transaction.
+# straight on the driver, on the session's connection (in its transaction once a statement has
+# begun it; a read alone needs none under READ COMMITTED).
 _RECORDS = {
     filed: HotRead(
         _records_statement("postgresql", filed), other=_records_statement("sqlite", filed)
