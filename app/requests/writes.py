@@ -143,25 +143,34 @@ async def write_request(
     if request in session:
         session.expunge(request)  # nothing of it was flushed: this statement writes it
     row = new_row(request)
-    identities = [
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        params = request_params(row, digests)
+        await _REQUEST_AND_IDENTITIES.execute(connection, params | _events(session))
+    else:
+        await connection.execute(_ONE_ROW[_REQUESTS.name], row)
+        await connection.execute(insert(_IDENTITIES), _identity_rows(request.id, digests))
+    keep_written(session, request)
+    note_fresh(session, request.id)
+
+
+def request_params(row: dict[str, Any], digests: list[BlindIndex]) -> dict[str, Any]:
+    """PostgreSQL: the request statement's parameters but the audit events' (the request's
+    row and its identities)."""
+    params = {f"r_{key}": value for key, value in row.items()}
+    return params | _arrays(_IDENTITIES, "i", _identity_rows(row["id"], digests))
+
+
+def _identity_rows(request_id: uuid.UUID, digests: list[BlindIndex]) -> list[dict[str, Any]]:
+    return [
         {
-            "request_id": request.id,
+            "request_id": request_id,
             "identity_type": str(d.type),
             "digest": d.digest,
             "key_id": d.key_id,
         }
         for d in digests
     ]
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql":
-        params = {f"r_{key}": value for key, value in row.items()}
-        params |= _arrays(_IDENTITIES, "i", identities)
-        await _REQUEST_AND_IDENTITIES.execute(connection, params | _events(session))
-    else:
-        await connection.execute(_ONE_ROW[_REQUESTS.name], row)
-        await connection.execute(insert(_IDENTITIES), identities)
-    keep_written(session, request)
-    note_fresh(session, request.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,22 +241,26 @@ class NewWork:
         )
         self.task_records.extend({"task_id": task_id, "record_id": r.id} for r in records)
 
-    async def write(self, session: AsyncSession) -> None:
-        """Write what was added since the last write, and keep its scopes in the session."""
-        scopes = [new_row(scope) for scope in self.scopes]
-        tables = (
-            (_SCOPES, "s", scopes),
+    def _tables(self) -> tuple[tuple[Table, str, list[dict[str, Any]]], ...]:
+        return (
+            (_SCOPES, "s", [new_row(scope) for scope in self.scopes]),
             (_SCOPE_RECORDS, "sr", self.scope_records),
             (_TASKS, "t", self._task_rows),
             (_TASK_RECORDS, "tr", self.task_records),
         )
+
+    def params(self) -> dict[str, list[Any]]:
+        """PostgreSQL: the work statement's parameters but the audit events' (what was added
+        since the last write, a column an array)."""
+        return _work_params(self._tables())
+
+    async def write(self, session: AsyncSession) -> None:
+        """Write what was added since the last write, and keep its scopes in the session."""
+        tables = self._tables()
         if any(rows for _table, _prefix, rows in tables):
             connection = await session.connection()  # Core: plain rows, no ORM objects
             if connection.dialect.name == "postgresql":
-                params: dict[str, list[Any]] = {}
-                for table, prefix, rows in tables:
-                    params |= _arrays(table, prefix, rows)
-                await _WORK.execute(connection, params | _events(session))
+                await _WORK.execute(connection, _work_params(tables) | _events(session))
             else:
                 for table, _prefix, rows in tables:
                     if rows:
@@ -255,3 +268,10 @@ class NewWork:
         for scope in self.scopes:
             keep_written(session, scope)
         self.scopes, self.scope_records, self._task_rows, self.task_records = [], [], [], []
+
+
+def _work_params(tables: tuple[tuple[Table, str, list[dict[str, Any]]], ...]) -> dict[str, Any]:
+    params: dict[str, list[Any]] = {}
+    for table, prefix, rows in tables:
+        params |= _arrays(table, prefix, rows)
+    return params

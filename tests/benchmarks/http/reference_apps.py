@@ -177,13 +177,10 @@ def raw_filing_behind_middleware() -> FastAPI:
     from app.requests.scopes import _RECORDS
     from app.requests.writes import (
         _EVENTS,
-        _IDENTITIES,
         _REQUEST_AND_IDENTITIES,
-        _SCOPE_RECORDS,
-        _SCOPES,
-        _TASK_RECORDS,
-        _TASKS,
         _WORK,
+        NewWork,
+        request_params,
     )
     from app.requests.writes import _arrays as arrays_of
     from tests.benchmarks import _data
@@ -222,17 +219,7 @@ def raw_filing_behind_middleware() -> FastAPI:
                 contact_sealed="",
             )
         )
-        identities = [
-            {
-                "request_id": row["id"],
-                "identity_type": str(d.type),
-                "digest": d.digest,
-                "key_id": d.key_id,
-            }
-            for d in digests
-        ]
-        params = {f"r_{key}": value for key, value in row.items()}
-        params |= arrays_of(_IDENTITIES, "i", identities) | no_events
+        params = request_params(row, digests) | no_events
         answer: dict[str, Any] = {"id": str(row["id"]), "scopes": []}
         async with app.state.pool.acquire() as connection, connection.transaction():
             await connection.execute(request_sql.sql, *request_sql.arguments(params))
@@ -241,46 +228,30 @@ def raw_filing_behind_middleware() -> FastAPI:
                     records_sql.sql,
                     *records_sql.arguments({"digests": [d.digest for d in digests]}),
                 )
-                scopes: dict[Any, dict[str, Any]] = {}
-                tasks: dict[tuple[Any, str], dict[str, Any]] = {}
-                scope_records, task_records = [], []
+                # The rows as the service reads them; scopes and tasks as it builds them.
+                by_controller: dict[Any, list[Any]] = {}
                 for record in found:
-                    scope = scopes.get(record["controller_id"])
-                    if scope is None:
-                        scope = scopes[record["controller_id"]] = new_row(
-                            RequestScope(
-                                id=new_id(),
-                                request_id=row["id"],
-                                controller_id=record["controller_id"],
-                                status="in_progress",
-                            )
-                        )
-                    scope_records.append({"scope_id": scope["id"], "record_id": record["id"]})
-                    task = tasks.get((scope["id"], record["system"]))
-                    if task is None:
-                        task = tasks[scope["id"], record["system"]] = {
-                            "id": new_id(),
-                            "request_id": row["id"],
-                            "scope_id": scope["id"],
-                            "system": record["system"],
-                            "action": "export",
-                            "status": "pending",
-                            "record_ids": [],
-                            "record_refs": [],
-                            "details": {},
-                            "attempts": 0,
-                            "created_at": now,
-                        }
-                    task["record_ids"].append(str(record["id"]))
-                    task["record_refs"].append(record["record_ref"])
-                    task_records.append({"task_id": task["id"], "record_id": record["id"]})
-                work = no_events | arrays_of(_SCOPES, "s", list(scopes.values()))
-                work |= arrays_of(_SCOPE_RECORDS, "sr", scope_records)
-                work |= arrays_of(_TASKS, "t", list(tasks.values()))
-                work |= arrays_of(_TASK_RECORDS, "tr", task_records)
-                await connection.execute(work_sql.sql, *work_sql.arguments(work))
+                    by_controller.setdefault(record["controller_id"], []).append(
+                        records_sql.row(record)
+                    )
+                work = NewWork(row["id"])
+                for controller_id, records in by_controller.items():
+                    scope = RequestScope(
+                        id=new_id(),
+                        request_id=row["id"],
+                        controller_id=controller_id,
+                        status="in_progress",
+                    )
+                    work.add_scope(scope, [r.id for r in records])
+                    by_system: dict[str, list[Any]] = {}
+                    for r in records:
+                        by_system.setdefault(r.system, []).append(r)
+                    for system, rows in sorted(by_system.items()):
+                        work.add_task(new_id(), scope.id, system, "export", rows, {}, now)
+                params = work.params() | no_events
+                await connection.execute(work_sql.sql, *work_sql.arguments(params))
                 await connection.fetch(receivers_sql.sql, *receivers_sql.arguments({}))
-                answer["scopes"] = [str(scope["id"]) for scope in scopes.values()]
+                answer["scopes"] = [str(scope.id) for scope in work.scopes]
         return Response(orjson.dumps(answer), status_code=201, media_type="application/json")
 
     return app
