@@ -28,8 +28,9 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Mapping
 from typing import Any, NoReturn
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Select
+from sqlalchemy import Engine, Select, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -64,6 +65,7 @@ class HotRead:
         # greenlet for it); one that was invalidated reconnects through the async call.
         raw = sync.connection if not sync.invalidated else await connection.get_raw_connection()
         try:
+            await _run_deferred(sync, raw, at_commit=False)
             return await self._fetch(connection.dialect, raw, params)
         except _Broken as broken:
             await connection.invalidate(broken.error)
@@ -75,6 +77,7 @@ class HotRead:
         if connection.dialect.name != "postgresql":
             return list(connection.execute(self.other, dict(params)))
         try:
+            await_(_run_deferred(connection, connection.connection, at_commit=False))
             return await_(self._fetch(connection.dialect, connection.connection, params))
         except _Broken as broken:
             connection.invalidate(broken.error)
@@ -107,6 +110,11 @@ class HotWrite:
     session's transaction is begun first when nothing has run in it yet, as Core's execute
     would, so the row commits or rolls back with the rest.
 
+    `defer` holds the statement back until the connection's next statement or its commit,
+    whichever comes first: the same rows in the same transaction, but a transaction whose
+    only statement it is turns out to need no BEGIN and COMMIT (a filing that waits for its
+    code: one round trip instead of three).
+
     The statement binds every column it writes: a default computed in Python at execution
     (a `default=` callable or value) would not be, so such a statement is refused here."""
 
@@ -119,26 +127,76 @@ class HotWrite:
         self._postgresql: _Compiled | None = None
 
     async def execute(self, connection: AsyncConnection, params: Mapping[str, Any]) -> None:
-        if connection.dialect.name != "postgresql":
-            await connection.execute(self.statement, dict(params))
+        on_postgresql = await self._on_postgresql(connection, params)
+        if on_postgresql is not None:
+            await self._now(connection, *on_postgresql)
+
+    async def defer(self, connection: AsyncConnection, params: Mapping[str, Any]) -> None:
+        """Write at the connection's next statement or commit, the values as they are now (a
+        value missing is refused now). Inside a savepoint, on a connection in autocommit, and
+        elsewhere than on PostgreSQL, now.
+
+        Only for a caller whose next step is its commit, or one that catches no error of the
+        statements in between: an error of the deferred write is raised by whatever runs
+        next. A lone deferred write cut off by a cancellation while the database has it may
+        still commit, as a transaction cut off at its COMMIT may: the caller never hears, and
+        the worker links its audit events on its next round."""
+        on_postgresql = await self._on_postgresql(connection, params)
+        if on_postgresql is None:
             return
+        sync, arguments = on_postgresql
+        adapted = None if sync.invalidated else sync.connection.dbapi_connection
+        if adapted is None or adapted.autocommit or sync.in_nested_transaction():
+            # Held back inside a savepoint, it would run at its RELEASE or ROLLBACK TO, and
+            # fail there leaving the savepoint neither released nor rolled back; in
+            # autocommit, nothing would commit it.
+            await self._now(connection, sync, arguments)
+            return
+        _DEFERRED.setdefault(sync, []).append((self, arguments))
+
+    async def _on_postgresql(
+        self, connection: AsyncConnection, params: Mapping[str, Any]
+    ) -> tuple[Connection, list[Any]] | None:
+        """On PostgreSQL, the Core connection in its transaction and the values bound;
+        otherwise None, the statement run through Core (which begins a connection's
+        transaction itself when none is open, and so commits what it wrote)."""
+        sync = connection.sync_connection
+        assert sync is not None
+        if connection.dialect.name != "postgresql" or not sync.in_transaction():
+            await connection.execute(self.statement, dict(params))
+            return None
         compiled = self._postgresql
         if compiled is None:
             compiled = self._postgresql = _Compiled(self.statement, connection.dialect)
-        sync = connection.sync_connection
-        assert sync is not None
-        raw = sync.connection if not sync.invalidated else await connection.get_raw_connection()
-        adapted = raw.dbapi_connection
-        driver = raw.driver_connection
-        assert adapted is not None and driver is not None
         missing = compiled.required - params.keys()
         if missing:  # refused as Core's execute refuses it, rather than written as NULL
             message = f"A value is required for bind parameter {min(missing)!r}"
             refused = sa_exc.InvalidRequestError(message)
             raise sa_exc.StatementError(message, compiled.sql, None, refused, True)
-        arguments = compiled.arguments(params)
+        return sync, compiled.arguments(params)
+
+    async def _now(
+        self, connection: AsyncConnection, sync: Connection, arguments: list[Any]
+    ) -> None:
+        raw = sync.connection if not sync.invalidated else await connection.get_raw_connection()
         try:
-            if adapted._transaction is None:  # what the adapter's cursor does before a statement
+            await _run_deferred(sync, raw, at_commit=False)
+            await self._run(sync, raw, arguments, begin=True)
+        except _Broken as broken:
+            await connection.invalidate(broken.error)
+            raise broken.raised from broken.error
+
+    async def _run(self, sync: Connection, raw: Any, arguments: list[Any], *, begin: bool) -> None:
+        """The statement on the connection's driver, in the connection's transaction (begun
+        first when none is open) or, without `begin`, on its own. Raises _Broken when the
+        connection broke."""
+        compiled = self._postgresql
+        assert compiled is not None  # _on_postgresql came first
+        adapted = raw.dbapi_connection
+        driver = raw.driver_connection
+        assert adapted is not None and driver is not None
+        try:
+            if begin and adapted._transaction is None:  # what the adapter's cursor does first
                 await adapted._start_transaction()
             await driver.execute(compiled.sql, *arguments)
         except BaseException as error:
@@ -150,11 +208,96 @@ class HotWrite:
                 # so does this, without awaiting anything more.
                 sync.invalidate(error)  # type: ignore[arg-type]
                 raise
+            _raise_as_sqlalchemy(compiled, raw, error)
+
+
+# Writes held back on a connection (HotWrite.defer), in order, until it runs anything else or
+# commits; dropped when it rolls back. Keyed by the Core connection of the session's
+# transaction: it is gone with the transaction.
+_DEFERRED: WeakKeyDictionary[Connection, list[tuple[HotWrite, list[Any]]]] = WeakKeyDictionary()
+
+
+async def _run_deferred(sync: Connection, raw: Any, *, at_commit: bool) -> None:
+    """The connection's deferred writes, before whatever it runs next. At its commit, a lone
+    write into a transaction nothing else ran in runs on its own: a single statement is atomic
+    by itself, and the commit then has nothing to end. Raises _Broken."""
+    if not _DEFERRED:
+        return
+    writes = _DEFERRED.pop(sync, None)
+    if not writes:
+        return
+    alone = at_commit and len(writes) == 1 and _nothing_begun(sync, raw)
+    for write, arguments in writes:
+        await write._run(sync, raw, arguments, begin=not alone)
+
+
+def _nothing_begun(sync: Connection, raw: Any) -> bool:
+    adapted = raw.dbapi_connection
+    # Only at the database's own default isolation (what a statement on its own runs at), not
+    # read-only or deferrable: a transaction asked to be otherwise keeps its BEGIN.
+    default = sync.dialect._isolation_lookup[sync.dialect.default_isolation_level]  # type: ignore[attr-defined]
+    return (
+        adapted is not None
+        and adapted._transaction is None
+        and adapted.isolation_level in (None, default)
+        and not adapted.readonly
+        and not adapted.deferrable
+    )
+
+
+def _run_deferred_from_sync(sync: Connection, *, at_commit: bool) -> None:
+    try:
+        await_(_run_deferred(sync, sync.connection, at_commit=at_commit))
+    except _Broken as broken:
+        sync.invalidate(broken.error)  # type: ignore[arg-type]
+        raise broken.raised from broken.error
+
+
+async def run_deferred(connection: AsyncConnection) -> None:
+    """The writes deferred on this connection, now: for a caller about to use its driver
+    directly (a COPY). Core statements and hot reads and writes run them themselves."""
+    sync = connection.sync_connection
+    if _DEFERRED and sync is not None and sync in _DEFERRED:
+        raw = sync.connection if not sync.invalidated else await connection.get_raw_connection()
+        try:
+            await _run_deferred(sync, raw, at_commit=False)
+        except _Broken as broken:
+            await connection.invalidate(broken.error)
+            raise broken.raised from broken.error
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _before_statement(sync: Connection, *_args: Any) -> None:
+    if _DEFERRED and sync in _DEFERRED:
+        _run_deferred_from_sync(sync, at_commit=False)
+
+
+@event.listens_for(Engine, "commit")
+def _before_commit(sync: Connection) -> None:
+    if not (_DEFERRED and sync in _DEFERRED):
+        return
+    try:
+        _run_deferred_from_sync(sync, at_commit=True)
+    except Exception:
+        # The commit stops here, and Core takes its transaction as over (as after a COMMIT
+        # that failed, which ends it): end it on the database too, or the pool would hand an
+        # aborted transaction to the next checkout without rolling it back.
+        if not sync.invalidated:
             try:
-                _raise_as_sqlalchemy(compiled, raw, error)
-            except _Broken as broken:
-                await connection.invalidate(broken.error)
-                raise broken.raised from broken.error
+                sync.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+            except BaseException as error:  # a cancellation too: the connection is unknown
+                sync.invalidate(error)  # type: ignore[arg-type]
+                if not isinstance(error, Exception):
+                    raise
+        raise
+
+
+@event.listens_for(Engine, "rollback")
+def _drop_on_rollback(sync: Connection) -> None:
+    # (Nothing is held back inside a savepoint, and its SAVEPOINT statement ran what was held
+    # back before it: a rollback to a savepoint has nothing here to drop.)
+    if _DEFERRED:
+        _DEFERRED.pop(sync, None)
 
 
 def _raise_as_sqlalchemy(compiled: _Compiled, raw: Any, error: Exception) -> NoReturn:

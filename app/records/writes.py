@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import UTCDateTime, any_of, json_text
+from app.core.hot_read import run_deferred
 from app.records.models import Record, RecordIdentity
 from app.records.profiles import insert_for
 
@@ -171,6 +172,7 @@ async def _copy(
 ) -> None:
     """COPY rows into a table on the session's connection, inside its transaction."""
     connection = await session.connection()
+    await run_deferred(connection)  # what the transaction holds back goes first
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
     try:

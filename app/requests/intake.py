@@ -61,7 +61,10 @@ async def file(
     ctx: RequestContext,
     *,
     gpc_signal: bool = False,
+    commit_next: bool = False,
 ) -> Filed:
+    """File a request. `commit_next`: the caller commits next, catching no error on the way
+    (the filing's write may then wait for the commit: `write_request`)."""
     now = utcnow()
     filed_by = await _filing_controller(session, principal, body.controller_id)
     gpc = gpc_signal or body.details.gpc
@@ -104,9 +107,8 @@ async def file(
     )
     request.details["agent_authorization"] = body.requester.authorization_note is not None
     request.details["gpc"] = gpc
-    # Written once it is whole (_write): a request verified at intake goes in verified, one
-    # that needs a code with its code.
-    session.add(request)
+    # Written once it is whole (_write, which keeps it in the session as written): a request
+    # verified at intake goes in verified, one that needs a code with its code.
     audit(
         session,
         principal,
@@ -140,6 +142,8 @@ async def file(
     # An opt-out needs no verification (CCPA 11 CCR 7026); a trusted session has verified.
     if body.verified or body.type == "opt_out":
         method = "trusted_session" if body.verified else "not_required"
+        if not written:
+            session.add(request)  # its status listeners look for its session
         mark_verified(session, principal, request, method, None, ctx)
         if not written:
             await _write(session, request, digests)
@@ -155,7 +159,7 @@ async def file(
     if written:
         await session.flush()
     else:
-        await _write(session, request, digests)
+        await write_request(session, request, digests, commit_next=commit_next)
     challenge = VerificationChallenge(code=code, expires_at=request.verification_expires_at)
     return Filed(request, challenge, types, [])
 

@@ -84,7 +84,8 @@ async def file_request(
     ] = None,
 ) -> Response:
     gpc = sec_gpc is not None and sec_gpc.strip() == "1"
-    filed = await intake.file(session, principal, body, ctx, gpc_signal=gpc)
+    # What follows reads and answers; the session commits once this returns.
+    filed = await intake.file(session, principal, body, ctx, gpc_signal=gpc, commit_next=True)
     out = await reading.filed_out(session, principal, filed)
     return await idem.respond(
         out,

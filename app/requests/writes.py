@@ -136,17 +136,28 @@ _ONE_ROW = {table.name: _values(table) for table in (_REQUESTS, _SCOPES)}
 
 
 async def write_request(
-    session: AsyncSession, request: SubjectRequest, digests: list[BlindIndex]
+    session: AsyncSession,
+    request: SubjectRequest,
+    digests: list[BlindIndex],
+    *,
+    commit_next: bool = False,
 ) -> None:
     """Write a new request (pending in the session, or not yet in it) and its identities,
-    and keep it in the session as written."""
+    and keep it in the session as written. `commit_next`: the caller commits next, catching
+    no error on the way, so the write may wait for the commit."""
     if request in session:
         session.expunge(request)  # nothing of it was flushed: this statement writes it
     row = new_row(request)
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         params = request_params(row, digests)
-        await _REQUEST_AND_IDENTITIES.execute(connection, params | _events(session))
+        params |= _events(session)
+        if commit_next:
+            # Held back to the transaction's next statement or its commit: a filing that
+            # waits for its code has no other, and then needs no BEGIN and COMMIT.
+            await _REQUEST_AND_IDENTITIES.defer(connection, params)
+        else:
+            await _REQUEST_AND_IDENTITIES.execute(connection, params)
     else:
         await connection.execute(_ONE_ROW[_REQUESTS.name], row)
         await connection.execute(insert(_IDENTITIES), _identity_rows(request.id, digests))

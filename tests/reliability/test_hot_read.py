@@ -61,12 +61,13 @@ async def test_a_hot_read_gives_the_rows_core_gives(backend: str, tmp_path: Path
     assert isinstance(fast.events, dict) and "account_closed" in fast.events  # JSON decoded
 
 
-@pytest.mark.parametrize("statement", ["hot read", "hot write"])
+@pytest.mark.parametrize("statement", ["hot read", "hot write", "hot write at commit"])
 async def test_a_connection_broken_under_a_hot_statement_answers_503_then_recovers(
     backend: str, tmp_path: Path, statement: str
 ) -> None:
     """A retention check (a hot read) or a filing (a hot write, its transaction's first
-    statement) on a pooled connection the server has dropped."""
+    statement; with a code, its only one, run by the commit) on a pooled connection the
+    server has dropped."""
     if backend != "postgresql":
         pytest.skip("an embedded SQLite database has no server connection to terminate")
     async with fresh_database(backend, tmp_path) as url:
@@ -76,7 +77,12 @@ async def test_a_connection_broken_under_a_hot_statement_answers_503_then_recove
             database=database,
         )
         record_id, admin = await _world(database)
-        filing = {"type": "access", "regime": "gdpr", "identities": ALICE, "verified": True}
+        filing = {
+            "type": "access",
+            "regime": "gdpr",
+            "identities": ALICE,
+            "verified": statement == "hot write",
+        }
         async with httpx.AsyncClient(
             transport=ASGITransport(app=app), base_url="http://t", headers=admin
         ) as client:

@@ -155,8 +155,9 @@ def raw_lookup_behind_middleware() -> FastAPI:
 def raw_filing_behind_middleware() -> FastAPI:
     """Filing at its least, behind the service's middleware and access log: the body validated
     as the service's own model and its identities hashed as the service hashes them, then the
-    service's own statements, as their PostgreSQL text, on a raw asyncpg pool in one
-    transaction. With a code: the request with its identities. Verified: that, the subject's
+    service's own statements, as their PostgreSQL text, on a raw asyncpg pool. With a code:
+    the request with its identities, one statement on its own (no BEGIN and COMMIT, as the
+    service runs it). Verified, in one transaction: that, the subject's
     records with their controllers, one in-progress scope a controller with its records and an
     export task a system, and the outbox's question about webhook receivers. It writes no audit
     event (so none to link after the answer), authenticates nobody, computes no deadline,
@@ -221,37 +222,46 @@ def raw_filing_behind_middleware() -> FastAPI:
         )
         params = request_params(row, digests) | no_events
         answer: dict[str, Any] = {"id": str(row["id"]), "scopes": []}
-        async with app.state.pool.acquire() as connection, connection.transaction():
-            await connection.execute(request_sql.sql, *request_sql.arguments(params))
-            if verified:
-                found = await connection.fetch(
-                    records_sql.sql,
-                    *records_sql.arguments({"digests": [d.digest for d in digests]}),
-                )
-                # The rows as the service reads them; scopes and tasks as it builds them.
-                by_controller: dict[Any, list[Any]] = {}
-                for record in found:
-                    by_controller.setdefault(record["controller_id"], []).append(
-                        records_sql.row(record)
-                    )
-                work = NewWork(row["id"])
-                for controller_id, records in by_controller.items():
-                    scope = RequestScope(
-                        id=new_id(),
-                        request_id=row["id"],
-                        controller_id=controller_id,
-                        status="in_progress",
-                    )
-                    work.add_scope(scope, [r.id for r in records])
-                    by_system: dict[str, list[Any]] = {}
-                    for r in records:
-                        by_system.setdefault(r.system, []).append(r)
-                    for system, rows in sorted(by_system.items()):
-                        work.add_task(new_id(), scope.id, system, "export", rows, {}, now)
-                params = work.params() | no_events
-                await connection.execute(work_sql.sql, *work_sql.arguments(params))
-                await connection.fetch(receivers_sql.sql, *receivers_sql.arguments({}))
-                answer["scopes"] = [str(scope.id) for scope in work.scopes]
+        async with app.state.pool.acquire() as connection:
+            if not verified:  # one statement, atomic by itself: no BEGIN and COMMIT
+                await connection.execute(request_sql.sql, *request_sql.arguments(params))
+            else:
+                await verified_filing(connection, row, digests, params, answer)
         return Response(orjson.dumps(answer), status_code=201, media_type="application/json")
+
+    async def verified_filing(
+        connection: Any, row: dict[str, Any], digests: Any, params: Any, answer: Any
+    ) -> None:
+        now = row["received_at"]
+        async with connection.transaction():
+            await connection.execute(request_sql.sql, *request_sql.arguments(params))
+            found = await connection.fetch(
+                records_sql.sql,
+                *records_sql.arguments({"digests": [d.digest for d in digests]}),
+            )
+            # The rows as the service reads them; scopes and tasks as it builds them.
+            by_controller: dict[Any, list[Any]] = {}
+            for record in found:
+                by_controller.setdefault(record["controller_id"], []).append(
+                    records_sql.row(record)
+                )
+            work = NewWork(row["id"])
+            for controller_id, records in by_controller.items():
+                scope = RequestScope(
+                    id=new_id(),
+                    request_id=row["id"],
+                    controller_id=controller_id,
+                    status="in_progress",
+                )
+                work.add_scope(scope, [r.id for r in records])
+                by_system: dict[str, list[Any]] = {}
+                for r in records:
+                    by_system.setdefault(r.system, []).append(r)
+                for system, rows in sorted(by_system.items()):
+                    work.add_task(new_id(), scope.id, system, "export", rows, {}, now)
+            params = work.params() | no_events
+            await connection.execute(work_sql.sql, *work_sql.arguments(params))
+            await connection.fetch(receivers_sql.sql, *receivers_sql.arguments({}))
+            answer["scopes"] = [str(scope.id) for scope in work.scopes]
 
     return app
