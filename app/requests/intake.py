@@ -107,8 +107,8 @@ async def file(
     )
     request.details["agent_authorization"] = body.requester.authorization_note is not None
     request.details["gpc"] = gpc
-    # Written once it is whole (_write, which keeps it in the session as written): a request
-    # verified at intake goes in verified, one that needs a code with its code.
+    # Written once it is whole (write_request, which keeps it in the session as written): a
+    # request verified at intake goes in verified, one that needs a code with its code.
     audit(
         session,
         principal,
@@ -126,7 +126,7 @@ async def file(
     )
     written = False
     if gpc:
-        await _write(session, request, digests)  # the suppressions name the request
+        await write_request(session, request, digests)  # the suppressions name the request
         written = True
         # The GPC signal opts the browser or device out of sale and sharing, and the accounts
         # it is known to belong to, at once and without verification (11 CCR 7025(c)).
@@ -146,7 +146,7 @@ async def file(
             session.add(request)  # its status listeners look for its session
         mark_verified(session, principal, request, method, None, ctx)
         if not written:
-            await _write(session, request, digests)
+            await write_request(session, request, digests)
         opened = await open_scopes(session, principal, request, ctx, digests)
         return Filed(request, None, types, opened)
     code = f"{secrets.randbelow(10**6):06d}"
@@ -162,11 +162,6 @@ async def file(
         await write_request(session, request, digests, commit_next=commit_next)
     challenge = VerificationChallenge(code=code, expires_at=request.verification_expires_at)
     return Filed(request, challenge, types, [])
-
-
-async def _write(session: AsyncSession, request: SubjectRequest, digests: list[BlindIndex]) -> None:
-    """The request's row and its identities (one statement on PostgreSQL)."""
-    await write_request(session, request, digests)
 
 
 async def _filing_controller(
