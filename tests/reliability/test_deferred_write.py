@@ -26,7 +26,7 @@ from app.requests.models import RequestIdentity, SubjectRequest
 from app.systems.models import System
 from tests.builders import TEST_AUDIT_KEY, TEST_SUBJECT_KEY, make_controller
 from tests.conftest import bearer
-from tests.databases import fresh_database, terminate_other_connections
+from tests.databases import BACKENDS, fresh_database, terminate_other_connections
 from tests.interop.drp.agent import BUSINESS_ID, Agent
 from tests.reliability.test_hot_write import _ADD_SYSTEM, _keys, _system
 
@@ -113,7 +113,7 @@ async def test_a_deferred_write_in_a_begun_transaction_commits_inside_it(
 
 
 async def test_a_transaction_asked_to_be_serializable_keeps_its_begin(tmp_path: Path) -> None:
-    if "postgresql" not in _backends():
+    if "postgresql" not in BACKENDS:
         pytest.skip("isolation levels of a server")
     async with _database("postgresql", tmp_path) as database:
         sent = _log_statements(database, whole=True)
@@ -284,7 +284,7 @@ async def test_a_deferred_write_missing_a_value_is_refused_at_once(
 async def test_a_connection_broken_before_a_deferred_write_commits_leaves_the_pool(
     tmp_path: Path,
 ) -> None:
-    if "postgresql" not in _backends():
+    if "postgresql" not in BACKENDS:
         pytest.skip("an embedded SQLite database has no server connection to terminate")
     async with fresh_database("postgresql", tmp_path) as url:
         database = Database.from_url(url, pool_size=1)
@@ -306,7 +306,7 @@ async def test_a_connection_broken_before_a_deferred_write_commits_leaves_the_po
 
 async def test_a_filing_that_waits_for_its_code_is_one_statement(tmp_path: Path) -> None:
     """The request, its identities and its audit event, in the one INSERT of its transaction."""
-    if "postgresql" not in _backends():
+    if "postgresql" not in BACKENDS:
         pytest.skip("one statement on PostgreSQL; SQLite writes a table a statement")
     async with _database("postgresql", tmp_path, pool_size=1) as database:
         async with database.sessionmaker() as session:
@@ -356,19 +356,13 @@ def _said(query: str, whole: bool) -> str:
     return said if whole else said.split()[0].rstrip(";")
 
 
-def _backends() -> list[str]:
-    from tests.databases import BACKENDS
-
-    return list(BACKENDS)
-
-
 async def test_a_drp_exercise_whose_request_cannot_be_written_is_not_taken_for_a_duplicate(
     tmp_path: Path,
 ) -> None:
     """The exercise files its request and then adds its own row in a savepoint, a unique
     violation there meaning "filed already": the request's write must not wait for that
     savepoint, or its failure would be answered as a duplicate."""
-    if "postgresql" not in _backends():
+    if "postgresql" not in BACKENDS:
         pytest.skip("the request's write waits only on PostgreSQL")
     async with _database("postgresql", tmp_path) as database:
         async with database.sessionmaker() as session:
