@@ -405,6 +405,25 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def cpu_seconds_named(command: str) -> float | None:
+    """User + system CPU so far of every live process of this machine whose command is
+    `command` (PostgreSQL's postmaster, backends and helpers are all `postgres`); None when
+    there is none (the database runs elsewhere)."""
+    total, found = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
+            continue
+        name, _, rest = text.partition(" (")[2].rpartition(")")
+        if name != command:
+            continue
+        fields = rest.split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        found = True
+    return total if found else None
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):

@@ -99,6 +99,8 @@ class Run:
     rps: float
     bad: int  # non-2xx answers and socket errors
     cpu_us: float  # server CPU per request
+    # CPU per request of the machine's PostgreSQL processes (None: no such process here)
+    database_cpu_us: float | None
     p50_ms: float
     p99_ms: float
 
@@ -143,6 +145,7 @@ def wrk(
     headers: dict[str, str],
     script: str | None = None,
     script_args: list[str] | None = None,
+    database: bool = False,
 ) -> Run:
     command = [
         "wrk",
@@ -161,10 +164,12 @@ def wrk(
     if script_args:
         command += ["--", *script_args]
     cpu_before = _data.cpu_seconds(server.pid)
+    database_before = _data.cpu_seconds_named("postgres") if database else None
     finished = subprocess.run(
         pinned(command, core), capture_output=True, text=True, check=False, timeout=seconds + 120
     )
     cpu = _data.cpu_seconds(server.pid) - cpu_before
+    database_after = _data.cpu_seconds_named("postgres") if database else None
     assert finished.returncode == 0, finished.stderr + finished.stdout
     requests, elapsed, bad, p50, p99 = parse(finished.stdout)
     return Run(
@@ -173,6 +178,11 @@ def wrk(
         rps=requests / elapsed if elapsed else 0.0,
         bad=bad,
         cpu_us=cpu / requests * 1e6 if requests else 0.0,
+        database_cpu_us=(
+            (database_after - database_before) / requests * 1e6
+            if requests and database_before is not None and database_after is not None
+            else None
+        ),
         p50_ms=p50,
         p99_ms=p99,
     )

@@ -70,6 +70,7 @@ class Figures:
     rps: list[float] = field(default_factory=list)
     ratio: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
+    database_cpu_us: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
     opened: list[int] = field(default_factory=list)
     bad: int = 0
@@ -370,6 +371,7 @@ def _run(
         headers=data.admin if op.server == "service" else {},
         script=op.script,
         script_args=args,
+        database=data.backend == "postgresql",
     )
 
 
@@ -414,6 +416,8 @@ async def test_http_hot_paths(backend: str, tmp_path: Path) -> None:
                     got.ratio.append(rps / bare_rps if bare_rps else 0.0)
                     if run.requests:  # CPU and latency of a run that answered nothing: none
                         got.cpu_us.append(run.cpu_us / op.per_request)
+                        if run.database_cpu_us is not None:
+                            got.database_cpu_us.append(run.database_cpu_us / op.per_request)
                         got.p99_ms.append(run.p99_ms)
                     got.bad += run.bad
                     got.completed += run.requests
@@ -445,7 +449,7 @@ def _report(
         if not got.completed:
             # Slower than the run's length on this machine: no figure rather than a zero.
             none = f"none answered in {_seconds(op):g} s"
-            rows.append([op.name, none, "—", op.goal, "—", "—", _opened_cell(got), got.bad])
+            rows.append([op.name, none, "—", op.goal, "—", "—", "—", _opened_cell(got), got.bad])
             continue
         rows.append(
             [
@@ -454,6 +458,7 @@ def _report(
                 "—" if op.per_request > 1 else f"{statistics.median(got.ratio):.3f}",
                 op.goal,
                 statistics.median(got.cpu_us),
+                statistics.median(got.database_cpu_us) if got.database_cpu_us else "n/a",
                 statistics.median(got.p99_ms),
                 _opened_cell(got),
                 got.bad,
@@ -470,6 +475,7 @@ def _report(
             "ratio to bare GET",
             "goal",
             "server CPU µs/request (/record)",
+            "PostgreSQL CPU µs/request (/record)",
             "p99 ms",
             "DB connections opened",
             "non-2xx",
@@ -478,7 +484,10 @@ def _report(
     )
     print(
         "ratio: this round's rate / the bare FastAPI GET's rate in the same round, median of "
-        "rounds. CPU: the server process's user+system time (/proc/<pid>/stat) / requests. "
+        "rounds. CPU: the server process's user+system time (/proc/<pid>/stat) / requests; "
+        "PostgreSQL's: that of every process of this machine named postgres (its backends, "
+        "WAL writer, checkpointer), n/a where the database is elsewhere or is SQLite, "
+        "in-process. "
         "DB connections opened: PostgreSQL sessions started on the benchmark's database during "
         "the timed runs (pg_stat_database.sessions), all rounds together; 0 means the pool "
         f"served the steady load. Tables analyzed: {analyzed}. Absolute rates depend on the "
