@@ -120,6 +120,43 @@ async def statements_sent(database: Any, sink: Callable[[str, Any], None]) -> As
         event.remove(engine, "connect", on_connect)
 
 
+async def plans_chosen(
+    database: Any, statements: list[tuple[str, Any]]
+) -> AsyncIterator[tuple[str, str, list[str], int]]:
+    """The plan each statement runs with once the plan cache has chosen, then its generic and
+    its custom plan forced: whichever PostgreSQL picks must be an index plan. (EXPLAIN with
+    bound values would plan for those values whatever plan_cache_mode says: a custom plan.)"""
+    async with database.engine.connect() as connection:
+        for number, (statement, params) in enumerate(statements):
+            values = ", ".join(sql_literal(value) for value in params)
+            for mode in ("auto", "force_generic_plan", "force_custom_plan"):
+                name = f"checked_{number}_{mode}"
+                await connection.exec_driver_sql(f"SET plan_cache_mode = {mode}")
+                await connection.exec_driver_sql(f"PREPARE {name} AS {statement}")
+                for _ in range(6):
+                    await connection.exec_driver_sql(f"EXECUTE {name}({values})")
+                explained = await connection.exec_driver_sql(f"EXPLAIN EXECUTE {name}({values})")
+                generic = await connection.exec_driver_sql(
+                    "SELECT generic_plans FROM pg_prepared_statements "
+                    f"WHERE name = '{name.lower()}'"
+                )
+                yield mode, statement, list(explained.scalars().all()), generic.scalar_one()
+            await connection.exec_driver_sql("SET plan_cache_mode = auto")
+
+
+def sql_literal(value: Any) -> str:
+    """A test's own values as SQL text (EXECUTE takes no bound parameters)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, list | tuple):
+        return "ARRAY[" + ", ".join(sql_literal(v) for v in value) + "]"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return f"'{value}'::uuid"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

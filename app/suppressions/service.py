@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, Select, String, and_, any_, bindparam, select, update
+from sqlalchemy import ARRAY, Select, String, and_, any_, bindparam, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -280,44 +280,68 @@ def listed(
 # silent "not suppressed" (which would send marketing to someone who opted out); each is one
 # primary-key probe, and the suppressions come from the unique (digest, ...) index. Built once:
 # constructing the select costs more than running it.
-def _check_statement(digests: Any, channels: Any) -> Select[*tuple[Any, ...]]:
+_CHECKED = (
+    Suppression.id,
+    Suppression.identity_type,
+    Suppression.channel,
+    Suppression.purpose,
+    Suppression.controller_id,
+    Suppression.source,
+    Suppression.created_at,
+)
+_SCOPE = (
+    Suppression.controller_id == bindparam("controller_id"),
+    Suppression.purpose == bindparam("purpose"),
+)
+
+
+def _check_statement(found: Any) -> Select[*tuple[Any, ...]]:
+    """The purpose and the controller, outer-joined to `found` (the matching opt-outs)."""
     return (
-        select(
-            Suppression.id,
-            Suppression.identity_type,
-            Suppression.channel,
-            Suppression.purpose,
-            Suppression.controller_id,
-            Suppression.source,
-            Suppression.created_at,
-        )
+        select(*found)
         .select_from(Purpose)
         .join(Controller, Controller.id == bindparam("controller_id"))
-        .outerjoin(
-            Suppression,
-            and_(
-                digests,
-                Suppression.controller_id == bindparam("controller_id"),
-                Suppression.purpose == bindparam("purpose"),
-                channels,
-            ),
-        )
         .where(Purpose.key == bindparam("purpose"))
     )
 
 
-# One statement: a row per matching opt-out, or one row of NULLs when none matches (the purpose
-# and the controller exist), or no row (one of them does not). Arrays on PostgreSQL.
-_CHECK = HotRead(
-    _check_statement(
-        Suppression.digest == any_(bindparam("digests", type_=ARRAY(String()))),
-        Suppression.channel == any_(bindparam("channels", type_=ARRAY(String()))),
-    ),
-    other=_check_statement(
+def _check_postgresql() -> Select[*tuple[Any, ...]]:
+    """On PostgreSQL each digest probes the unique index in a LATERAL subquery that OFFSET 0
+    keeps from being merged into the join (as `records.carrying` does), so that every plan,
+    custom or generic, is index probes. With the digests as `= ANY(array)` in the join, the
+    generic plan of a table of a few hundred opt-outs scanned it whole, the custom plans
+    looked cheaper, and PostgreSQL planned the check afresh at every call: either cost more
+    than the check's own run."""
+    # Through a scalar subquery: a custom plan would see the array's length, a generic plan
+    # assumes ten elements, and the custom plan, costed lower, would be planned at every call.
+    digests = select(bindparam("digests", type_=ARRAY(String()))).scalar_subquery()
+    wanted = func.unnest(digests).table_valued("value").render_derived()
+    probe = (
+        select(*_CHECKED)
+        .where(
+            Suppression.digest == wanted.c.value,
+            *_SCOPE,
+            Suppression.channel == any_(bindparam("channels", type_=ARRAY(String()))),
+        )
+        .offset(0)
+        .lateral("probe")
+    )
+    found = select(probe).select_from(wanted).join(probe, true()).subquery("found")
+    return _check_statement(found.c).outerjoin(found, true())
+
+
+def _check_other() -> Select[*tuple[Any, ...]]:
+    matching = and_(
         Suppression.digest.in_(bindparam("digests", expanding=True)),
+        *_SCOPE,
         Suppression.channel.in_(bindparam("channels", expanding=True)),
-    ),
-)
+    )
+    return _check_statement(_CHECKED).outerjoin(Suppression, matching)
+
+
+# One statement: a row per matching opt-out, or one row of NULLs when none matches (the purpose
+# and the controller exist), or no row (one of them does not).
+_CHECK = HotRead(_check_postgresql(), other=_check_other())
 
 
 async def check(
