@@ -186,7 +186,9 @@ def carrying(dialect: str) -> Any:
     if dialect != "postgresql":
         carried = RecordIdentity.digest.in_(bindparam("digests", expanding=True))
         return select(RecordIdentity.record_id).distinct().where(carried).subquery()
-    digests = bindparam("digests", type_=ARRAY(String()))
+    # The digests through a scalar subquery: a custom plan would see the array's length (a
+    # generic plan assumes ten elements), look cheaper, and be planned at every call.
+    digests = select(bindparam("digests", type_=ARRAY(String()))).scalar_subquery()
     wanted = func.unnest(digests).table_valued("value").render_derived()
     probe = (
         select(RecordIdentity.record_id)
