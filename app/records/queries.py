@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, Select, String, Text, bindparam, func, select, true
+from sqlalchemy import Select, Text, bindparam, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -17,7 +17,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from app.auth.service import Principal
 from app.core.db import utcnow
 from app.core.errors import NotFound
-from app.core.hot_read import ReadScope
+from app.core.hot_read import ReadScope, unnested_strings
 from app.core.identity import parse_label
 from app.core.pagination import cursor_uuid, decode_cursor, encode_cursor
 from app.records.models import Record, RecordIdentity, RecordProfile, visible
@@ -186,10 +186,7 @@ def carrying(dialect: str) -> Any:
     if dialect != "postgresql":
         carried = RecordIdentity.digest.in_(bindparam("digests", expanding=True))
         return select(RecordIdentity.record_id).distinct().where(carried).subquery()
-    # The digests through a scalar subquery: a custom plan would see the array's length (a
-    # generic plan assumes ten elements), look cheaper, and be planned at every call.
-    digests = select(bindparam("digests", type_=ARRAY(String()))).scalar_subquery()
-    wanted = func.unnest(digests).table_valued("value").render_derived()
+    wanted = unnested_strings("digests")
     probe = (
         select(RecordIdentity.record_id)
         .where(RecordIdentity.digest == wanted.c.value)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, Select, String, and_, any_, bindparam, func, select, true, update
+from sqlalchemy import ARRAY, Select, String, and_, any_, bindparam, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +21,7 @@ from app.controllers.models import Controller
 from app.controllers.service import platform_controller_of
 from app.core.db import utcnow
 from app.core.errors import Forbidden, Unprocessable
-from app.core.hot_read import HotRead, ReadScope
+from app.core.hot_read import HotRead, ReadScope, unnested_strings
 from app.core.identity import (
     CURRENT_VERSION,
     BlindIndex,
@@ -306,16 +306,13 @@ def _check_statement(found: Any) -> Select[*tuple[Any, ...]]:
 
 
 def _check_postgresql() -> Select[*tuple[Any, ...]]:
-    """On PostgreSQL each digest probes the unique index in a LATERAL subquery that OFFSET 0
-    keeps from being merged into the join (as `records.carrying` does), so that every plan,
-    custom or generic, is index probes. With the digests as `= ANY(array)` in the join, the
-    generic plan of a table of a few hundred opt-outs scanned it whole, the custom plans
-    looked cheaper, and PostgreSQL planned the check afresh at every call: either cost more
-    than the check's own run."""
-    # Through a scalar subquery: a custom plan would see the array's length, a generic plan
-    # assumes ten elements, and the custom plan, costed lower, would be planned at every call.
-    digests = select(bindparam("digests", type_=ARRAY(String()))).scalar_subquery()
-    wanted = func.unnest(digests).table_valued("value").render_derived()
+    """On PostgreSQL each digest (from `unnested_strings`) probes the unique index in a
+    LATERAL subquery that OFFSET 0 keeps from being merged into the join (as
+    `records.carrying` does), so that every plan, custom or generic, is index probes. With
+    the digests as `= ANY(array)` in the join, the generic plan of a table of a few hundred
+    opt-outs scanned it whole, the custom plans looked cheaper, and PostgreSQL planned the
+    check afresh at every call: either cost more than the check's own run."""
+    wanted = unnested_strings("digests")
     probe = (
         select(*_CHECKED)
         .where(
