@@ -398,11 +398,17 @@ def cpu_seconds(pid: int) -> float:
     total = 0.0
     for process in (pid, *_children(pid)):
         try:
-            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            text = Path(f"/proc/{process}/stat").read_text()
         except FileNotFoundError:  # it ended meanwhile
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += _stat_cpu(text.rsplit(")", 1)[1])
     return total
+
+
+def _stat_cpu(after_name: str) -> float:
+    """User + system CPU seconds from a /proc/<pid>/stat line's fields after `(name)`."""
+    fields = after_name.split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds_named(command: str) -> float | None:
@@ -418,8 +424,7 @@ def cpu_seconds_named(command: str) -> float | None:
         name, _, rest = text.partition(" (")[2].rpartition(")")
         if name != command:
             continue
-        fields = rest.split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += _stat_cpu(rest)
         found = True
     return total if found else None
 
