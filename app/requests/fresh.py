@@ -2,7 +2,11 @@
 at such a request yet (a row pointing at it needs its row, which no other transaction sees),
 so a commit hook that looks for rows pointing at the requests whose status changed need not
 ask the database about a fresh request, unless this transaction wrote such a row itself
-(`Pointers`)."""
+(`Pointers`).
+
+For the other requests, the hooks (a DRP exercise's callbacks, an OpenDSR link's) ask once
+per commit, in one statement built once for every kind of pointing row, which of them any
+row points at: most requests have none, and their hooks then run no query of their own."""
 
 from __future__ import annotations
 
@@ -10,14 +14,20 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import ARRAY, Uuid, any_, bindparam, event, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, object_session
 
+from app.core.hot_read import HotRead
 from app.requests.models import SubjectRequest
 
 _FRESH = "requests_fresh"
-_KEYS = [_FRESH]
+# Per transaction: the requests asked about, and of those the ones each kind of row points at.
+_ASKED = "requests_asked_for_pointers"
+_POINTED = "requests_pointed_at_in_database"
+_KEYS = [_FRESH, _ASKED, _POINTED]
+_ALL: list[Pointers] = []
+_ASKING: list[tuple[int, HotRead]] = []  # (kinds registered when built, the statement)
 
 
 def note_fresh(session: Session | AsyncSession, request_id: uuid.UUID) -> None:
@@ -41,6 +51,7 @@ class Pointers:
         self.column = column
         self.key = f"requests_pointed_at_by_{model.__tablename__}"
         _KEYS.append(self.key)
+        _ALL.append(self)
         event.listen(model, "after_insert", self._written)
         event.listen(model, "after_update", self._written)
 
@@ -60,7 +71,48 @@ class Pointers:
             for row in (*session.new, *session.dirty)
             if isinstance(row, self.model)
         )
-        return [r for r in changed if r not in fresh or r in pointed]
+        candidates = [r for r in changed if r not in fresh or r in pointed]
+        in_database = _pointed_in_database(session, [r for r in candidates if r not in fresh])
+        return [r for r in candidates if r in pointed or self.key in in_database.get(r, ())]
+
+
+def _asking() -> HotRead:
+    """(kind, request id) of every row of every kind of `Pointers` pointing at any of the
+    requests bound as `ids`; built again only if a kind was registered since."""
+    if not _ASKING or _ASKING[-1][0] != len(_ALL):
+
+        def statement(dialect: str) -> Any:
+            parts = []
+            for pointers in _ALL:
+                column = getattr(pointers.model, pointers.column)
+                among = (
+                    column == any_(bindparam("ids", type_=ARRAY(Uuid())))
+                    if dialect == "postgresql"
+                    else column.in_(bindparam("ids", expanding=True))
+                )
+                parts.append(
+                    select(literal(pointers.key).label("kind"), column.label("request_id")).where(
+                        among
+                    )
+                )
+            return parts[0] if len(parts) == 1 else union_all(*parts)
+
+        _ASKING.append((len(_ALL), HotRead(statement("postgresql"), other=statement("other"))))
+    return _ASKING[-1][1]
+
+
+def _pointed_in_database(session: Session, requests: list[uuid.UUID]) -> dict[Any, set[str]]:
+    """For each request pointed at in the database (committed, or flushed by this transaction),
+    the kinds of rows pointing at it; each request asked about once per transaction (the
+    hooks of one commit share the answer)."""
+    asked: set[uuid.UUID] = session.info.setdefault(_ASKED, set())
+    found: dict[Any, set[str]] = session.info.setdefault(_POINTED, {})
+    new = sorted(set(requests) - asked)
+    if new:
+        asked.update(new)
+        for kind, request_id in _asking().rows_from_sync(session.connection(), {"ids": new}):
+            found.setdefault(request_id, set()).add(kind)
+    return found
 
 
 @event.listens_for(Session, "after_transaction_end")

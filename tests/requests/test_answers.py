@@ -213,4 +213,15 @@ async def test_the_hot_paths_stay_few_statements(
         await _get(client, admin, request["id"])
         await asyncio.sleep(0)  # the driver logs its statements soon after, not during them
         assert len(statements) == 1, statements
+
+    # A status change of a request filed earlier: whether a DRP exercise or an OpenDSR link
+    # points at it (their status callbacks) is one question for both kinds of row, and,
+    # nothing pointing at it, neither hook asks the database anything more.
+    statements.clear()
+    cancelled = await client.post(f"/v1/requests/{verified['id']}/cancel", headers=admin)
+    assert cancelled.status_code == 200, cancelled.text
+    await asyncio.sleep(0)
+    pointers = [s for s in statements if "drp_requests" in s or "opendsr_requests" in s]
+    assert len(pointers) == 1, pointers
+    assert "drp_requests" in pointers[0] and "opendsr_requests" in pointers[0], pointers
     assert verified["scopes"] and ALICE
