@@ -376,12 +376,20 @@ def _status_kib(field: str, pid: int | str = "self") -> int:
     return 0
 
 
-def rss_mib() -> float:
-    return _status_kib("VmRSS") / 1024
+def rss_mib(pid: int | str = "self") -> float:
+    return _status_kib("VmRSS", pid) / 1024
 
 
-def peak_rss_mib() -> float:
-    return _status_kib("VmHWM") / 1024
+def peak_rss_mib(pid: int | str = "self") -> float:
+    """The most RSS the process has held since it started (or since `reset_peak_rss`)."""
+    return _status_kib("VmHWM", pid) / 1024
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """RSS now and each process's peak RSS, summed over a process and its live children
+    (`serve --workers`), in MiB."""
+    processes = (pid, *_children(pid))
+    return sum(rss_mib(p) for p in processes), sum(peak_rss_mib(p) for p in processes)
 
 
 def reset_peak_rss() -> bool:

@@ -417,6 +417,7 @@ async def run(records: int, requests: int, filers: int, folder: Path) -> dict[st
             ledger, done = Ledger(), asyncio.Event()
             processes = {"serve": server, "worker": worker}
             cpu = {name: _data.cpu_seconds(p.pid) for name, p in processes.items()}
+            memory = {name: [*_data.memory_mib(p.pid)] for name, p in processes.items()}
             client_cpu = time.process_time()
             started = time.perf_counter()
             await asyncio.gather(
@@ -428,6 +429,8 @@ async def run(records: int, requests: int, filers: int, folder: Path) -> dict[st
             )
             elapsed = time.perf_counter() - started
             cpu = {name: _data.cpu_seconds(p.pid) - cpu[name] for name, p in processes.items()}
+            for name, p in processes.items():
+                memory[name] += _data.memory_mib(p.pid)
             cpu["load clients"] = time.process_time() - client_cpu
             await _drain_outbox(dsn, 60)
         finally:
@@ -435,7 +438,13 @@ async def run(records: int, requests: int, filers: int, folder: Path) -> dict[st
             _stop(server)
         figures = await _figures(dsn, ledger, arrivals, requests)
     receiver.close()
-    figures |= {"elapsed": elapsed, "cpu": cpu, "ledger": ledger, "records": records}
+    figures |= {
+        "elapsed": elapsed,
+        "cpu": cpu,
+        "memory": memory,
+        "ledger": ledger,
+        "records": records,
+    }
     _report(figures, requests)
     assert figures["statuses"] == {"completed": requests}, figures["statuses"]
     assert figures["undelivered"] == 0 and figures["delivered_twice"] == 0
@@ -573,6 +582,14 @@ def _report(figures: dict[str, Any], requests: int) -> None:
         "CPU seconds during the run",
         ["process", "CPU s", "share of the run"],
         [[k, v, f"{v / figures['elapsed']:.0%}"] for k, v in figures["cpu"].items()],
+    )
+    _data.print_table(
+        "Memory of the service's processes, MiB (their children summed under --workers)",
+        ["process", "RSS at the start", "RSS at the end", "end - start", "peak RSS"],
+        [
+            [name, start, end, end - start, peak]
+            for name, (start, _, end, peak) in figures["memory"].items()
+        ],
     )
     print(
         f"  tables analyzed during the run, standing in for the server's autovacuum: "

@@ -401,6 +401,8 @@ async def test_http_hot_paths(backend: str, tmp_path: Path) -> None:
             figures = {op.name: Figures() for op in ops}
             for op in ops:  # warm-up: first requests, caches, pool filled
                 _run(op, running[op.server], data, min(2.0, SECONDS), f"warm{id(op)}")
+            service_pid = running["service"].pid
+            memory = [("after the warm-up", *_data.memory_mib(service_pid))]
             for round_number in range(ROUNDS):
                 await dataset.analyze(url)  # the last round's writes, as autovacuum would
                 bare_rps = 0.0
@@ -424,10 +426,26 @@ async def test_http_hot_paths(backend: str, tmp_path: Path) -> None:
                     if before is not None and after is not None:
                         got.opened.append(after - before)
                     print(f"  round {round_number + 1}: {op.name}: {rps:,.0f}/s", flush=True)
+                memory.append((f"after round {round_number + 1}", *_data.memory_mib(service_pid)))
             analyzed = await dataset.analyzed(url)
     _report(backend, total, ops, figures, analyzed)
+    _report_memory(backend, total, memory, sum(f.completed for f in figures.values()))
     bad = {name: f.bad for name, f in figures.items() if f.bad}
     assert not bad, f"answers other than 2xx, or socket errors: {bad}"
+
+
+def _report_memory(
+    backend: str, total: int, memory: list[tuple[str, float, float]], answered: int
+) -> None:
+    """The service process's memory as the rounds go: flat when nothing grows with the
+    requests served or the records written (the batch adds thousands a round)."""
+    first = memory[0][1]
+    _data.print_table(
+        f"The service process's memory on {backend}, {total:,} records "
+        f"({answered:,} requests answered over the rounds)",
+        ["when", "RSS MiB", "RSS - after the warm-up, MiB", "peak RSS so far MiB"],
+        [[when, rss, rss - first, peak] for when, rss, peak in memory],
+    )
 
 
 def _seconds(op: Operation) -> float:
