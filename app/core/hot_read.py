@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import ARRAY, Engine, Select, String, bindparam, event, func, select
+from sqlalchemy import ARRAY, Engine, Select, String, any_, bindparam, event, func, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -329,6 +329,17 @@ class _Broken(Exception):
     def __init__(self, error: Exception, raised: sa_exc.StatementError) -> None:
         self.error = error
         self.raised = raised
+
+
+def among(column: Any, name: str, dialect: str) -> Any:
+    """`column` among the values of a list bound as `name`, in a statement built once per
+    dialect: `= ANY($n)` of an array on PostgreSQL (one text whatever the list's length), an
+    expanding IN elsewhere."""
+    if dialect == "postgresql":
+        # VARCHAR[], not VARCHAR(n)[]: a cast to the column's length would cut a longer value
+        item = String() if isinstance(column.type, String) else column.type
+        return column == any_(bindparam(name, type_=ARRAY(item)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def unnested_strings(name: str) -> Any:

@@ -19,8 +19,6 @@ from typing import Any
 from sqlalchemy import (
     String,
     Table,
-    any_,
-    bindparam,
     case,
     cast,
     event,
@@ -29,14 +27,13 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.base import NO_VALUE
 
 from app.controllers.models import Controller
 from app.core.db import utcnow
-from app.core.hot_read import HotRead
+from app.core.hot_read import HotRead, among
 from app.core.ids import new_id
 from app.outbox.models import OutboxEvent
 from app.requests.models import SubjectRequest
@@ -77,18 +74,11 @@ def _receivers_statement(systems: bool, platform: bool, controllers: bool, diale
     c = _CONTROLLERS.c
     hooked = (c.dsr_routing_mode == "webhook") & c.webhook_url.is_not(None)
 
-    def among(column: Any, name: str) -> Any:
-        if dialect == "postgresql":
-            # VARCHAR[], not VARCHAR(n)[]: a cast to the column's length would cut a longer value
-            item = String() if isinstance(column.type, String) else column.type
-            return column == any_(bindparam(name, type_=ARRAY(item)))
-        return column.in_(bindparam(name, expanding=True))
-
     parts: list[Any] = []
     if systems:
         parts.append(
             select(literal("system").label("kind"), _SYSTEMS.c.key.label("target")).where(
-                among(_SYSTEMS.c.key, "systems"), _SYSTEMS.c.webhook_url.is_not(None)
+                among(_SYSTEMS.c.key, "systems", dialect), _SYSTEMS.c.webhook_url.is_not(None)
             )
         )
     if platform:
@@ -101,7 +91,7 @@ def _receivers_statement(systems: bool, platform: bool, controllers: bool, diale
     if controllers:
         parts.append(
             select(literal("controller").label("kind"), cast(c.id, String).label("target")).where(
-                among(c.id, "ids"), hooked
+                among(c.id, "ids", dialect), hooked
             )
         )
     return parts[0] if len(parts) == 1 else union_all(*parts)

@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ARRAY, Uuid, any_, bindparam, event, literal, select, union_all
+from sqlalchemy import event, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, object_session
 
-from app.core.hot_read import HotRead
+from app.core.hot_read import HotRead, among
 from app.requests.models import SubjectRequest
 
 _FRESH = "requests_fresh"
@@ -27,7 +27,7 @@ _ASKED = "requests_asked_for_pointers"
 _POINTED = "requests_pointed_at_in_database"
 _KEYS = [_FRESH, _ASKED, _POINTED]
 _ALL: list[Pointers] = []
-_ASKING: list[tuple[int, HotRead]] = []  # (kinds registered when built, the statement)
+_ASKING: dict[int, HotRead] = {}  # by the number of kinds registered when it was built
 
 
 def note_fresh(session: Session | AsyncSession, request_id: uuid.UUID) -> None:
@@ -49,6 +49,7 @@ class Pointers:
     def __init__(self, model: type[Any], column: str) -> None:
         self.model = model
         self.column = column
+        self.pointer = getattr(model, column)
         self.key = f"requests_pointed_at_by_{model.__tablename__}"
         _KEYS.append(self.key)
         _ALL.append(self)
@@ -78,27 +79,21 @@ class Pointers:
 
 def _asking() -> HotRead:
     """(kind, request id) of every row of every kind of `Pointers` pointing at any of the
-    requests bound as `ids`; built again only if a kind was registered since."""
-    if not _ASKING or _ASKING[-1][0] != len(_ALL):
+    requests bound as `ids`; built once for the kinds registered (at import, in practice)."""
+    asking = _ASKING.get(len(_ALL))
+    if asking is None:
 
         def statement(dialect: str) -> Any:
-            parts = []
-            for pointers in _ALL:
-                column = getattr(pointers.model, pointers.column)
-                among = (
-                    column == any_(bindparam("ids", type_=ARRAY(Uuid())))
-                    if dialect == "postgresql"
-                    else column.in_(bindparam("ids", expanding=True))
+            parts = [
+                select(literal(p.key).label("kind"), p.pointer.label("request_id")).where(
+                    among(p.pointer, "ids", dialect)
                 )
-                parts.append(
-                    select(literal(pointers.key).label("kind"), column.label("request_id")).where(
-                        among
-                    )
-                )
+                for p in _ALL
+            ]
             return parts[0] if len(parts) == 1 else union_all(*parts)
 
-        _ASKING.append((len(_ALL), HotRead(statement("postgresql"), other=statement("other"))))
-    return _ASKING[-1][1]
+        asking = _ASKING[len(_ALL)] = HotRead(statement("postgresql"), other=statement("other"))
+    return asking
 
 
 def _pointed_in_database(session: Session, requests: list[uuid.UUID]) -> dict[Any, set[str]]:
