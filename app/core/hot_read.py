@@ -40,6 +40,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_only as await_
 from sqlalchemy.util import greenlet_spawn
 
+from app.core import pooled_connection
 from app.core.db import Database
 
 
@@ -406,7 +407,7 @@ class ReadScope:
         engine = self._database.engine  # type: ignore[union-attr]
         pooled = self._pooled
         if pooled is None:
-            pooled = self._pooled = await engine.raw_connection()
+            pooled = self._pooled = await pooled_connection.take(engine)
         try:
             return await read._fetch(engine.dialect, pooled, params)
         except _Broken as broken:
@@ -422,10 +423,9 @@ class ReadScope:
 
     async def _release(self) -> None:
         pooled, self._pooled = self._pooled, None
-        if pooled is not None:
-            # In a greenlet: giving it back may close it (an overflow connection, or one
-            # past its recycle age), which awaits the driver.
-            await greenlet_spawn(pooled.close)
+        if pooled is None:
+            return
+        await pooled_connection.give_back(self._database.engine, pooled)  # type: ignore[union-attr]
 
 
 def _postgres_error() -> type[Exception]:
