@@ -4,9 +4,9 @@ reads (core.hot_read.ReadScope).
 The pool's code is synchronous, and awaits the driver only to open or close a connection,
 so SQLAlchemy runs it in a greenlet: about 12 µs of CPU each way in one process, and under
 wrk the retention check's server CPU fell from about 450-530 to 320-380 µs a check without
-them (the greenlet-free check-in alone: 410-450). Here the pool is
-entered directly when it holds an idle connection and keeps the one given back, and through
-a greenlet otherwise (tests/reliability/test_read_scope_pool.py)."""
+them (the greenlet-free check-in alone: 410-450). Here the pool is entered directly when it
+holds an idle connection and keeps the one given back, and through a greenlet otherwise
+(tests/reliability/test_read_scope_pool.py)."""
 
 from __future__ import annotations
 

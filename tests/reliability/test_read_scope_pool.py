@@ -67,6 +67,15 @@ async def _server_connections(engine: AsyncEngine) -> int:
     return int(found or 0)
 
 
+async def _settled_server_connections(engine: AsyncEngine) -> int:
+    """The same, once a closing connection has had a second to leave the server's view."""
+    for _ in range(20):
+        if await _server_connections(engine) == 1:
+            break
+        await asyncio.sleep(0.05)
+    return await _server_connections(engine)
+
+
 def _database(url: str, **pool: Any) -> Database:
     return Database(create_async_engine(url, **pool))
 
@@ -96,11 +105,7 @@ async def test_a_connection_past_its_recycle_age_is_opened_again(tmp_path: Path)
         assert switches, "reopening the connection awaits the driver, in a greenlet"
         assert (_pool(database).checkedin(), _pool(database).checkedout()) == (1, 0)
         # The old connection was closed, not left open beside the new one.
-        for _ in range(20):
-            if await _server_connections(observer) == 1:
-                break
-            await asyncio.sleep(0.05)
-        assert await _server_connections(observer) == 1
+        assert await _settled_server_connections(observer) == 1
         await observer.dispose()
         await database.dispose()
 
@@ -142,11 +147,7 @@ async def test_overflow_connections_are_closed_when_given_back(tmp_path: Path) -
         release.set()
         assert await asyncio.gather(*readers) == [0, 0, 0, 0]
         assert (_pool(database).checkedin(), _pool(database).checkedout()) == (1, 0)
-        for _ in range(20):
-            if await _server_connections(observer) == 1:
-                break
-            await asyncio.sleep(0.05)
-        assert await _server_connections(observer) == 1  # the three overflow ones closed
+        assert await _settled_server_connections(observer) == 1  # the overflow ones closed
         with _greenlet_switches() as switches:
             assert await _read(database) == 0
         assert switches == []
