@@ -16,6 +16,7 @@ from app.audit.service import use_audit_key
 from app.auth.service import create_key
 from app.core.config import Settings
 from app.core.db import Database, create_engine
+from app.core.lean_session import LeanSession
 from app.main import create_app
 from tests.builders import TEST_AUDIT_KEY, TEST_SUBJECT_KEY
 from tests.databases import BACKENDS, fresh_database
@@ -67,14 +68,20 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 @pytest.fixture
 def database(engine: AsyncEngine, connection: AsyncConnection) -> Database:
     # The app's commits release savepoints inside the test's transaction; its read-only
-    # sessions read in that transaction and leave it alone.
+    # sessions read in that transaction and leave it alone. The app's own session class.
     return Database(
         engine,
         async_sessionmaker(
-            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            bind=connection,
+            class_=LeanSession,
+            expire_on_commit=False,
+            join_transaction_mode="create_savepoint",
         ),
         async_sessionmaker(
-            bind=connection, expire_on_commit=False, join_transaction_mode="rollback_only"
+            bind=connection,
+            class_=LeanSession,
+            expire_on_commit=False,
+            join_transaction_mode="rollback_only",
         ),
     )
 

@@ -13,10 +13,11 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import greenlet
 import httpx
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.migrate import upgrade
 from tests.builders import TEST_SUBJECT_KEY
@@ -118,6 +119,38 @@ async def statements_sent(database: Any, sink: Callable[[str, Any], None]) -> As
     finally:
         event.remove(engine, "before_cursor_execute", through_sqlalchemy)
         event.remove(engine, "connect", on_connect)
+
+
+@contextmanager
+def greenlet_switches() -> Iterator[list[str]]:
+    """Every greenlet switch while inside (SQLAlchemy runs its synchronous code in one)."""
+    seen: list[str] = []
+    previous = greenlet.settrace(lambda event, _args: seen.append(event))
+    try:
+        yield seen
+    finally:
+        greenlet.settrace(previous)
+
+
+async def server_connections(engine: AsyncEngine) -> int:
+    """Connections the PostgreSQL server holds to this database, other than the asking one."""
+    async with engine.connect() as connection:
+        found = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    return int(found or 0)
+
+
+async def settled_server_connections(engine: AsyncEngine, expected: int) -> int:
+    """The same, once a closing connection has had a second to leave the server's view."""
+    for _ in range(20):
+        if await server_connections(engine) == expected:
+            break
+        await asyncio.sleep(0.05)
+    return await server_connections(engine)
 
 
 async def plans_chosen(

@@ -37,6 +37,8 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from app.core.lean_session import LeanSession
+
 _Ts = TypeVarTuple("_Ts")
 
 NAMING_CONVENTION = {
@@ -231,7 +233,9 @@ class Database:
         # no session around it (core.hot_read.ReadScope). Not when the read sessions were given
         # bound elsewhere (a test's outer transaction): the reads must see what those see.
         self.pooled_reads = engine.dialect.name == "postgresql" and read_sessionmaker is None
-        self.sessionmaker = sessionmaker or async_sessionmaker(engine, expire_on_commit=False)
+        self.sessionmaker = sessionmaker or async_sessionmaker(
+            engine, class_=LeanSession, expire_on_commit=False
+        )
         # Hot read paths (retention and suppression checks) run without BEGIN and COMMIT:
         # one statement, one round trip, and on SQLite no write lock.
         self.read_sessionmaker = read_sessionmaker or async_sessionmaker(

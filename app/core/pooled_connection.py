@@ -11,11 +11,15 @@ holds an idle connection and keeps the one given back, and through a greenlet ot
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import Pool, PoolProxiedConnection, QueuePool
 from sqlalchemy.util import greenlet_spawn
+
+T = TypeVar("T")
 
 
 async def take(engine: AsyncEngine) -> PoolProxiedConnection:
@@ -32,16 +36,22 @@ async def give_back(engine: AsyncEngine, pooled: PoolProxiedConnection) -> None:
 def _idle(pool: Pool) -> PoolProxiedConnection | None:
     """A connection the pool holds idle, taken without a greenlet; None when it holds none (it
     would open one, or wait) or when the one it holds must be opened again first (past its
-    recycle age, or invalidated by an earlier fault). The pool finds that out where it would
-    first await the driver: it raises MissingGreenlet there (closing the driver's connect
-    coroutine unawaited, which warns) and takes the record back, without a connection, as
-    after any failed checkout; the greenlet's checkout then opens one."""
+    recycle age, or invalidated by an earlier fault)."""
     if not isinstance(pool, QueuePool) or pool.checkedin() == 0:
         return None
+    return unless_it_awaits(pool.connect)
+
+
+def unless_it_awaits(call: Callable[[], T]) -> T | None:
+    """`call()`, a checkout from the pool made outside SQLAlchemy's greenlet; None when it had
+    to await the driver (to open a connection again). The pool finds that out where it would
+    first await: it raises MissingGreenlet there (closing the driver's connect coroutine
+    unawaited, which warns) and takes the record back, without a connection, as after any
+    failed checkout; the caller then checks out through the greenlet."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
         try:
-            return pool.connect()
+            return call()
         except sa_exc.MissingGreenlet:
             return None
 

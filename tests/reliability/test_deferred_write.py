@@ -6,6 +6,7 @@ no BEGIN or COMMIT sent."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -57,13 +58,19 @@ def _log_statements(database: Database, *, whole: bool = False) -> list[str]:
     return sent
 
 
+async def _logged(sent: list[str]) -> list[str]:
+    """What was sent so far: asyncpg calls its query loggers on the event loop's next turn."""
+    await asyncio.sleep(0)
+    return list(sent)
+
+
 async def test_a_lone_deferred_write_commits_as_one_statement(backend: str, tmp_path: Path) -> None:
     async with _database(backend, tmp_path) as database:
         sent = _log_statements(database)
         async with database.sessionmaker() as session:
             await _ADD_SYSTEM.defer(await session.connection(), _system("accounts"))
             await session.commit()
-        committed = list(sent)
+        committed = await _logged(sent)
         async with database.sessionmaker() as session:
             assert await _keys(session) == {"accounts"}
     if backend == "postgresql":
@@ -104,7 +111,7 @@ async def test_a_deferred_write_in_a_begun_transaction_commits_inside_it(
             await session.execute(select(System.key))
             await _ADD_SYSTEM.defer(await session.connection(), _system("accounts"))
             await session.commit()
-        committed = list(sent)
+        committed = await _logged(sent)
         async with database.sessionmaker() as session:
             assert await _keys(session) == {"accounts"}
     if backend == "postgresql":
@@ -123,7 +130,7 @@ async def test_a_transaction_asked_to_be_serializable_keeps_its_begin(tmp_path: 
             )
             await _ADD_SYSTEM.defer(connection, _system("accounts"))
             await session.commit()
-        committed = list(sent)
+        committed = await _logged(sent)
         async with database.sessionmaker() as session:
             assert await _keys(session) == {"accounts"}
     assert committed[0].startswith("BEGIN ISOLATION LEVEL SERIALIZABLE"), committed

@@ -6,22 +6,19 @@ opened again, an overflow connection is closed, and the pool ends as it began.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import greenlet
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 from app.core.db import Database
 from app.core.hot_read import HotRead, ReadScope
 from app.systems.models import System
-from tests.databases import fresh_database
+from tests.databases import fresh_database, greenlet_switches, settled_server_connections
 
 _COUNT = HotRead(select(func.count().label("systems")).select_from(System))
 
@@ -30,17 +27,6 @@ _COUNT = HotRead(select(func.count().label("systems")).select_from(System))
 def _postgresql_only(backend: str) -> None:
     if backend != "postgresql":
         pytest.skip("hot reads take pooled driver connections on PostgreSQL only")
-
-
-@contextmanager
-def _greenlet_switches() -> Iterator[list[str]]:
-    """Every greenlet switch while inside (SQLAlchemy's sync code runs in one)."""
-    seen: list[str] = []
-    previous = greenlet.settrace(lambda event, _args: seen.append(event))
-    try:
-        yield seen
-    finally:
-        greenlet.settrace(previous)
 
 
 async def _read(database: Database) -> int:
@@ -55,27 +41,6 @@ def _pool(database: Database) -> QueuePool:
     return pool
 
 
-async def _server_connections(engine: AsyncEngine) -> int:
-    """Connections the server holds to this database, other than the asking one."""
-    async with engine.connect() as connection:
-        found = await connection.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        )
-    return int(found or 0)
-
-
-async def _settled_server_connections(engine: AsyncEngine) -> int:
-    """The same, once a closing connection has had a second to leave the server's view."""
-    for _ in range(20):
-        if await _server_connections(engine) == 1:
-            break
-        await asyncio.sleep(0.05)
-    return await _server_connections(engine)
-
-
 def _database(url: str, **pool: Any) -> Database:
     return Database(create_async_engine(url, **pool))
 
@@ -86,7 +51,7 @@ async def test_steady_reads_take_and_give_back_connections_without_a_greenlet(
     async with fresh_database("postgresql", tmp_path) as url:
         database = _database(url, pool_size=2, max_overflow=2)
         assert await _read(database) == 0  # the pool opens its first connection in a greenlet
-        with _greenlet_switches() as switches:
+        with greenlet_switches() as switches:
             for _ in range(20):
                 assert await _read(database) == 0
         assert switches == []
@@ -100,12 +65,12 @@ async def test_a_connection_past_its_recycle_age_is_opened_again(tmp_path: Path)
         observer = create_async_engine(url)
         assert await _read(database) == 0
         await asyncio.sleep(1.2)
-        with _greenlet_switches() as switches:
+        with greenlet_switches() as switches:
             assert await _read(database) == 0
         assert switches, "reopening the connection awaits the driver, in a greenlet"
         assert (_pool(database).checkedin(), _pool(database).checkedout()) == (1, 0)
         # The old connection was closed, not left open beside the new one.
-        assert await _settled_server_connections(observer) == 1
+        assert await settled_server_connections(observer, 1) == 1
         await observer.dispose()
         await database.dispose()
 
@@ -147,8 +112,8 @@ async def test_overflow_connections_are_closed_when_given_back(tmp_path: Path) -
         release.set()
         assert await asyncio.gather(*readers) == [0, 0, 0, 0]
         assert (_pool(database).checkedin(), _pool(database).checkedout()) == (1, 0)
-        assert await _settled_server_connections(observer) == 1  # the overflow ones closed
-        with _greenlet_switches() as switches:
+        assert await settled_server_connections(observer, 1) == 1  # the overflow ones closed
+        with greenlet_switches() as switches:
             assert await _read(database) == 0
         assert switches == []
         await observer.dispose()
