@@ -36,17 +36,21 @@ class LeanSession(AsyncSession):
         await super().flush(objects)
 
     async def close(self) -> None:
-        if not self.sync_session.in_transaction():
-            self.sync_session.close()  # no connection to give back: nothing to await
-            return
-        await super().close()
+        if not self._closed_at_once():
+            await super().close()
 
     async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
-        if not self.sync_session.in_transaction():
-            self.sync_session.close()
-            return
-        # Closing what holds a connection: in a task of its own, shielded from cancellation.
-        await super().__aexit__(type_, value, traceback)
+        if not self._closed_at_once():
+            # A transaction to end: in a task of its own, shielded from cancellation.
+            await super().__aexit__(type_, value, traceback)
+
+    def _closed_at_once(self) -> bool:
+        """Closed here when no transaction is open: with no connection to give back, closing
+        only forgets the session's objects."""
+        if self.sync_session.in_transaction():
+            return False
+        self.sync_session.close()
+        return True
 
     async def connection(
         self,
@@ -56,7 +60,7 @@ class LeanSession(AsyncSession):
     ) -> AsyncConnection:
         if bind_arguments is None and execution_options is None and not kw:
             sync = self._without_io()
-            if sync is not None:
+            if sync is not None:  # wrapped as AsyncSession.connection wraps it
                 return AsyncConnection._retrieve_proxy_for_target(sync)
         return await super().connection(bind_arguments, execution_options, **kw)
 
