@@ -23,9 +23,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.pool import QueuePool
 
-from app.core.pooled_connection import unless_it_awaits
+from app.core.pooled_connection import holds_idle, unless_it_awaits
 
 
 class LeanSession(AsyncSession):
@@ -78,9 +77,8 @@ class LeanSession(AsyncSession):
         transaction = sync.get_transaction()
         if transaction is not None and bind in transaction._connections:
             return sync.connection()  # the one it holds
-        pool = bind.pool
-        if bind.dialect.name != "postgresql" or not isinstance(pool, QueuePool):
+        if bind.dialect.name != "postgresql":
             return None  # SQLite begins with a statement (BEGIN IMMEDIATE)
-        if pool.checkedin() == 0:
+        if not holds_idle(bind.pool):
             return None  # it would open a connection, or wait for one
         return unless_it_awaits(sync.connection)

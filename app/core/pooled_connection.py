@@ -37,9 +37,12 @@ def _idle(pool: Pool) -> PoolProxiedConnection | None:
     """A connection the pool holds idle, taken without a greenlet; None when it holds none (it
     would open one, or wait) or when the one it holds must be opened again first (past its
     recycle age, or invalidated by an earlier fault)."""
-    if not isinstance(pool, QueuePool) or pool.checkedin() == 0:
-        return None
-    return unless_it_awaits(pool.connect)
+    return unless_it_awaits(pool.connect) if holds_idle(pool) else None
+
+
+def holds_idle(pool: Pool) -> bool:
+    """Whether the pool holds a connection idle (else a checkout opens one, or waits)."""
+    return isinstance(pool, QueuePool) and pool.checkedin() > 0
 
 
 def unless_it_awaits(call: Callable[[], T]) -> T | None:
