@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -16,7 +16,7 @@ from app.audit.service import record as audit
 from app.auth.service import Principal
 from app.controllers.models import Controller
 from app.core.crypto import SecretBox
-from app.core.db import utcnow
+from app.core.db import row_of, utcnow
 from app.core.errors import Unprocessable
 from app.core.identity import BlindIndex, BlindIndexer, InvalidIdentity
 from app.core.ids import new_id
@@ -27,7 +27,7 @@ from app.requests.models import SubjectRequest
 from app.requests.schemas import RequestCreate, VerificationChallenge
 from app.requests.scopes import _platform_id, open_scopes
 from app.requests.verification import mark_verified
-from app.requests.writes import OpenedScope, write_request
+from app.requests.writes import OpenedScope, WrittenRequest, write_request, write_request_row
 from app.suppressions.gpc import SALE_OPT_OUT_REGIMES, opt_out_of_sale_and_sharing, require_purposes
 
 
@@ -36,7 +36,7 @@ class Filed:
     """A request just filed: its code when it waits for one, and the scopes it opened when
     it was verified at intake (what the answer shows, without reading it back)."""
 
-    request: SubjectRequest
+    request: SubjectRequest | WrittenRequest
     challenge: VerificationChallenge | None
     identity_types: list[str]
     scopes: list[OpenedScope]
@@ -51,6 +51,7 @@ async def file_request(
     gpc_signal: bool = False,
 ) -> tuple[SubjectRequest, VerificationChallenge | None]:
     filed = await file(session, principal, body, ctx, gpc_signal=gpc_signal)
+    assert isinstance(filed.request, SubjectRequest)  # only a caller that commits next gets a row
     return filed.request, filed.challenge
 
 
@@ -64,7 +65,8 @@ async def file(
     commit_next: bool = False,
 ) -> Filed:
     """File a request. `commit_next`: the caller commits next, catching no error on the way
-    (the filing's write may then wait for the commit: `write_request`)."""
+    and changing nothing of the request (the filing's write may then wait for the commit, and
+    a request that waits for its code is written from its row, answered as `WrittenRequest`)."""
     now = utcnow()
     filed_by = await _filing_controller(session, principal, body.controller_id)
     gpc = gpc_signal or body.details.gpc
@@ -81,40 +83,40 @@ async def file(
     digests = _digests(body, ctx.indexer, filed_by)
     types = sorted({str(d.type) for d in digests})
     due = clocks.deadlines(body.regime, body.type, received_at, ctx.clocks, ctx.holidays)
-    request = SubjectRequest(
-        id=new_id(),
-        type=body.type,
-        regime=body.regime,
-        status=state.RequestStatus.pending_verification,
-        channel=body.channel,
-        filed_by_controller_id=filed_by,
-        filed_by_key_id=principal.key_id,
-        requester_kind=body.requester.kind,
-        received_at=received_at,
-        acknowledge_by=due.acknowledge_by,
-        due_at=due.due_at,
-        details=_stored_details(body, ctx.box),
-    )
-    request.contact_sealed = ctx.box.seal(
-        orjson.dumps(
-            {
-                "name": body.requester.name,
-                "email": body.requester.email,
-                "identities": [i.model_dump(mode="json") for i in body.identities],
-            }
-        ).decode(),
-        context=f"request:{request.id}",
-    )
-    request.details["agent_authorization"] = body.requester.authorization_note is not None
-    request.details["gpc"] = gpc
-    # Written once it is whole (write_request, which keeps it in the session as written): a
-    # request verified at intake goes in verified, one that needs a code with its code.
+    request_id = new_id()
+    details = _stored_details(body, ctx.box)
+    details["agent_authorization"] = body.requester.authorization_note is not None
+    details["gpc"] = gpc
+    values: dict[str, Any] = {
+        "id": request_id,
+        "type": body.type,
+        "regime": body.regime,
+        "status": state.RequestStatus.pending_verification,
+        "channel": body.channel,
+        "filed_by_controller_id": filed_by,
+        "filed_by_key_id": principal.key_id,
+        "requester_kind": body.requester.kind,
+        "received_at": received_at,
+        "acknowledge_by": due.acknowledge_by,
+        "due_at": due.due_at,
+        "details": details,
+        "contact_sealed": ctx.box.seal(
+            orjson.dumps(
+                {
+                    "name": body.requester.name,
+                    "email": body.requester.email,
+                    "identities": [i.model_dump(mode="json") for i in body.identities],
+                }
+            ).decode(),
+            context=f"request:{request_id}",
+        ),
+    }
     audit(
         session,
         principal,
         "request.received",
         "request",
-        request.id,
+        request_id,
         {
             "type": body.type,
             "regime": body.regime,
@@ -122,8 +124,22 @@ async def file(
             "requester": body.requester.kind,
             "filed_by_controller_id": str(filed_by) if filed_by else None,
         },
-        subject_request_id=request.id,
+        subject_request_id=request_id,
     )
+    # An opt-out needs no verification (CCPA 11 CCR 7026); a trusted session has verified.
+    verified_now = body.verified or body.type == "opt_out"
+    if not gpc and not verified_now:
+        # Written once, whole, with its code.
+        challenge, code_values = _code(request_id, body.regime, ctx, now)
+        values |= code_values
+        if commit_next:
+            row = row_of(SubjectRequest, values)
+            await write_request_row(session, row, digests, commit_next=True)
+            return Filed(WrittenRequest(**row), challenge, types, [])
+        request = SubjectRequest(**values)
+        await write_request(session, request, digests)
+        return Filed(request, challenge, types, [])
+    request = SubjectRequest(**values)
     written = False
     if gpc:
         await write_request(session, request, digests)  # the suppressions name the request
@@ -139,29 +155,40 @@ async def file(
             actor=principal,
             linked=True,
         )
-    # An opt-out needs no verification (CCPA 11 CCR 7026); a trusted session has verified.
-    if body.verified or body.type == "opt_out":
+    if verified_now:
         method = "trusted_session" if body.verified else "not_required"
         if not written:
             session.add(request)  # its status listeners look for its session
         mark_verified(session, principal, request, method, None, ctx)
         if not written:
+            # Written once it is whole (write_request keeps it in the session as written):
+            # a request verified at intake goes in verified.
             await write_request(session, request, digests)
         opened = await open_scopes(session, principal, request, ctx, digests)
         return Filed(request, None, types, opened)
-    code = f"{secrets.randbelow(10**6):06d}"
-    request.verification_method = "code"
-    request.verification_code_hash = ctx.indexer.mac("verify", f"{request.id}:{code}")
-    request.verification_expires_at = now + ctx.code_ttl
-    if clocks.clock_for(body.regime, ctx.clocks).pauses_for_verification:
-        # UK GDPR Art. 12A: from this ask for identity evidence the clock stands still.
-        request.clock_paused_at = now
-    if written:
-        await session.flush()
-    else:
-        await write_request(session, request, digests, commit_next=commit_next)
-    challenge = VerificationChallenge(code=code, expires_at=request.verification_expires_at)
+    challenge, code_values = _code(request_id, body.regime, ctx, now)
+    for name, value in code_values.items():
+        setattr(request, name, value)
+    await session.flush()
     return Filed(request, challenge, types, [])
+
+
+def _code(
+    request_id: uuid.UUID, regime: str, ctx: RequestContext, now: datetime
+) -> tuple[VerificationChallenge, dict[str, Any]]:
+    """A verification code for the request: what the filer is told, and what the request
+    stores (the code's keyed hash, its expiry, the clock paused where the regime says)."""
+    code = f"{secrets.randbelow(10**6):06d}"
+    expires_at = now + ctx.code_ttl
+    values: dict[str, Any] = {
+        "verification_method": "code",
+        "verification_code_hash": ctx.indexer.mac("verify", f"{request_id}:{code}"),
+        "verification_expires_at": expires_at,
+    }
+    if clocks.clock_for(regime, ctx.clocks).pauses_for_verification:
+        # UK GDPR Art. 12A: from this ask for identity evidence the clock stands still.
+        values["clock_paused_at"] = now
+    return VerificationChallenge(code=code, expires_at=expires_at), values
 
 
 async def _filing_controller(

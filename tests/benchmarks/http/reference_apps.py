@@ -169,7 +169,7 @@ def raw_filing_behind_middleware() -> FastAPI:
     from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
     from app.audit.service import WRITTEN_COLUMNS
-    from app.core.db import new_row, utcnow
+    from app.core.db import row_of, utcnow
     from app.core.hot_read import _Compiled
     from app.core.ids import new_id
     from app.outbox.service import _RECEIVERS
@@ -205,20 +205,23 @@ def raw_filing_behind_middleware() -> FastAPI:
         now = utcnow()
         digests = _digests(body, indexer, None)
         verified = body.verified
-        row = new_row(
-            SubjectRequest(
-                id=new_id(),
-                type=body.type,
-                regime=body.regime,
-                status="in_progress" if verified else "pending_verification",
-                channel=body.channel,
-                requester_kind=body.requester.kind,
-                received_at=now,
-                acknowledge_by=now + timedelta(days=10),
-                due_at=now + timedelta(days=30),
-                details={},
-                contact_sealed="",
-            )
+        # From its row, without the ORM object, as the service writes a request that waits
+        # for its code.
+        row = row_of(
+            SubjectRequest,
+            {
+                "id": new_id(),
+                "type": body.type,
+                "regime": body.regime,
+                "status": "in_progress" if verified else "pending_verification",
+                "channel": body.channel,
+                "requester_kind": body.requester.kind,
+                "received_at": now,
+                "acknowledge_by": now + timedelta(days=10),
+                "due_at": now + timedelta(days=30),
+                "details": {},
+                "contact_sealed": "",
+            },
         )
         params = request_params(row, digests) | no_events
         answer: dict[str, Any] = {"id": str(row["id"]), "scopes": []}
