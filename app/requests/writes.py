@@ -145,18 +145,13 @@ class WrittenRequest(SimpleNamespace):
 
 
 async def write_request(
-    session: AsyncSession,
-    request: SubjectRequest,
-    digests: list[BlindIndex],
-    *,
-    commit_next: bool = False,
+    session: AsyncSession, request: SubjectRequest, digests: list[BlindIndex]
 ) -> None:
     """Write a new request (pending in the session, or not yet in it) and its identities,
-    and keep it in the session as written. `commit_next`: the caller commits next, catching
-    no error on the way, so the write may wait for the commit."""
+    and keep it in the session as written."""
     if request in session:
         session.expunge(request)  # nothing of it was flushed: this statement writes it
-    await write_request_row(session, new_row(request), digests, commit_next=commit_next)
+    await write_request_row(session, new_row(request), digests)
     keep_written(session, request)
 
 
@@ -168,7 +163,9 @@ async def write_request_row(
     commit_next: bool = False,
 ) -> None:
     """Write a new request's row (`db.new_row` or `db.row_of`) and its identities, with no
-    object in the session: for a request nothing changes before the commit."""
+    object in the session: for a request nothing changes before the commit. `commit_next`:
+    the caller commits next, catching no error on the way, so the write may wait for the
+    commit."""
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         params = request_params(row, digests)
