@@ -3,7 +3,8 @@ GET returning a dict (every figure is divided by it), one indexed PostgreSQL rea
 raw asyncpg pool (the stack's ceiling for a route that reads one row), the bare GET behind the
 service's middleware with and without its access log, the raw read behind that middleware
 (the ceiling of a check), the lookup's own statement run the same way (the ceiling of a
-lookup), and the filing's own statements in one transaction (the ceiling of a filing)."""
+lookup), and the filing's own statements in one transaction (the ceiling of a filing),
+without and with the audit events a filing writes."""
 
 from __future__ import annotations
 
@@ -48,6 +49,18 @@ async def _pool(app: FastAPI) -> AsyncIterator[None]:
         reset=_nothing_to_reset,
     ) as pool:
         app.state.pool = pool
+        yield
+
+
+_AUDIT_COPY = "bench_audit_events"
+
+
+@asynccontextmanager
+async def _pool_with_audit_copy(app: FastAPI) -> AsyncIterator[None]:
+    async with _pool(app):
+        await app.state.pool.execute(
+            f"CREATE TABLE IF NOT EXISTS {_AUDIT_COPY} (LIKE audit_events INCLUDING ALL)"
+        )
         yield
 
 
@@ -153,6 +166,21 @@ def raw_lookup_behind_middleware() -> FastAPI:
 
 
 def raw_filing_behind_middleware() -> FastAPI:
+    """The filing's ceiling without the audit trail (below)."""
+    return _raw_filing(audited=False)
+
+
+def raw_filing_with_audit_behind_middleware() -> FastAPI:
+    """The same with the audit events the service's filing writes, built, sealed and written
+    as it writes them in the same statements: a filing that waits for its code has one
+    (`request.received`), a verified filing three (`request.verified` with it, and a scope's
+    `request_scope.started` with the scope). It does not link them into the chain, which the
+    service does after the answer, in a transaction shared by the filings committed meanwhile:
+    the ceiling of a filing that keeps the audit trail, linking left out."""
+    return _raw_filing(audited=True)
+
+
+def _raw_filing(*, audited: bool) -> FastAPI:
     """Filing at its least, behind the service's middleware and access log: the body validated
     as the service's own model and its identities hashed as the service hashes them, then the
     service's own statements, as their PostgreSQL text, on a raw asyncpg pool. With a code:
@@ -168,6 +196,7 @@ def raw_filing_behind_middleware() -> FastAPI:
 
     from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
+    from app.audit.hashing import event_seal
     from app.audit.service import WRITTEN_COLUMNS
     from app.core.db import row_of, utcnow
     from app.core.hot_read import _Compiled
@@ -196,9 +225,45 @@ def raw_filing_behind_middleware() -> FastAPI:
             _RECEIVERS[(False, True, False)].statement,
         )
     )
+    lifespan: Any = _pool
+    if audited:
+        # The events go to a copy of the audit table (its columns, indexes and the same entry
+        # sequence): in the service's own table, the service would link them after its next
+        # commit, on its own time and under its own key.
+        for compiled in (request_sql, work_sql):
+            text = compiled.sql.replace("INSERT INTO audit_events ", f"INSERT INTO {_AUDIT_COPY} ")
+            assert text != compiled.sql
+            compiled.sql = text
+        lifespan = _pool_with_audit_copy
     no_events = arrays_of(_EVENTS, "ae", [], WRITTEN_COLUMNS)
     indexer = _data.indexer()
-    app = middleware_only(lifespan=_pool)
+    audit_key = b"bench-audit-key-" * 2
+    actor_key_id = uuid.uuid4()
+
+    def events(*queued: tuple[str, str, Any, Any, dict[str, Any]]) -> dict[str, list[Any]]:
+        """The events' arrays, each event as `audit.record` queues it and sealed as the
+        commit seals it; none without the audit trail."""
+        if not audited:
+            return no_events
+        rows = [
+            {
+                "id": new_id(),
+                "occurred_at": utcnow(),
+                "event_type": event_type,
+                "actor_key_id": actor_key_id,
+                "actor_role": "admin",
+                "entity_type": entity_type,
+                "entity_id": str(entity_id),
+                "subject_request_id": request_id,
+                "details": details,
+            }
+            for event_type, entity_type, entity_id, request_id, details in queued
+        ]
+        for row in rows:
+            row["seal"] = event_seal(audit_key, row)
+        return arrays_of(_EVENTS, "ae", rows, WRITTEN_COLUMNS)
+
+    app = middleware_only(lifespan=lifespan)
 
     @app.post("/v1/requests", status_code=201)
     async def file_behind_middleware(body: RequestCreate) -> Response:
@@ -223,7 +288,25 @@ def raw_filing_behind_middleware() -> FastAPI:
                 "contact_sealed": "",
             },
         )
-        params = request_params(row, digests) | no_events
+        received = (
+            "request.received",
+            "request",
+            row["id"],
+            row["id"],
+            {
+                "type": body.type,
+                "regime": body.regime,
+                "channel": body.channel,
+                "requester": body.requester.kind,
+                "filed_by_controller_id": None,
+            },
+        )
+        if verified:
+            method = {"method": "trusted_session"}
+            verified_event = ("request.verified", "request", row["id"], row["id"], method)
+            params = request_params(row, digests) | events(received, verified_event)
+        else:
+            params = request_params(row, digests) | events(received)
         answer: dict[str, Any] = {"id": str(row["id"]), "scopes": []}
         async with app.state.pool.acquire() as connection:
             if not verified:  # one statement, atomic by itself: no BEGIN and COMMIT
@@ -249,6 +332,7 @@ def raw_filing_behind_middleware() -> FastAPI:
                     records_sql.row(record)
                 )
             work = NewWork(row["id"])
+            started = []
             for controller_id, records in by_controller.items():
                 scope = RequestScope(
                     id=new_id(),
@@ -262,7 +346,11 @@ def raw_filing_behind_middleware() -> FastAPI:
                     by_system.setdefault(r.system, []).append(r)
                 for system, rows in sorted(by_system.items()):
                     work.add_task(new_id(), scope.id, system, "export", rows, {}, now)
-            params = work.params() | no_events
+                details = {"controller_id": str(controller_id), "tasks": len(by_system)}
+                started.append(
+                    ("request_scope.started", "request_scope", scope.id, row["id"], details)
+                )
+            params = work.params() | events(*started)
             await connection.execute(work_sql.sql, *work_sql.arguments(params))
             await connection.fetch(receivers_sql.sql, *receivers_sql.arguments({}))
             answer["scopes"] = [str(scope.id) for scope in work.scopes]
