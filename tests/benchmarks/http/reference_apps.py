@@ -263,6 +263,23 @@ def _raw_filing(*, audited: bool) -> FastAPI:
             row["seal"] = event_seal(audit_key, row)
         return arrays_of(_EVENTS, "ae", rows, WRITTEN_COLUMNS)
 
+    def request_events(body: RequestCreate, request_id: Any, verified: bool) -> dict[str, Any]:
+        """The events written with the request: received, and verified when it is."""
+        if not audited:
+            return no_events
+        details = {
+            "type": body.type,
+            "regime": body.regime,
+            "channel": body.channel,
+            "requester": body.requester.kind,
+            "filed_by_controller_id": None,
+        }
+        queued = [("request.received", "request", request_id, request_id, details)]
+        if verified:
+            method = {"method": "trusted_session"}
+            queued.append(("request.verified", "request", request_id, request_id, method))
+        return events(*queued)
+
     app = middleware_only(lifespan=lifespan)
 
     @app.post("/v1/requests", status_code=201)
@@ -288,25 +305,7 @@ def _raw_filing(*, audited: bool) -> FastAPI:
                 "contact_sealed": "",
             },
         )
-        received = (
-            "request.received",
-            "request",
-            row["id"],
-            row["id"],
-            {
-                "type": body.type,
-                "regime": body.regime,
-                "channel": body.channel,
-                "requester": body.requester.kind,
-                "filed_by_controller_id": None,
-            },
-        )
-        if verified:
-            method = {"method": "trusted_session"}
-            verified_event = ("request.verified", "request", row["id"], row["id"], method)
-            params = request_params(row, digests) | events(received, verified_event)
-        else:
-            params = request_params(row, digests) | events(received)
+        params = request_params(row, digests) | request_events(body, row["id"], verified)
         answer: dict[str, Any] = {"id": str(row["id"]), "scopes": []}
         async with app.state.pool.acquire() as connection:
             if not verified:  # one statement, atomic by itself: no BEGIN and COMMIT
@@ -332,7 +331,7 @@ def _raw_filing(*, audited: bool) -> FastAPI:
                     records_sql.row(record)
                 )
             work = NewWork(row["id"])
-            started = []
+            started: list[tuple[str, str, Any, Any, dict[str, Any]]] = []
             for controller_id, records in by_controller.items():
                 scope = RequestScope(
                     id=new_id(),
@@ -346,10 +345,11 @@ def _raw_filing(*, audited: bool) -> FastAPI:
                     by_system.setdefault(r.system, []).append(r)
                 for system, rows in sorted(by_system.items()):
                     work.add_task(new_id(), scope.id, system, "export", rows, {}, now)
-                details = {"controller_id": str(controller_id), "tasks": len(by_system)}
-                started.append(
-                    ("request_scope.started", "request_scope", scope.id, row["id"], details)
-                )
+                if audited:
+                    details = {"controller_id": str(controller_id), "tasks": len(by_system)}
+                    started.append(
+                        ("request_scope.started", "request_scope", scope.id, row["id"], details)
+                    )
             params = work.params() | events(*started)
             await connection.execute(work_sql.sql, *work_sql.arguments(params))
             await connection.fetch(receivers_sql.sql, *receivers_sql.arguments({}))
